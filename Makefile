@@ -1,0 +1,35 @@
+# cortexfit: the two quick-start commands are `make demo` and `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+CORES  ?= all
+STAMP  := $(VENV)/.installed
+
+.PHONY: install demo figures test bench clean-results
+
+install: $(STAMP)
+
+# Re-install only when the package metadata changes. torch is pinned by constraints.txt so a fresh
+# install takes the 2.13.0 wheel; nlb-tools is installed without its (old, pinned) dependencies and is
+# only used by tests and benchmarks as a reference implementation.
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -c constraints.txt -e ".[dev]"
+	$(BIN)/python -m pip install -q -c constraints.txt --no-deps "nlb-tools==0.0.4" || echo "nlb-tools not installed: reference checks will be skipped"
+	touch $(STAMP)
+
+demo: install
+	$(BIN)/snakemake --cores $(CORES)
+
+figures: install
+	$(BIN)/snakemake --cores $(CORES) figures
+
+test: install
+	$(BIN)/python -m pytest -q
+
+bench: install
+	$(BIN)/python benchmarks/bench_ingest.py
+
+clean-results:
+	rm -rf results data/simulated .snakemake

@@ -1,0 +1,2 @@
+"""cortexfit."""
+__version__ = "0.1.0"

@@ -1,0 +1,1 @@
+"""Analyses of fitted models: fixed points, geometry, dynamics diagnostics."""

@@ -1,0 +1,158 @@
+"""The ``cortexfit`` command.
+
+Argument parsing only: each subcommand calls one library function, ``cortexfit.<stage>.run(...)``, with
+the same arguments, so everything a Snakemake rule does is reachable from Python too.  Stage modules are
+imported lazily, so ``cortexfit ingest`` never imports torch.
+
+Errors caused by bad input (:class:`~cortexfit.errors.CortexfitError`) are printed as one line,
+``cortexfit <stage>: error: <message>``, and exit with status 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from cortexfit import __version__
+from cortexfit.errors import CortexfitError
+
+log = logging.getLogger("cortexfit")
+
+# subcommand -> (module, function, help, argument builder)
+_COMMANDS: dict[str, tuple[str, str, str, Callable[[argparse.ArgumentParser], None]]] = {}
+
+
+def command(name: str, module: str, help: str, func: str = "run"):
+    """Register a subcommand whose arguments are added by the decorated function."""
+
+    def deco(builder: Callable[[argparse.ArgumentParser], None]):
+        _COMMANDS[name] = (module, func, help, builder)
+        return builder
+
+    return deco
+
+
+@command("simulate", "cortexfit.simulate", "write a simulated recording with known ground truth as NWB")
+def _simulate_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("task", choices=["reach", "flipflop"], help="which ground-truth system to simulate")
+    p.add_argument("out", metavar="OUT.nwb", help="NWB file to write (ground truth goes to OUT.truth.nc)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--n-trials", type=int, default=None, help="number of trials (default: task's own)")
+
+
+@command("ingest", "cortexfit.ingest", "bin an NWB session into a trial x time x unit activity dataset")
+def _ingest_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("nwb", metavar="IN.nwb")
+    p.add_argument("out", metavar="OUT.nc")
+    p.add_argument("--bin-ms", type=float, default=5.0, help="bin width in ms (default 5)")
+    p.add_argument("--align", default="start_time", help="trials column to align to (default start_time)")
+    p.add_argument(
+        "--window-ms", type=float, nargs=2, metavar=("START", "STOP"), default=None,
+        help="window around the alignment event in ms (default: the shortest trial from the event)",
+    )
+    p.add_argument("--trials-table", default="trials", help="TimeIntervals table holding the trials")
+    p.add_argument(
+        "--areas", default="electrodes",
+        help="how units get brain areas: 'electrodes' (default), 'column:NAME' (a units column), or a "
+        "unit-id rule such as 'unit-id:1xxx=PMd,2xxx=M1'",
+    )
+    p.add_argument(
+        "--session-window-ms", type=float, default=1000.0,
+        help="window length for sessions without a trials table (default 1000)",
+    )
+
+
+@command("fit", "cortexfit.train", "fit a model family to an activity dataset")
+def _fit_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("activity", metavar="IN.nc")
+    p.add_argument("out_dir", metavar="OUT_DIR")
+    p.add_argument("--model", required=True, help="model name from the registry (e.g. rate, lstm, esn)")
+    p.add_argument("--mode", choices=["latent", "forecast"], default="latent")
+    p.add_argument("--config", default=None, help="YAML/JSON file with model and training options")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    p.add_argument("--resume", action="store_true", help="continue from OUT_DIR's last checkpoint")
+
+
+@command("fixed-points", "cortexfit.analysis.fixed_points", "find fixed and slow points of a fitted model")
+def _fp_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("fit_dir", metavar="FIT_DIR")
+    p.add_argument("out", metavar="OUT.nc")
+    p.add_argument("--inputs", choices=["zero", "condition-mean"], default="zero")
+    p.add_argument("--n-init", type=int, default=1024)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+
+
+@command("geometry", "cortexfit.analysis.geometry", "PCA, jPCA and model-data alignment")
+def _geometry_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("activity", metavar="IN.nc")
+    p.add_argument("fit_dir", metavar="FIT_DIR")
+    p.add_argument("out", metavar="OUT.nc")
+
+
+@command("dynamics", "cortexfit.analysis.dynamics", "spectra, Lyapunov exponents, echo-state and gradient tests")
+def _dynamics_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("fit_dir", metavar="FIT_DIR")
+    p.add_argument("out", metavar="OUT.nc")
+    p.add_argument("--seed", type=int, default=0)
+
+
+@command("report", "cortexfit.report", "write a self-contained HTML report for one dataset's results")
+def _report_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("results", metavar="RESULTS_DIR/DATASET")
+    p.add_argument("out", metavar="OUT.html")
+
+
+@command("figures", "cortexfit.figures", "reproduce the mechanism figures of RNN theory with numeric checks")
+def _figures_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("out_dir", metavar="OUT_DIR")
+    p.add_argument("--quick", action="store_true", help="reduced sizes (seconds, for tests)")
+    p.add_argument("--only", nargs="*", default=None, help="run only these figures (by name)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="cortexfit",
+        description="Fit RNN models to cortical recordings and compare their dynamics with the data.",
+    )
+    parser.add_argument("--version", action="version", version=f"cortexfit {__version__}")
+    parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, (_module, _func, help_, builder) in _COMMANDS.items():
+        builder(sub.add_parser(name, help=help_, description=help_))
+    return parser
+
+
+def _kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    skip = {"command", "quiet"}
+    return {k: v for k, v in vars(args).items() if k not in skip}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.WARNING if args.quiet else logging.INFO,
+        format="%(asctime)s %(name)s %(levelname)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    module_name, func_name, _help, _builder = _COMMANDS[args.command]
+    try:
+        func = getattr(importlib.import_module(module_name), func_name)
+        func(**_kwargs(args))
+    except CortexfitError as exc:
+        print(f"cortexfit {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"cortexfit {args.command}: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

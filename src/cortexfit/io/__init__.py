@@ -1,0 +1,1 @@
+"""Readers for recording formats (NWB)."""

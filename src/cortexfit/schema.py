@@ -1,0 +1,299 @@
+"""The cortexfit dataset convention: how stages talk to each other.
+
+Every stage reads and writes :class:`xarray.Dataset` objects stored as compressed netCDF-4 files
+(``engine="h5netcdf"``, zlib on every variable).  Each file says what it is in the attribute
+``cortexfit_kind`` and is validated against the matching :class:`KindSpec` when written and when read.
+
+Conventions shared by all kinds
+-------------------------------
+Dimensions
+    ``trial``  one row of the trials table (or one fixed window of a session without trials);
+    ``time``   bin centres in **seconds relative to the alignment event** (coordinate attr ``units="s"``);
+    ``unit``   one sorted unit (spikes) -- or ``roi`` for calcium imaging;
+    ``state``  one coordinate of a model's state; ``point`` one fixed/slow point.
+Coordinates
+    Per-trial metadata (every column of the trials table: ``condition``, ``start_time``, event times ...)
+    live on the ``trial`` dim; per-unit metadata (``area``, electrode group, ...) on the ``unit`` dim.
+Attributes
+    Only str, int, float or 1-D numeric arrays (netCDF cannot store bool, None or dict attrs: dicts are
+    stored as JSON strings, e.g. ``config``).  Physical units go in each variable's ``units`` attr.
+    Provenance attrs on every file: ``cortexfit_kind``, ``convention_version``, ``cortexfit_version``,
+    ``created``; activity files add ``source_file``, ``source_sha256``, ``bin_width_s``, ``align_event``,
+    ``window_start_s``, ``window_stop_s``, ``signal`` and ``config``.
+
+Kind ``activity`` (written by ``cortexfit ingest``)
+    ``activity`` (trial, time, unit|roi): spike counts per bin (uint16, ``signal="spike_counts"``) or
+    imaging traces (float32, ``signal="dff"`` or ``"fluorescence"``).  Bins are left-closed
+    ``[t0, t0 + bin)`` with ``t0 = time - bin_width_s / 2``.
+    ``valid`` (trial, time, unit|roi) int8: 1 where the unit was observed (inside its ``obs_intervals``
+    and inside the trial), 0 elsewhere.  Invalid bins hold 0 in ``activity`` and must be masked with
+    ``valid`` -- never read them as "no spikes".
+    optional ``behavior`` (trial, time, behavior_channel) float32 with coords ``behavior_channel``
+    (e.g. ``"hand_pos_x"``) and ``behavior_kind`` (``"position"``, ``"velocity"`` or ``"other"``).
+
+Examples
+--------
+>>> import numpy as np
+>>> from cortexfit import schema
+>>> ds = schema.new_activity(np.zeros((2, 3, 4), dtype="uint16"), time=[0.0025, 0.0075, 0.0125],
+...                          bin_width_s=0.005, align_event="move_onset_time")
+>>> schema.validate(ds, "activity")
+>>> ds.activity.dims
+('trial', 'time', 'unit')
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+from cortexfit.errors import SchemaError
+
+CONVENTION_VERSION = 1
+NEURON_DIMS = ("unit", "roi")
+SIGNALS = ("spike_counts", "dff", "fluorescence")
+BASE_ATTRS = ("cortexfit_kind", "convention_version", "cortexfit_version", "created")
+
+
+@dataclass(frozen=True)
+class KindSpec:
+    """What a file of one ``cortexfit_kind`` must contain.
+
+    ``variables`` maps a required data variable to the dims it must have, in order; ``"neuron"`` in a dims
+    tuple stands for ``unit`` or ``roi``.  ``coords`` lists required coordinates and ``attrs`` required
+    global attributes (beyond :data:`BASE_ATTRS`).
+    """
+
+    variables: Mapping[str, tuple[str, ...]]
+    coords: tuple[str, ...] = ()
+    attrs: tuple[str, ...] = ()
+    optional: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+
+
+#: Registry of kinds.  Later stages add theirs with :func:`register_kind`.
+KINDS: dict[str, KindSpec] = {
+    "activity": KindSpec(
+        variables={"activity": ("trial", "time", "neuron"), "valid": ("trial", "time", "neuron")},
+        coords=("trial", "time"),
+        attrs=(
+            "source_file",
+            "source_sha256",
+            "bin_width_s",
+            "align_event",
+            "window_start_s",
+            "window_stop_s",
+            "signal",
+            "config",
+        ),
+        optional={"behavior": ("trial", "time", "behavior_channel")},
+    ),
+    "truth": KindSpec(
+        variables={"rates": ("trial", "time", "unit"), "latents": ("trial", "time", "latent")},
+        coords=("trial", "time"),
+        attrs=("task", "seed", "dt_s"),
+    ),
+}
+
+
+def register_kind(name: str, spec: KindSpec) -> None:
+    """Register (or replace) the spec of a file kind, e.g. ``"fit"`` or ``"fixed_points"``."""
+    KINDS[name] = spec
+
+
+def neuron_dim(ds: xr.Dataset) -> str:
+    """Return the name of the neuron dimension of ``ds`` (``"unit"`` or ``"roi"``).
+
+    >>> import numpy as np
+    >>> ds = new_activity(np.zeros((1, 2, 3), "uint16"), time=[0.5, 1.5], bin_width_s=1.0)
+    >>> neuron_dim(ds)
+    'unit'
+    """
+    for d in NEURON_DIMS:
+        if d in ds.dims:
+            return d
+    raise SchemaError(f"{_where(ds)}no 'unit' or 'roi' dimension (dims: {', '.join(map(str, ds.dims))})")
+
+
+def base_attrs(kind: str) -> dict[str, Any]:
+    """Provenance attrs every cortexfit file carries."""
+    from cortexfit import __version__
+
+    return {
+        "cortexfit_kind": kind,
+        "convention_version": CONVENTION_VERSION,
+        "cortexfit_version": __version__,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def new_activity(
+    counts: np.ndarray,
+    *,
+    time: Iterable[float],
+    bin_width_s: float,
+    trial: Iterable[int] | None = None,
+    unit: Iterable[int] | None = None,
+    valid: np.ndarray | None = None,
+    align_event: str = "start_time",
+    signal: str = "spike_counts",
+    source_file: str = "",
+    source_sha256: str = "",
+    config: Mapping[str, Any] | None = None,
+    neuron: str = "unit",
+) -> xr.Dataset:
+    """Build a minimal, valid ``activity`` dataset around a (trial, time, neuron) array.
+
+    Callers add per-trial/per-unit coordinates and behavior afterwards.
+    """
+    counts = np.asarray(counts)
+    n_trial, n_time, n_neuron = counts.shape
+    time = np.asarray(list(time), dtype="float64")
+    trial = np.arange(n_trial) if trial is None else np.asarray(list(trial))
+    unit = np.arange(n_neuron) if unit is None else np.asarray(list(unit))
+    if valid is None:
+        valid = np.ones(counts.shape, dtype="int8")
+    ds = xr.Dataset(
+        {
+            "activity": (("trial", "time", neuron), counts),
+            "valid": (("trial", "time", neuron), np.asarray(valid, dtype="int8")),
+        },
+        coords={"trial": trial, "time": time, neuron: unit},
+    )
+    ds["time"].attrs.update(units="s", long_name=f"bin centre relative to {align_event}")
+    ds["activity"].attrs["units"] = "count" if signal == "spike_counts" else "a.u."
+    ds["valid"].attrs["long_name"] = "1 where the unit was observed in this bin"
+    half = bin_width_s / 2
+    ds.attrs.update(base_attrs("activity"))
+    ds.attrs.update(
+        source_file=str(source_file),
+        source_sha256=str(source_sha256),
+        bin_width_s=float(bin_width_s),
+        align_event=str(align_event),
+        window_start_s=float(time[0] - half) if len(time) else 0.0,
+        window_stop_s=float(time[-1] + half) if len(time) else 0.0,
+        signal=signal,
+        config=json.dumps(dict(config or {}), sort_keys=True, default=str),
+    )
+    return ds
+
+
+def _where(ds: xr.Dataset) -> str:
+    src = ds.encoding.get("source")
+    return f"{src}: " if src else ""
+
+
+def validate(ds: xr.Dataset, kind: str | None = None) -> None:
+    """Check that ``ds`` follows the convention for ``kind`` (default: its ``cortexfit_kind`` attr).
+
+    Raises :class:`~cortexfit.errors.SchemaError` with one line naming the problem.
+    """
+    where = _where(ds)
+    actual = ds.attrs.get("cortexfit_kind")
+    kind = kind or actual
+    if kind is None:
+        raise SchemaError(f"{where}not a cortexfit dataset (no 'cortexfit_kind' attribute)")
+    if actual is not None and actual != kind:
+        raise SchemaError(f"{where}expected a '{kind}' dataset, found '{actual}'")
+    if kind not in KINDS:
+        raise SchemaError(f"{where}unknown dataset kind '{kind}' (known: {', '.join(sorted(KINDS))})")
+    spec = KINDS[kind]
+    missing = [a for a in (*BASE_ATTRS, *spec.attrs) if a not in ds.attrs]
+    if missing:
+        raise SchemaError(f"{where}'{kind}' dataset lacks attribute(s) {', '.join(missing)}")
+    for name, dims in {**spec.variables, **{k: v for k, v in spec.optional.items() if k in ds}}.items():
+        if name not in ds.data_vars:
+            raise SchemaError(f"{where}'{kind}' dataset lacks variable '{name}'")
+        want = tuple(neuron_dim(ds) if d == "neuron" else d for d in dims)
+        if ds[name].dims != want:
+            raise SchemaError(f"{where}variable '{name}' has dims {ds[name].dims}, expected {want}")
+    for c in spec.coords:
+        if c not in ds.coords:
+            raise SchemaError(f"{where}'{kind}' dataset lacks coordinate '{c}'")
+    if "time" in ds.coords and ds.sizes.get("time", 0) > 1:
+        t = np.asarray(ds["time"].values, dtype=float)
+        if not np.all(np.isfinite(t)) or np.any(np.diff(t) <= 0):
+            raise SchemaError(f"{where}coordinate 'time' must be finite and strictly increasing")
+    for c in ("trial", "unit", "roi"):
+        if c in ds.coords and ds.indexes.get(c) is not None and not ds.indexes[c].is_unique:
+            raise SchemaError(f"{where}coordinate '{c}' has duplicate values")
+    if kind == "activity":
+        _validate_activity(ds, where)
+
+
+def _validate_activity(ds: xr.Dataset, where: str) -> None:
+    if ds.attrs["signal"] not in SIGNALS:
+        raise SchemaError(f"{where}attr 'signal' is {ds.attrs['signal']!r}, expected one of {SIGNALS}")
+    if float(ds.attrs["bin_width_s"]) <= 0:
+        raise SchemaError(f"{where}attr 'bin_width_s' must be positive")
+    if ds.attrs["signal"] == "spike_counts" and not np.issubdtype(ds["activity"].dtype, np.integer):
+        raise SchemaError(f"{where}spike counts must be integers, found {ds['activity'].dtype}")
+    try:
+        json.loads(ds.attrs["config"])
+    except (TypeError, ValueError) as exc:
+        raise SchemaError(f"{where}attr 'config' is not a JSON string ({exc})") from None
+
+
+def _encoding(ds: xr.Dataset, level: int) -> dict[str, dict[str, Any]]:
+    enc: dict[str, dict[str, Any]] = {}
+    for name, var in ds.variables.items():
+        if var.dtype.kind in "OUS" or var.ndim == 0:
+            continue  # strings and scalars: h5netcdf stores them without filters
+        enc[str(name)] = {"zlib": True, "complevel": level}
+    return enc
+
+
+def write_dataset(ds: xr.Dataset, path: str | os.PathLike, kind: str | None = None, *, complevel: int = 4) -> Path:
+    """Validate ``ds`` and write it atomically as compressed netCDF (h5netcdf).
+
+    The file appears at ``path`` only once it is complete: it is written to a temporary file in the same
+    folder and renamed, so a crash never leaves a half-written output behind.
+    """
+    validate(ds, kind)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ds = ds.copy()
+    for name in list(ds.variables):  # bool is not a netCDF type
+        if ds[name].dtype == bool:
+            ds[name] = ds[name].astype("int8")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        ds.to_netcdf(tmp, engine="h5netcdf", encoding=_encoding(ds, complevel))
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def read_dataset(path: str | os.PathLike, kind: str | None = None) -> xr.Dataset:
+    """Read a cortexfit netCDF file fully into memory and validate it.
+
+    Raises :class:`~cortexfit.errors.SchemaError` (one line, naming the file) if the file is missing,
+    unreadable or does not follow the convention for ``kind``.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise SchemaError(f"{path}: no such file")
+    try:
+        with xr.open_dataset(path, engine="h5netcdf") as handle:
+            ds = handle.load()
+    except Exception as exc:  # noqa: BLE001 - any reader failure is a bad file for the user
+        raise SchemaError(f"{path}: not a readable netCDF file ({type(exc).__name__}: {exc})") from None
+    ds.encoding["source"] = str(path)
+    validate(ds, kind)
+    return ds
+
+
+def config_of(ds: xr.Dataset) -> dict[str, Any]:
+    """Return the JSON ``config`` attr of a dataset as a dict (empty if absent)."""
+    return json.loads(ds.attrs.get("config", "{}"))
