@@ -20,10 +20,10 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 demo: install
-	$(BIN)/snakemake --cores $(CORES)
+	$(BIN)/snakemake --cores $(CORES) --workflow-profile workflow/profiles/default
 
 figures: install
-	$(BIN)/snakemake --cores $(CORES) figures
+	$(BIN)/snakemake --cores $(CORES) --workflow-profile workflow/profiles/default figures_all
 
 test: install
 	$(BIN)/python -m pytest -q

@@ -12,9 +12,18 @@ configfile: "config/config.yaml"
 include: "workflow/rules/common.smk"
 include: "workflow/rules/simulate.smk"
 include: "workflow/rules/ingest.smk"
+include: "workflow/rules/fit.smk"
+include: "workflow/rules/analysis.smk"
+include: "workflow/rules/report.smk"
 
 
 rule all:
     input:
         all_targets(),
     default_target: True
+
+
+rule figures_all:
+    """`snakemake --cores all figures_all` (or `make figures`): the mechanism figures of RNN theory."""
+    input:
+        rules.figures.output.index,

@@ -81,7 +81,44 @@ def activity_path(dataset):
     return f"{RESULTS}/{dataset}/activity.nc"
 
 
+RNN_FAMILIES = ("rate", "vanilla", "lstm", "esn")
+MODELS = list(config["models"])
+ANALYSES = list(config["analyses"])
+
+
+def fit_dir(dataset, model):
+    return f"{RESULTS}/{dataset}/fits/{model}"
+
+
+def fit_args(wildcards):
+    """Options of `cortexfit fit` from the config's `fit:` block."""
+    opts = config["fit"]
+    args = ["--mode", opts["mode"], "--seed", opts["seed"], "--device", opts["device"]]
+    if opts["config"]:
+        args += ["--config", opts["config"]]
+    return " ".join(shlex.quote(str(a)) for a in args)
+
+
+def analysis_outputs(dataset):
+    """Analysis files of every fitted RNN family of a dataset."""
+    names = {"fixed_points": "fixed_points.nc", "geometry": "geometry.nc", "dynamics": "dynamics.nc"}
+    return [
+        f"{fit_dir(dataset, m)}/{names[a]}" for m in MODELS if m in RNN_FAMILIES for a in ANALYSES
+    ]
+
+
+def dataset_outputs(wildcards):
+    """Everything the report of one dataset reads."""
+    d = wildcards.dataset
+    return [activity_path(d)] + [f"{fit_dir(d, m)}/metrics.json" for m in MODELS] + analysis_outputs(d)
+
+
 def all_targets():
-    """What `rule all` builds. Later stages (fit, analyses, report) add their targets here."""
+    """What `rule all` builds: activity per dataset, then fits, analyses and reports as configured."""
     targets = [activity_path(d) for d in DATASETS.index]
+    for d in DATASETS.index:
+        targets += [f"{fit_dir(d, m)}/metrics.json" for m in MODELS]
+        targets += analysis_outputs(d)
+    if config["report"]:
+        targets += [f"{RESULTS}/{d}/report.html" for d in DATASETS.index] + [f"{RESULTS}/index.html"]
     return targets
