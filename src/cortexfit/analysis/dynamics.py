@@ -1,0 +1,410 @@
+"""Dynamics diagnostics of any :class:`~cortexfit.models.base.Dynamics` (``cortexfit dynamics``).
+
+Everything here uses only ``step``, ``state_size``, ``initial_state`` and ``recurrent_weight``, so every
+family (rate with or without STP, vanilla, LSTM with its joint ``(h, c)`` state, ESN) is treated alike:
+
+* **spectrum** of the effective recurrent matrix ``W`` (``recurrent_weight()``) and of the discrete-time
+  Jacobian ``dF/ds`` at the rest state (``initial_state``, zero input) -- for the rate model
+  ``(1 - alpha) I + alpha W diag(phi'(b))``; bulk radius ``R = r_q / sqrt(q)`` from the ``q``-quantile
+  ``r_q`` of ``|lambda|`` (exact for the circular law), outliers ``|lambda| > (1 + margin) R``;
+* **Lyapunov spectrum** (top ``k``) by the QR (Benettin) method with batched autograd Jacobians of ``step``
+  along the model's trajectories, per step and per second;
+* **echo-state test**: distance between two runs from different initial states under the same input;
+* **gradient norm** ``||ds_{t0+L} / ds_{t0}||_2`` against the lag ``L`` (vanishing / exploding gradients).
+
+Examples
+--------
+>>> import torch
+>>> from cortexfit.models import build_dynamics
+>>> net = build_dynamics("vanilla", input_size=1, hidden_size=4)
+>>> batched_jacobian(net, torch.zeros(3, 4), torch.zeros(3, 1)).shape
+torch.Size([3, 4, 4])
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import xarray as xr
+from torch import Tensor
+
+from cortexfit import fitconfig as _fitconfig  # noqa: F401  (registers the "fit" kind)
+from cortexfit import schema
+from cortexfit.errors import AnalysisError, ConfigError, CortexfitError
+
+log = logging.getLogger(__name__)
+
+DYNAMICS_KIND = schema.KindSpec(
+    variables={
+        "jacobian_eig_real": ("eig_jac",),
+        "jacobian_eig_imag": ("eig_jac",),
+        "lyapunov": ("lyap",),
+        "grad_norm": ("time_lag",),
+        "echo_distance": ("echo_step",),
+    },
+    attrs=("family", "dt_s", "spectral_radius", "bulk_radius", "lyapunov_max_per_step", "lyapunov_max_per_s"),
+    optional={"weight_eig_real": ("eig",), "weight_eig_imag": ("eig",), "weight_eig_outlier": ("eig",)},
+)
+schema.register_kind("dynamics", DYNAMICS_KIND)
+
+
+@dataclass(frozen=True, kw_only=True)
+class DynamicsConfig:
+    """Options of the diagnostics (validated once).
+
+    n_lyap : exponents of the Lyapunov spectrum kept (capped at the state size).
+    n_trials : trajectories used for Lyapunov, echo-state and gradient curves.
+    burn_in : first steps left out of the Lyapunov average (the QR frame aligns first).
+    max_lag : longest lag of the gradient-norm curve (capped at the trajectory length).
+    n_steps : trajectory length when the fit gives no inputs (zero input).
+    bulk_quantile, outlier_margin : bulk radius ``r_q / sqrt(q)`` and outlier threshold ``(1 + margin) R``.
+    dtype : "float64" (default) or "float32".
+    """
+
+    n_lyap: int = 10
+    n_trials: int = 16
+    burn_in: int = 10
+    max_lag: int = 100
+    n_steps: int = 200
+    bulk_quantile: float = 0.9
+    outlier_margin: float = 0.1
+    dtype: str = "float64"
+
+    def __post_init__(self) -> None:
+        for k in ("n_lyap", "n_trials", "max_lag", "n_steps"):
+            if getattr(self, k) < 1:
+                raise ConfigError(f"dynamics: {k} must be >= 1, got {getattr(self, k)}")
+        if self.burn_in < 0 or not 0 < self.bulk_quantile <= 1 or self.outlier_margin < 0:
+            raise ConfigError("dynamics: need burn_in >= 0, 0 < bulk_quantile <= 1 and outlier_margin >= 0")
+        if self.dtype not in ("float32", "float64"):
+            raise ConfigError(f"dynamics: dtype must be 'float32' or 'float64', got {self.dtype!r}")
+
+
+# ----------------------------------------------------------------------------- building blocks
+def frozen_copy(dynamics: torch.nn.Module, *, device: Any = "cpu", dtype: torch.dtype = torch.float64):
+    """A detached eval-mode copy of ``dynamics`` on ``device``/``dtype`` (the original is left untouched)."""
+    dyn = copy.deepcopy(dynamics).to(device=device, dtype=dtype).eval()
+    return dyn.requires_grad_(False)
+
+
+def batched_jacobian(dynamics, states: Tensor, inputs: Tensor, *, return_value: bool = False):
+    """Jacobians ``dF/ds`` of ``dynamics.step`` at a batch of states: (K, S), (K, I) -> (K, S, S).
+
+    Uses ``torch.func.vmap(jacrev(step))``; with ``return_value`` also returns ``F(s, u)`` (K, S).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from cortexfit.models import build_dynamics
+    >>> net = build_dynamics("lstm", input_size=2, hidden_size=3)
+    >>> J, F = batched_jacobian(net, torch.zeros(5, 6), torch.zeros(5, 2), return_value=True)
+    >>> J.shape, F.shape
+    (torch.Size([5, 6, 6]), torch.Size([5, 6]))
+    """
+
+    def f(s: Tensor, u: Tensor) -> tuple[Tensor, Tensor]:
+        out = dynamics.step(s.unsqueeze(0), u.unsqueeze(0)).squeeze(0)
+        return out, out
+
+    J, value = torch.func.vmap(torch.func.jacrev(f, has_aux=True))(states, inputs)
+    return (J, value) if return_value else J
+
+
+def spectrum_summary(eigenvalues: Tensor, *, quantile: float = 0.9, margin: float = 0.1) -> dict[str, Any]:
+    """Spectral radius, bulk radius ``r_q / sqrt(q)`` and outlier mask of a set of eigenvalues.
+
+    Examples
+    --------
+    >>> import torch
+    >>> s = spectrum_summary(torch.tensor([0.5, -0.5j, 0.5, 3.0]), quantile=0.75)
+    >>> round(s["spectral_radius"], 3), s["outlier"].tolist()
+    (3.0, [False, False, False, True])
+    """
+    mag = eigenvalues.abs().double()
+    bulk = float(torch.quantile(mag, quantile, interpolation="lower")) / quantile**0.5
+    return {"spectral_radius": float(mag.max()), "bulk_radius": bulk, "outlier": (mag > (1 + margin) * bulk).cpu()}
+
+
+def _sorted_eigvals(M: Tensor) -> Tensor:
+    ev = torch.linalg.eigvals(M.detach().to(torch.float64).cpu())
+    return ev[torch.argsort(ev.abs(), descending=True, stable=True)]
+
+
+def eigenspectrum(dynamics, *, quantile: float = 0.9, margin: float = 0.1) -> dict[str, Any]:
+    """Eigenvalues of ``recurrent_weight()`` (if any) and of ``dF/ds`` at rest, with their summaries.
+
+    Returns a dict with ``weight`` (None or the eigenvalue/summary dict of W) and ``jacobian`` (same for
+    the Jacobian at ``initial_state(1)`` and zero input); eigenvalues sorted by decreasing modulus.
+
+    Examples
+    --------
+    >>> from cortexfit.models import build_dynamics
+    >>> out = eigenspectrum(build_dynamics("rate", input_size=1, hidden_size=6))
+    >>> out["weight"]["eigenvalues"].shape, out["jacobian"]["eigenvalues"].shape
+    (torch.Size([6]), torch.Size([6]))
+    """
+    out: dict[str, Any] = {"weight": None}
+    with torch.no_grad():
+        W = dynamics.recurrent_weight()
+    if W is not None and W.dim() == 2 and W.shape[0] == W.shape[1]:
+        ev = _sorted_eigvals(W)
+        out["weight"] = {"eigenvalues": ev, **spectrum_summary(ev, quantile=quantile, margin=margin)}
+    ref = dynamics.initial_state(1)
+    J = batched_jacobian(dynamics, ref, ref.new_zeros(1, dynamics.input_size))[0]
+    ev = _sorted_eigvals(J)
+    out["jacobian"] = {"eigenvalues": ev, **spectrum_summary(ev, quantile=quantile, margin=margin)}
+    return out
+
+
+def jacobians_along(dynamics, state0: Tensor, inputs: Tensor) -> Iterator[tuple[Tensor, Tensor]]:
+    """Yield ``(J_t, s_t)`` for t = 1..T: ``s_t = F(s_{t-1}, u_t)`` and ``J_t = dF/ds`` at ``(s_{t-1}, u_t)``."""
+    s = state0
+    for t in range(inputs.shape[1]):
+        J, s = batched_jacobian(dynamics, s, inputs[:, t], return_value=True)
+        yield J, s
+
+
+def lyapunov_spectrum(dynamics, state0: Tensor, inputs: Tensor, *, k: int = 10, burn_in: int = 0) -> Tensor:
+    """Top-``k`` Lyapunov exponents (per step, decreasing) by QR re-orthonormalisation (Benettin).
+
+    Averaged over the batch of trajectories started at ``state0`` (B, S) under ``inputs`` (B, T, I), leaving
+    the first ``burn_in`` steps out.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from cortexfit.models import build_dynamics
+    >>> net = build_dynamics("vanilla", input_size=1, hidden_size=5, g=0.5)
+    >>> lyapunov_spectrum(net, torch.zeros(2, 5), torch.zeros(2, 30, 1), k=3).shape
+    torch.Size([3])
+    """
+    B, S = state0.shape
+    T = inputs.shape[1]
+    if T <= burn_in:
+        raise AnalysisError(f"lyapunov: trajectory of {T} steps is not longer than burn_in={burn_in}")
+    k = min(k, S)
+    Q = torch.eye(S, k, dtype=state0.dtype, device=state0.device).expand(B, S, k)
+    total = torch.zeros(B, k, dtype=state0.dtype, device=state0.device)
+    for t, (J, _) in enumerate(jacobians_along(dynamics, state0, inputs)):
+        Q, R = torch.linalg.qr(J @ Q)
+        if t >= burn_in:
+            total += torch.log(torch.diagonal(R, dim1=-2, dim2=-1).abs().clamp_min(1e-300))
+    return torch.sort((total / (T - burn_in)).mean(0), descending=True).values
+
+
+def gradient_norms(dynamics, state0: Tensor, inputs: Tensor, *, max_lag: int | None = None) -> Tensor:
+    """Mean over trajectories of ``log ||ds_L / ds_0||_2`` for lags L = 0..max_lag (log 1 = 0 at L = 0).
+
+    The product of Jacobians is renormalised every step and the log-scale accumulated, so long lags do
+    not under/overflow.  A map contracting by ``rho`` per step gives a line of slope ``log(rho)``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from cortexfit.models import build_dynamics
+    >>> net = build_dynamics("vanilla", input_size=1, hidden_size=4)
+    >>> gradient_norms(net, torch.zeros(2, 4), torch.zeros(2, 10, 1)).shape
+    torch.Size([11])
+    """
+    B, S = state0.shape
+    L = inputs.shape[1] if max_lag is None else min(max_lag, inputs.shape[1])
+    P = torch.eye(S, dtype=state0.dtype, device=state0.device).expand(B, S, S)
+    logn = torch.zeros(B, dtype=state0.dtype, device=state0.device)
+    curve = [logn.clone()]
+    for J, _ in jacobians_along(dynamics, state0, inputs[:, :L]):
+        P = J @ P
+        n = torch.linalg.matrix_norm(P, ord=2).clamp_min(1e-300)
+        logn = logn + torch.log(n)
+        P = P / n[:, None, None]
+        curve.append(logn.clone())
+    return torch.stack(curve, 1).mean(0)
+
+
+def echo_state_distance(dynamics, inputs: Tensor, state_a: Tensor, state_b: Tensor) -> Tensor:
+    """Mean distance ``||s_a(t) - s_b(t)||`` for t = 0..T of two runs under the same ``inputs`` (B, T, I).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from cortexfit.models import build_dynamics
+    >>> net = build_dynamics("vanilla", input_size=1, hidden_size=4, g=0.3)
+    >>> d = echo_state_distance(net, torch.randn(2, 20, 1), torch.zeros(2, 4), torch.ones(2, 4))
+    >>> bool(d[-1] < d[0])
+    True
+    """
+    with torch.no_grad():
+        a = torch.cat([state_a[:, None], dynamics(inputs, state_a)], 1)
+        b = torch.cat([state_b[:, None], dynamics(inputs, state_b)], 1)
+    return torch.linalg.vector_norm(a - b, dim=-1).mean(0)
+
+
+# ----------------------------------------------------------------------------- fit directories
+@dataclass
+class FitData:
+    """What the analyses read from a fit directory (``states``/``inputs`` are numpy (trial, time, .))."""
+
+    dynamics: Any
+    meta: dict
+    states: np.ndarray
+    inputs: np.ndarray | None
+    dt_s: float
+    conditions: np.ndarray | None
+    simulated: bool
+    fit: xr.Dataset | None
+
+
+def resolve_device(device: str) -> torch.device:
+    """``"auto"`` -> CUDA when available, else CPU."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise AnalysisError("--device cuda requested but no CUDA device is available")
+    return torch.device(device)
+
+
+def load_fit(fit_dir: str | Path, *, seed: int = 0, n_trials: int = 64, n_steps: int = 200) -> FitData:
+    """Read ``model.pt`` and, when present, ``fit.nc`` (``states``, optional ``inputs``) of a fit directory.
+
+    Without recorded states (no ``fit.nc``, e.g. a flip-flop teacher folder) the model is driven from its
+    initial state by sparse random +-1 input pulses (p = 0.05 per step and channel; ``n_trials`` x
+    ``n_steps``), or by ``fit.nc``'s ``inputs`` when present, and those trajectories are used instead.
+    """
+    from cortexfit.models import load_model
+
+    fit_dir = Path(fit_dir)
+    try:
+        dyn, rest = load_model(fit_dir)
+    except CortexfitError as exc:
+        raise AnalysisError(str(exc)) from None
+    meta = dict(rest.get("meta") or {})
+    ds = schema.read_dataset(fit_dir / "fit.nc", "fit") if (fit_dir / "fit.nc").is_file() else None
+    inputs = states = conditions = None
+    dt = meta.get("dt_s")
+    if ds is not None:
+        if "inputs" in ds:
+            inputs = np.asarray(ds["inputs"].transpose("trial", "time", ...).values, dtype=float)
+        if "states" in ds:
+            states = np.asarray(ds["states"].transpose("trial", "time", "state").values, dtype=float)
+            if states.shape[-1] != dyn.state_size:
+                raise AnalysisError(f"{fit_dir / 'fit.nc'}: states have {states.shape[-1]} columns, model.pt {dyn.state_size}")
+        if "condition" in ds.coords:
+            conditions = np.asarray(ds["condition"].values)
+        if dt is None and ds.sizes.get("time", 0) > 1:
+            dt = float(np.median(np.diff(ds["time"].values)))
+    if inputs is not None and inputs.shape[-1] != dyn.input_size:
+        raise AnalysisError(f"{fit_dir / 'fit.nc'}: inputs have {inputs.shape[-1]} channels, model.pt {dyn.input_size}")
+    if dt is None:
+        dt = getattr(dyn.options, "dt", float("nan"))
+    simulated = states is None
+    if simulated:
+        if inputs is None:
+            g = torch.Generator().manual_seed(seed)
+            shape = (n_trials, n_steps, dyn.input_size)
+            pulses = (torch.rand(shape, generator=g) < 0.05).double()
+            inputs = (pulses * (2.0 * (torch.rand(shape, generator=g) < 0.5).double() - 1.0)).numpy()
+        sim = frozen_copy(dyn)
+        with torch.no_grad():
+            states = sim(torch.as_tensor(inputs, dtype=torch.float64)).numpy()
+    if not np.all(np.isfinite(states)):
+        raise AnalysisError(f"{fit_dir}: the model's states contain NaN or inf")
+    return FitData(dyn, meta, states, inputs, float(dt), conditions, simulated, ds)
+
+
+# ----------------------------------------------------------------------------- the stage
+def _complex_vars(name: str, dim: str, ev: Tensor) -> dict[str, tuple]:
+    return {f"{name}_real": ((dim,), ev.real.numpy()), f"{name}_imag": ((dim,), ev.imag.numpy())}
+
+
+def run(fit_dir: str | Path, out: str | Path, *, seed: int = 0, config: DynamicsConfig | None = None) -> xr.Dataset:
+    """Compute the diagnostics of a fit directory and write ``OUT.nc`` (kind ``dynamics``).
+
+    Trajectories start from the fit's recorded states at the first bin (``n_trials`` trials picked with
+    ``seed``) and are driven by the fit's ``inputs`` when ``fit.nc`` has them, else by zero input for
+    ``n_steps`` steps.  The echo-state test starts a second run from another trial's state at a random time.
+
+    Examples
+    --------
+    >>> run("fits/rate", "results/dynamics.nc")  # doctest: +SKIP
+    """
+    cfg = config or DynamicsConfig()
+    dtype = getattr(torch, cfg.dtype)
+    data = load_fit(fit_dir, seed=seed, n_steps=cfg.n_steps)
+    dyn = frozen_copy(data.dynamics, dtype=dtype)
+    rng = np.random.default_rng(seed)
+    n_tr, n_t, S = data.states.shape
+    pick = rng.choice(n_tr, size=min(cfg.n_trials, n_tr), replace=False)
+    s0 = torch.as_tensor(data.states[pick, 0], dtype=dtype)
+    if data.inputs is not None and not data.simulated:
+        u = torch.as_tensor(data.inputs[pick], dtype=dtype)
+    else:
+        u = torch.zeros(len(pick), cfg.n_steps, dyn.input_size, dtype=dtype)
+    other = data.states[rng.integers(0, n_tr, len(pick)), rng.integers(0, n_t, len(pick))]
+    s_b = torch.as_tensor(other, dtype=dtype)
+
+    spec = eigenspectrum(dyn, quantile=cfg.bulk_quantile, margin=cfg.outlier_margin)
+    burn = min(cfg.burn_in, u.shape[1] // 4)
+    lyap = lyapunov_spectrum(dyn, s0, u, k=cfg.n_lyap, burn_in=burn).numpy()
+    grad = gradient_norms(dyn, s0, u, max_lag=cfg.max_lag).numpy()
+    echo = echo_state_distance(dyn, u, s0, s_b).numpy()
+
+    lags = np.arange(len(grad))
+    slope = float(np.polyfit(lags[1:], grad[1:], 1)[0]) if len(lags) > 2 else float("nan")
+    jac = spec["jacobian"]
+    main = spec["weight"] or jac
+    variables: dict[str, Any] = {
+        **_complex_vars("jacobian_eig", "eig_jac", jac["eigenvalues"]),
+        "jacobian_eig_outlier": (("eig_jac",), jac["outlier"].numpy().astype("int8")),
+        "lyapunov": (("lyap",), lyap, {"units": "1/step"}),
+        "lyapunov_per_s": (("lyap",), lyap / data.dt_s, {"units": "1/s"}),
+        "log_grad_norm": (("time_lag",), grad, {"long_name": "mean log ||ds_{t0+L}/ds_{t0}||_2"}),
+        "grad_norm": (("time_lag",), np.exp(grad), {"long_name": "geometric mean ||ds_{t0+L}/ds_{t0}||_2"}),
+        "echo_distance": (("echo_step",), echo, {"long_name": "mean ||s_a(t) - s_b(t)||, same input"}),
+        "echo_distance_relative": (("echo_step",), echo / max(echo[0], 1e-300)),
+    }
+    if spec["weight"] is not None:
+        w = spec["weight"]
+        variables.update(_complex_vars("weight_eig", "eig", w["eigenvalues"]))
+        variables["weight_eig_outlier"] = (("eig",), w["outlier"].numpy().astype("int8"))
+    ds = xr.Dataset(
+        variables,
+        coords={
+            "lyap": np.arange(len(lyap)),
+            "time_lag": lags,
+            "time_lag_s": ("time_lag", lags * data.dt_s),
+            "echo_step": np.arange(len(echo)),
+            "echo_time_s": ("echo_step", np.arange(len(echo)) * data.dt_s),
+        },
+    )
+    ds.attrs.update(schema.base_attrs("dynamics"))
+    ds.attrs.update(
+        family=str(data.dynamics.family),
+        fit_dir=str(fit_dir),
+        seed=int(seed),
+        dt_s=float(data.dt_s),
+        alpha=float(getattr(data.dynamics, "alpha", 1.0)),
+        spectral_radius=main["spectral_radius"],
+        bulk_radius=main["bulk_radius"],
+        n_outliers=int(main["outlier"].sum()),
+        spectrum_of="recurrent_weight" if spec["weight"] is not None else "jacobian_at_rest",
+        jacobian_spectral_radius=jac["spectral_radius"],
+        jacobian_bulk_radius=jac["bulk_radius"],
+        lyapunov_max_per_step=float(lyap[0]),
+        lyapunov_max_per_s=float(lyap[0] / data.dt_s),
+        grad_log_slope_per_step=slope,
+        echo_final_ratio=float(echo[-1] / max(echo[0], 1e-300)),
+        drive="fit inputs" if data.inputs is not None and not data.simulated else "zero input",
+        trajectories="simulated (random pulses)" if data.simulated else "fit.nc states",
+        config=json.dumps(dataclasses.asdict(cfg), sort_keys=True),
+    )
+    schema.write_dataset(ds, out, "dynamics")
+    log.info("dynamics: lambda_max %.4f/step, spectral radius %.3f -> %s", lyap[0], main["spectral_radius"], out)
+    return ds

@@ -1,0 +1,406 @@
+"""Population geometry of the data and of a fitted model: PCA, jPCA and model-to-data alignment.
+
+``cortexfit geometry IN.nc FIT_DIR OUT.nc`` (:func:`run`) reads an ``activity`` dataset and the ``fit.nc``
+of a fit directory and writes a ``geometry`` dataset holding
+
+* PCA of the condition-averaged smoothed rates and of the condition-averaged model states: variance
+  explained per PC, participation-ratio dimensionality, and the top-3-PC trajectories of both;
+* jPCA (:mod:`cortexfit.analysis.jpca`) of the data's condition averages -- R2 of the skew-symmetric and
+  unconstrained fits, rotation frequencies, plane variance fractions, trajectories in each jPC plane -- and
+  the same summary numbers for the model states;
+* alignment of model states to data: cross-validated CCA on single trials (with a trial-shuffled control),
+  Procrustes similarity and DSA distance on condition averages (:mod:`cortexfit.analysis.similarity`).
+
+Smoothing is a Gaussian kernel applied with the ``valid`` mask as a normalised convolution, so unobserved
+bins are never read as "no spikes".  Trials without a ``condition`` coordinate are each their own condition.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import xarray as xr
+from scipy.ndimage import gaussian_filter1d
+from sklearn.decomposition import PCA
+
+from cortexfit import fitconfig as _fitconfig  # noqa: F401  (registers the "fit" kind, torch-free)
+from cortexfit import schema
+from cortexfit.analysis.jpca import JPCAResult, jpca
+from cortexfit.analysis.similarity import cv_cca, dsa_distance, procrustes_similarity
+from cortexfit.errors import AnalysisError, ConfigError, CortexfitError
+
+log = logging.getLogger(__name__)
+
+SCALARS = (
+    "data_participation_ratio", "state_participation_ratio", "jpca_r2_skew", "jpca_r2_full",
+    "jpca_window_start_s", "jpca_window_stop_s", "state_jpca_r2_skew", "state_jpca_r2_full",
+    "state_jpca_frequency_hz", "cca_cv_mean_corr", "cca_cv_mean_corr_shuffled", "procrustes_similarity",
+    "dsa_distance",
+)
+schema.register_kind(
+    "geometry",
+    schema.KindSpec(
+        variables={
+            "data_variance_explained": ("data_pc",),
+            "state_variance_explained": ("state_pc",),
+            "jpca_projection": ("condition", "jpca_time", "jpc_plane", "jpc_axis"),
+            "jpca_frequency_hz": ("jpc_plane",),
+            "jpca_plane_variance_fraction": ("jpc_plane",),
+            "cca_corr": ("cca_component",),
+        },
+        coords=("condition",),
+        attrs=("activity_file", "fit_dir", "config", "conditions_from", "model_variable", *SCALARS),
+    ),
+)
+
+
+@dataclass(frozen=True, kw_only=True)
+class GeometryConfig:
+    """Options of :func:`run` (all have defaults; validated on construction).
+
+    ``smooth_ms`` Gaussian kernel SD; ``window_ms`` jPCA window (start, stop) around the alignment event
+    (default: the whole trial); ``n_pcs`` jPCA dims; ``soft_norm_hz`` jPCA soft normalisation (None: off);
+    ``condition`` trial coordinate grouping trials; ``n_common_dims`` PCA dims for Procrustes and DSA;
+    ``cca_components``/``cca_folds`` cross-validated CCA; ``dsa_delays``/``dsa_rank`` DSA embedding.
+    """
+
+    smooth_ms: float = 20.0
+    window_ms: tuple[float, float] | None = None
+    n_pcs: int = 6
+    soft_norm_hz: float | None = 5.0
+    condition: str = "condition"
+    n_common_dims: int = 10
+    cca_components: int = 4
+    cca_folds: int = 5
+    dsa_delays: int = 5
+    dsa_rank: int = 6
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        ints = ("n_pcs", "n_common_dims", "cca_components", "cca_folds", "dsa_delays", "dsa_rank")
+        problems = [f"{k}={getattr(self, k)!r} must be a positive integer" for k in ints
+                    if not isinstance(getattr(self, k), int) or getattr(self, k) < 1]
+        if self.n_pcs < 2:
+            problems.append(f"n_pcs={self.n_pcs} must be >= 2")
+        if self.cca_folds < 2:
+            problems.append(f"cca_folds={self.cca_folds} must be >= 2")
+        if not self.smooth_ms >= 0:
+            problems.append(f"smooth_ms={self.smooth_ms!r} must be >= 0")
+        if self.soft_norm_hz is not None and not self.soft_norm_hz >= 0:
+            problems.append(f"soft_norm_hz={self.soft_norm_hz!r} must be >= 0 or None")
+        if self.window_ms is not None and not (len(self.window_ms) == 2 and self.window_ms[0] < self.window_ms[1]):
+            problems.append(f"window_ms={self.window_ms!r} must be (start, stop) with start < stop")
+        if problems:
+            raise ConfigError("geometry config: " + "; ".join(problems))
+
+
+# ----------------------------------------------------------------------------------------------- helpers
+def participation_ratio(eigenvalues: np.ndarray) -> float:
+    """Participation ratio ``(sum l)^2 / sum l^2`` of covariance eigenvalues (1 .. number of dims).
+
+    Examples
+    --------
+    >>> participation_ratio(np.array([1.0, 1.0, 1.0, 0.0]))
+    3.0
+    """
+    lam = np.clip(np.asarray(eigenvalues, dtype=float), 0.0, None)
+    return float(lam.sum() ** 2 / np.sum(lam**2)) if np.any(lam > 0) else float("nan")
+
+
+def pca_summary(x: np.ndarray) -> tuple[np.ndarray, float, np.ndarray]:
+    """PCA of samples ``x`` (..., features): (variance ratio per PC, participation ratio, PCA scores).
+
+    Examples
+    --------
+    >>> x = np.random.default_rng(0).normal(size=(200, 2)) @ np.array([[1.0, 0, 0], [0, 1.0, 0]])
+    >>> ratio, pr, scores = pca_summary(x)
+    >>> ratio.shape, round(pr)
+    ((3,), 2)
+    """
+    flat = np.asarray(x, dtype=float).reshape(-1, np.shape(x)[-1])
+    pca = PCA(svd_solver="full").fit(flat)
+    scores = pca.transform(flat).reshape(*np.shape(x)[:-1], -1)
+    return np.asarray(pca.explained_variance_ratio_), participation_ratio(pca.explained_variance_), scores
+
+
+def _masked_smooth(num: np.ndarray, den: np.ndarray, sigma_bins: float) -> np.ndarray:
+    """Normalised convolution along axis 1: smooth(num) / smooth(den), NaN where nothing was observed."""
+    if sigma_bins > 0:
+        num = gaussian_filter1d(num, sigma_bins, axis=1, mode="constant")
+        den = gaussian_filter1d(den, sigma_bins, axis=1, mode="constant")
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(den > 1e-6, num / np.where(den > 1e-6, den, 1.0), np.nan)
+
+
+def _counts(ds: xr.Dataset) -> tuple[np.ndarray, np.ndarray, float]:
+    nd = schema.neuron_dim(ds)
+    act = ds["activity"].transpose("trial", "time", nd).values.astype(float)
+    valid = ds["valid"].transpose("trial", "time", nd).values.astype(float)
+    return act * valid, valid, float(ds.attrs["bin_width_s"])
+
+
+def smoothed_rates(ds: xr.Dataset, *, smooth_ms: float = 20.0) -> np.ndarray:
+    """Single-trial Gaussian-smoothed rates (trial, time, neuron) in Hz; NaN where never observed.
+
+    Examples
+    --------
+    >>> ds = schema.new_activity(np.ones((2, 10, 3), "uint16"), time=np.arange(10) * 0.01 + 0.005,
+    ...                          bin_width_s=0.01)
+    >>> float(smoothed_rates(ds, smooth_ms=20)[0, 5, 0])
+    100.0
+    """
+    num, den, bw = _counts(ds)
+    return _masked_smooth(num, den, smooth_ms / 1000.0 / bw) / bw
+
+
+def _condition_labels(ds: xr.Dataset, condition: str) -> tuple[np.ndarray, str]:
+    if condition in ds.coords and ds[condition].dims == ("trial",):
+        return np.asarray(ds[condition].values), "condition"
+    log.warning("no per-trial '%s' coordinate: every trial is its own condition", condition)
+    return np.asarray(ds["trial"].values), "trial"
+
+
+def condition_average(
+    ds: xr.Dataset, *, smooth_ms: float = 20.0, condition: str = "condition"
+) -> xr.DataArray:
+    """Smoothed rates (Hz) averaged over the trials of each condition: (condition, time, neuron).
+
+    Sums of valid counts and of the ``valid`` mask are pooled over a condition's trials and smoothed, so
+    each bin is the mean over the trials that observed it.
+
+    Examples
+    --------
+    >>> ds = schema.new_activity(np.ones((4, 10, 3), "uint16"), time=np.arange(10) * 0.01 + 0.005,
+    ...                          bin_width_s=0.01).assign_coords(condition=("trial", ["a", "b", "a", "b"]))
+    >>> condition_average(ds).sizes["condition"]
+    2
+    """
+    labels, _ = _condition_labels(ds, condition)
+    num, den, bw = _counts(ds)
+    conds = list(dict.fromkeys(labels.tolist()))
+    idx = [labels == c for c in conds]
+    num_c = np.stack([num[m].sum(axis=0) for m in idx])
+    den_c = np.stack([den[m].sum(axis=0) for m in idx])
+    rates = _masked_smooth(num_c, den_c, smooth_ms / 1000.0 / bw) / bw
+    nd = schema.neuron_dim(ds)
+    return xr.DataArray(rates, dims=("condition", "time", nd),
+                        coords={"condition": np.asarray(conds), "time": ds["time"].values, nd: ds[nd].values})
+
+
+def _window(times: np.ndarray, window: tuple[float, float] | None) -> np.ndarray:
+    if window is None:
+        return np.ones(len(times), bool)
+    keep = (times >= window[0] - 1e-9) & (times <= window[1] + 1e-9)
+    if keep.sum() < 3:
+        raise AnalysisError(f"jPCA window {window} s holds {keep.sum()} time bins (need >= 3)")
+    return keep
+
+
+def jpca_from_activity(
+    ds: xr.Dataset,
+    *,
+    n_pcs: int = 6,
+    smooth_ms: float = 20.0,
+    window: tuple[float, float] | None = None,
+    soft_norm: float | None = 5.0,
+    condition: str = "condition",
+) -> JPCAResult:
+    """jPCA of an activity dataset: condition averaging, smoothing, soft normalisation, then :func:`jpca`.
+
+    Parameters
+    ----------
+    ds : ``activity`` dataset (``condition`` trial coordinate; without it every trial is a condition).
+    n_pcs, soft_norm : passed to :func:`~cortexfit.analysis.jpca.jpca` (``soft_norm`` in spikes/s).
+    smooth_ms : Gaussian kernel SD in ms.
+    window : (start, stop) in seconds of bin centres relative to the alignment event (default: all).
+        Keep it ~2 kernel SDs inside the trial: smoothing flattens trajectories at the trial edges, which
+        lowers the fitted frequencies there.
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> t = np.arange(60) * 0.01 + 0.005
+    >>> phase = np.repeat(np.linspace(0, 2 * np.pi, 6, endpoint=False), 10)[:, None]
+    >>> lat = np.stack([np.cos(4 * np.pi * t + phase), np.sin(4 * np.pi * t + phase)], -1)  # 2 Hz
+    >>> embed = np.linalg.qr(rng.normal(size=(30, 2)))[0].T
+    >>> counts = rng.poisson(1 + 1.5 * lat @ embed).astype("uint16")
+    >>> ds = schema.new_activity(counts, time=t, bin_width_s=0.01)
+    >>> ds = ds.assign_coords(condition=("trial", np.repeat(np.arange(6), 10)))
+    >>> res = jpca_from_activity(ds, n_pcs=2, window=(0.1, 0.5))
+    >>> bool(1.8 < res.frequencies_hz[0] < 2.2)
+    True
+    """
+    avg = condition_average(ds, smooth_ms=smooth_ms, condition=condition)
+    keep = _window(avg["time"].values, window)
+    data = avg.values[:, keep]
+    units_ok = np.all(np.isfinite(data), axis=(0, 1))
+    if not units_ok.all():
+        log.warning("jPCA: dropping %d units never observed in some condition/bin", int((~units_ok).sum()))
+    return jpca(data[:, :, units_ok], dt=float(ds.attrs["bin_width_s"]), n_pcs=n_pcs, soft_norm=soft_norm)
+
+
+# --------------------------------------------------------------------------------------------------- run
+def _model_variable(fit: xr.Dataset) -> str:
+    """The model's trajectory: ``states``, else ``factors``, else ``rates`` (baselines without states)."""
+    name = next(v for v in ("states", "factors", "rates") if v in fit.data_vars)
+    if name != "states":
+        log.warning("fit.nc has no 'states': comparing the model's '%s' with the data instead", name)
+    return name
+
+
+def _match(act: xr.Dataset, fit: xr.Dataset, fit_path: str) -> tuple[xr.Dataset, xr.Dataset]:
+    """Restrict both to the trials and time bins they share."""
+    trials = np.intersect1d(act["trial"].values, fit["trial"].values)
+    if len(trials) < 2:
+        raise AnalysisError(f"{fit_path}: shares {len(trials)} trial ids with the activity file (need >= 2)")
+    act, fit = act.sel(trial=trials), fit.sel(trial=trials)
+    bw = float(act.attrs["bin_width_s"])
+    ta, tf = act["time"].values, fit["time"].values
+    ia = np.searchsorted(ta, tf).clip(1, len(ta) - 1)
+    ia = np.where(np.abs(ta[ia - 1] - tf) <= np.abs(ta[ia] - tf), ia - 1, ia)
+    ok = np.abs(ta[ia] - tf) < bw / 2
+    if ok.sum() < 3:
+        raise AnalysisError(f"{fit_path}: shares {ok.sum()} time bins with the activity file (need >= 3)")
+    return act.isel(time=ia[ok]), fit.isel(time=np.flatnonzero(ok)).assign_coords(time=ta[ia[ok]])
+
+
+def _state_jpca(states_avg: np.ndarray, keep: np.ndarray, dt: float, n_pcs: int) -> tuple[float, float, float]:
+    k = min(n_pcs, states_avg.shape[2]) // 2 * 2
+    try:
+        res = jpca(states_avg[:, keep], dt=dt, n_pcs=k)
+    except (AnalysisError, ValueError) as exc:
+        log.warning("jPCA of model states failed (%s): storing NaN", exc)
+        return float("nan"), float("nan"), float("nan")
+    return res.r2_skew, res.r2_full, float(res.frequencies_hz[0])
+
+
+def _pad(x: np.ndarray, n: int, axis: int = -1) -> np.ndarray:
+    """First ``n`` entries of ``x`` along ``axis``, NaN-padded if shorter."""
+    x = np.take(x, np.arange(min(n, x.shape[axis])), axis=axis)
+    width = [(0, 0)] * x.ndim
+    width[axis] = (0, n - x.shape[axis])
+    return np.pad(x, width, constant_values=np.nan)
+
+
+def _fill_nan(x: np.ndarray) -> np.ndarray:
+    """Replace NaN (unobserved bins) with each feature's mean (0 where never observed)."""
+    mean = np.nan_to_num(np.nanmean(x.reshape(-1, x.shape[-1]), axis=0)) if np.isnan(x).any() else 0
+    return np.where(np.isnan(x), mean, x)
+
+
+def analyse(act: xr.Dataset, fit: xr.Dataset, cfg: GeometryConfig, *, fit_path: str = "fit.nc") -> xr.Dataset:
+    """Compute the geometry dataset (without provenance attrs) from in-memory datasets."""
+    act, fit = _match(act, fit, fit_path)
+    bw = float(act.attrs["bin_width_s"])
+    labels, source = _condition_labels(act, cfg.condition)
+    conds = np.asarray(list(dict.fromkeys(labels.tolist())))
+    if len(conds) < 2:
+        raise AnalysisError(f"{act.encoding.get('source', 'activity')}: needs >= 2 conditions, found {len(conds)}")
+    avg = condition_average(act, smooth_ms=cfg.smooth_ms, condition=cfg.condition).values
+    avg_data = _fill_nan(avg)
+    model_var = _model_variable(fit)
+    states = fit[model_var].transpose("trial", "time", ...).values.astype(float)
+    states_avg = np.stack([states[labels == c].mean(axis=0) for c in conds])
+    data_ratio, data_pr, data_scores = pca_summary(avg_data)
+    state_ratio, state_pr, state_scores = pca_summary(states_avg)
+
+    window = None if cfg.window_ms is None else (cfg.window_ms[0] / 1000, cfg.window_ms[1] / 1000)
+    times = act["time"].values
+    keep = _window(times, window)
+    jp = jpca_from_activity(act, n_pcs=cfg.n_pcs, smooth_ms=cfg.smooth_ms, window=window,
+                            soft_norm=cfg.soft_norm_hz, condition=cfg.condition)
+    s_r2_skew, s_r2_full, s_freq = _state_jpca(states_avg, keep, bw, cfg.n_pcs)
+
+    rates = _fill_nan(smoothed_rates(act, smooth_ms=cfg.smooth_ms))
+    cca_kw = dict(n_components=cfg.cca_components, n_splits=cfg.cca_folds, seed=cfg.seed)
+    cca = cv_cca(rates, states, **cca_kw)
+    perm = np.random.default_rng(cfg.seed).permutation(len(states))
+    cca_shuffled = cv_cca(rates, states[perm], **cca_kw)
+    d = min(cfg.n_common_dims, avg_data.shape[2], states_avg.shape[2])
+    procrustes = procrustes_similarity(avg_data, states_avg, n_dims=d)
+    delays = max(1, min(cfg.dsa_delays, len(times) // 2))
+    dsa = dsa_distance(data_scores[..., :d], state_scores[..., :d], n_delays=delays, rank=cfg.dsa_rank,
+                       seed=cfg.seed)
+
+    n_planes = jp.projections.shape[2]
+    out = xr.Dataset(
+        {
+            "data_variance_explained": ("data_pc", data_ratio),
+            "state_variance_explained": ("state_pc", state_ratio),
+            "data_pc_projection": (("condition", "time", "traj_pc"), _pad(data_scores, 3)),
+            "state_pc_projection": (("condition", "time", "traj_pc"), _pad(state_scores, 3)),
+            "jpca_projection": (("condition", "jpca_time", "jpc_plane", "jpc_axis"), jp.projections),
+            "jpca_frequency_hz": ("jpc_plane", jp.frequencies_hz),
+            "jpca_full_frequency_hz": ("jpc_plane", jp.full_frequencies_hz),
+            "jpca_plane_variance_fraction": ("jpc_plane", jp.plane_variance_fraction),
+            "jpca_pc_variance_explained": ("jpc_pc", jp.pc_variance_explained),
+            "jpca_m_skew": (("jpc_pc", "jpc_pc_to"), jp.m_skew),
+            "jpca_m_full": (("jpc_pc", "jpc_pc_to"), jp.m_full),
+            "cca_corr": ("cca_component", cca.per_component),
+            "cca_corr_shuffled": ("cca_component", cca_shuffled.per_component),
+        },
+        coords={
+            "condition": conds, "time": times, "jpca_time": times[keep], "jpc_plane": np.arange(n_planes),
+            "jpc_axis": ["jPC1", "jPC2"], "data_pc": np.arange(len(data_ratio)),
+            "state_pc": np.arange(len(state_ratio)), "cca_component": np.arange(cfg.cca_components),
+        },
+    )
+    for name in ("time", "jpca_time"):
+        out[name].attrs["units"] = "s"
+    out["jpca_frequency_hz"].attrs["units"] = "Hz"
+    out["jpca_full_frequency_hz"].attrs["units"] = "Hz"
+    out["jpca_m_skew"].attrs["units"] = out["jpca_m_full"].attrs["units"] = "1/s"
+    out.attrs.update(
+        conditions_from=source,
+        model_variable=model_var,
+        n_trials=int(act.sizes["trial"]),
+        data_participation_ratio=data_pr,
+        state_participation_ratio=state_pr,
+        jpca_r2_skew=jp.r2_skew,
+        jpca_r2_full=jp.r2_full,
+        jpca_window_start_s=float(times[keep][0]),
+        jpca_window_stop_s=float(times[keep][-1]),
+        state_jpca_r2_skew=s_r2_skew,
+        state_jpca_r2_full=s_r2_full,
+        state_jpca_frequency_hz=s_freq,
+        cca_cv_mean_corr=cca.mean,
+        cca_cv_mean_corr_shuffled=cca_shuffled.mean,
+        procrustes_similarity=procrustes,
+        dsa_distance=dsa,
+    )
+    return out
+
+
+def run(activity: str | Path, fit_dir: str | Path, out: str | Path, **options: Any) -> Path:
+    """Geometry analysis of one fit: read ``activity`` and ``fit_dir/fit.nc``, write ``out`` (kind geometry).
+
+    ``options`` are :class:`GeometryConfig` fields (e.g. ``window_ms=(-50, 350)``).
+
+    Examples
+    --------
+    >>> run("activity.nc", "fits/rate", "geometry.nc")  # doctest: +SKIP
+    """
+    names = {f.name for f in dataclasses.fields(GeometryConfig)}
+    unknown = sorted(set(options) - names)
+    if unknown:
+        raise ConfigError(f"geometry: unknown option(s) {', '.join(unknown)} (valid: {', '.join(sorted(names))})")
+    cfg = GeometryConfig(**options)
+    fit_dir = Path(fit_dir)
+    act = schema.read_dataset(activity, kind="activity")
+    fit = schema.read_dataset(fit_dir / "fit.nc", kind="fit")
+    try:
+        ds = analyse(act, fit, cfg, fit_path=str(fit_dir / "fit.nc"))
+    except CortexfitError:
+        raise
+    except (ValueError, np.linalg.LinAlgError) as exc:
+        raise AnalysisError(f"{fit_dir}: geometry analysis failed ({type(exc).__name__}: {exc})") from exc
+    ds.attrs.update(schema.base_attrs("geometry"))
+    ds.attrs.update(activity_file=str(activity), fit_dir=str(fit_dir),
+                    config=json.dumps(dataclasses.asdict(cfg), sort_keys=True))
+    return schema.write_dataset(ds, out, kind="geometry")

@@ -1,0 +1,420 @@
+"""The two Neural Latents Benchmark baselines: spike smoothing and factor analysis (numpy + scikit-learn).
+
+Both take binned counts ``(trial, time, unit)`` (NaN for unobserved bins), a held-in unit mask and trial
+masks, and return expected counts per bin for every unit on every trial.  Held-out units are only ever read on
+``train`` trials (fitting) and ``valid`` trials (choosing hyper-parameters); all other trials contribute their
+held-in units only, so co-bps on test trials is an honest score.
+
+``smoothing``  Gaussian-smooth each held-in unit per trial; held-in rates are the smoothed counts (floored);
+               held-out rates come from a Poisson GLM on ``log(smoothed + log_offset)`` of the held-in units
+               (NLB's smoothing baseline).
+``fa``         Smooth (and square-root) the held-in units, fit :class:`sklearn.decomposition.FactorAnalysis`
+               on train bins, and map the posterior-mean factors to every unit with a Poisson GLM.
+
+Options given as sequences are searched on a grid by the bits per spike of the held-out units on the
+``valid`` trials (or on a seeded 20 % of the train trials when there are none); the GLM fitted on the train
+trials at the best setting is kept.  The Poisson GLM (:func:`fit_poisson_glm`) minimises scikit-learn's
+``PoissonRegressor`` objective for all units at once with L-BFGS.
+
+Examples
+--------
+>>> import numpy as np
+>>> from cortexfit.baselines import BASELINES
+>>> rng = np.random.default_rng(0)
+>>> rate = 0.2 * (1 + np.sin(np.linspace(0, 6, 50)))[None, :, None] * rng.uniform(0.5, 2, (1, 1, 12))
+>>> counts = rng.poisson(np.broadcast_to(rate, (30, 50, 12))).astype(float)
+>>> heldin = np.arange(12) < 9
+>>> train, valid = np.arange(30) < 20, (np.arange(30) >= 20) & (np.arange(30) < 25)
+>>> res = BASELINES["smoothing"](counts, heldin=heldin, train=train, valid=valid, bin_width_s=0.01, seed=0)
+>>> res.rates.shape, bool((res.rates > 0).all())
+((30, 50, 12), True)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from itertools import product
+from typing import Any
+
+import numpy as np
+from scipy.optimize import minimize
+from threadpoolctl import threadpool_limits
+from tqdm.auto import tqdm
+
+from cortexfit.errors import ConfigError, FitError
+from cortexfit.metrics import bits_per_spike, gaussian_smooth
+
+TRANSFORMS = ("sqrt", "log", "raw")
+
+__all__ = ["BASELINES", "BaselineResult", "FAConfig", "SmoothingConfig", "fit_poisson_glm", "fa", "smoothing"]
+
+
+@dataclass
+class BaselineResult:
+    """Output of a baseline: ``rates`` (trial, time, unit) expected counts per bin (> 0), ``latents``
+    (trial, time, k), ``info`` (plain JSON types: chosen options, validation scores) and ``params``
+    (numpy arrays that reproduce the prediction, for saving as tensors)."""
+
+    rates: np.ndarray
+    latents: np.ndarray
+    info: dict[str, Any]
+    params: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+def _grid(name: str, value: Any, cast: type, low: float, low_open: bool = False) -> tuple:
+    values = tuple(value) if isinstance(value, (list, tuple, np.ndarray)) else (value,)
+    if not values:
+        raise ConfigError(f"option {name} is an empty list")
+    try:
+        values = tuple(cast(v) for v in values)
+    except (TypeError, ValueError):
+        raise ConfigError(f"option {name} must be {cast.__name__} or a list of them, got {value!r}") from None
+    bad = [v for v in values if not np.isfinite(v) or (v <= low if low_open else v < low)]
+    if bad:
+        raise ConfigError(f"option {name} must be {'>' if low_open else '>='} {low}, got {bad[0]!r}")
+    return values
+
+
+@dataclass(frozen=True, kw_only=True)
+class SmoothingConfig:
+    """Options of the smoothing baseline; list-valued options are grid-searched on validation trials.
+
+    ``sigma_ms`` Gaussian kernel s.d.; ``alpha`` L2 penalty of the GLM (sklearn ``PoissonRegressor`` scale,
+    on z-scored features); ``transform`` applied to the smoothed held-in counts before z-scoring: ``"sqrt"``
+    (default; on MC_Maze_Small it scored slightly above the others), ``"log"`` (``log(x + log_offset)``, the
+    NLB script's choice) or ``"raw"``; ``rate_floor`` lower bound of held-in rates; ``max_iter`` L-BFGS
+    iterations per GLM fit.
+    """
+
+    sigma_ms: float | Sequence[float] = (40.0, 60.0, 80.0)
+    alpha: float | Sequence[float] = (0.01, 0.03, 0.1)
+    transform: str = "sqrt"
+    log_offset: float = 1e-4
+    rate_floor: float = 1e-6
+    max_iter: int = 500
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "sigma_ms", _grid("sigma_ms", self.sigma_ms, float, 0.0, True))
+        object.__setattr__(self, "alpha", _grid("alpha", self.alpha, float, 0.0))
+        if self.transform not in TRANSFORMS:
+            raise ConfigError(f"option transform must be one of {', '.join(TRANSFORMS)}, got {self.transform!r}")
+        _grid("log_offset", self.log_offset, float, 0.0, True)
+        _grid("rate_floor", self.rate_floor, float, 0.0, True)
+        _grid("max_iter", self.max_iter, int, 1)
+
+
+@dataclass(frozen=True, kw_only=True)
+class FAConfig:
+    """Options of the factor-analysis baseline; list-valued options are grid-searched on validation trials.
+
+    ``n_factors`` latent dimensionality; ``sigma_ms`` smoothing before FA; ``sqrt`` square-root transform of
+    the smoothed counts; ``alpha`` L2 penalty of the factors-to-units Poisson GLM; ``max_iter`` L-BFGS
+    iterations per GLM fit.
+    """
+
+    n_factors: int | Sequence[int] = (8, 12, 16)
+    sigma_ms: float | Sequence[float] = (40.0, 60.0)
+    sqrt: bool = True
+    alpha: float | Sequence[float] = (1e-4, 1e-3)
+    max_iter: int = 500
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "n_factors", _grid("n_factors", self.n_factors, int, 1))
+        object.__setattr__(self, "sigma_ms", _grid("sigma_ms", self.sigma_ms, float, 0.0, True))
+        object.__setattr__(self, "alpha", _grid("alpha", self.alpha, float, 0.0))
+        if not isinstance(self.sqrt, (bool, np.bool_)):
+            raise ConfigError(f"option sqrt must be true or false, got {self.sqrt!r}")
+        _grid("max_iter", self.max_iter, int, 1)
+
+
+def _config(cls: type, options: dict[str, Any]) -> Any:
+    names = [f.name for f in dataclasses.fields(cls)]
+    unknown = sorted(set(options) - set(names))
+    if unknown:
+        raise ConfigError(f"unknown option(s) {', '.join(unknown)} for this baseline; valid: {', '.join(names)}")
+    return cls(**options)
+
+
+def fit_poisson_glm(
+    x: np.ndarray,
+    y: np.ndarray,
+    *,
+    alpha: float,
+    init: tuple[np.ndarray, np.ndarray] | None = None,
+    max_iter: int = 500,
+    tol: float = 1e-5,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Fit ``y[:, u] ~ Poisson(exp(x @ w[:, u] + b[u]))`` for all units at once.
+
+    Minimises, per unit, scikit-learn's ``PoissonRegressor`` objective
+    ``mean_i(exp(eta) - y eta) + alpha / 2 * ||w||^2`` (intercept not penalised) over the bins where ``y`` is
+    not NaN, summed over units, with :func:`scipy.optimize.minimize` (L-BFGS-B).
+
+    Parameters
+    ----------
+    x : numpy.ndarray
+        ``(n, p)`` finite features.
+    y : numpy.ndarray
+        ``(n, units)`` counts; NaN entries are left out of that unit's fit.
+    alpha : float
+        L2 penalty.
+    init : tuple of arrays, optional
+        Starting ``(w, b)``; default ``w = 0`` and ``b = log(mean count)``.
+    max_iter, tol : int, float
+        L-BFGS iteration limit and gradient tolerance.
+
+    Returns
+    -------
+    tuple of numpy.ndarray
+        ``w`` of shape ``(p, units)`` and ``b`` of shape ``(units,)``.
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> x = rng.normal(size=(2000, 2))
+    >>> y = rng.poisson(np.exp(x @ np.array([[0.5], [-0.3]]) + 0.2)).astype(float)
+    >>> w, b = fit_poisson_glm(x, y, alpha=0.0)
+    >>> np.round(w.ravel(), 1).tolist(), round(float(b[0]), 1)
+    ([0.5, -0.3], 0.2)
+    """
+    x = np.asarray(x, dtype=float)
+    y = np.asarray(y, dtype=float)
+    n, p = x.shape
+    units = y.shape[1]
+    observed = ~np.isnan(y)
+    n_u = observed.sum(axis=0)
+    if np.any(n_u == 0):
+        raise FitError(f"Poisson GLM: {int((n_u == 0).sum())} unit(s) have no observed bins to fit")
+    y0 = np.where(observed, y, 0.0)
+    m = None if observed.all() else observed.astype(float)
+    scale = 1.0 / n_u
+    if init is None:
+        b0 = np.log(np.maximum(y0.sum(axis=0) * scale, 1e-8))
+        theta0 = np.concatenate([np.zeros(p * units), b0])
+    else:
+        theta0 = np.concatenate([np.asarray(init[0], float).ravel(), np.asarray(init[1], float)])
+
+    def objective(theta: np.ndarray) -> tuple[float, np.ndarray]:
+        w = theta[: p * units].reshape(p, units)
+        b = theta[p * units :]
+        eta = np.minimum(x @ w + b, 30.0)
+        mu = np.exp(eta)
+        if m is not None:
+            mu *= m
+        loss = float(((mu - y0 * eta).sum(axis=0) * scale).sum()) + 0.5 * alpha * float((w**2).sum())
+        resid = (mu - y0) * scale
+        grad_w = x.T @ resid + alpha * w
+        return loss, np.concatenate([grad_w.ravel(), resid.sum(axis=0)])
+
+    sol = minimize(objective, theta0, jac=True, method="L-BFGS-B",
+                   options={"maxiter": int(max_iter), "gtol": tol, "ftol": 1e-11})
+    return sol.x[: p * units].reshape(p, units), sol.x[p * units :]
+
+
+def _glm_predict(x: np.ndarray, w: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return np.exp(np.minimum(x @ w + b, 30.0))
+
+
+def _check_inputs(counts, heldin, train, valid, bin_width_s) -> tuple[np.ndarray, ...]:
+    counts = np.asarray(counts, dtype=float)
+    if counts.ndim != 3:
+        raise FitError(f"baseline: counts must be (trial, time, unit), got shape {counts.shape}")
+    n_tr, _, n_u = counts.shape
+    masks = []
+    for name, mask, n in (("heldin", heldin, n_u), ("train", train, n_tr), ("valid", valid, n_tr)):
+        mask = np.asarray(mask)
+        if mask.dtype != bool or mask.shape != (n,):
+            raise FitError(f"baseline: {name} must be a boolean mask of shape ({n},), got {mask.dtype} {mask.shape}")
+        masks.append(mask)
+    heldin, train, valid = masks
+    if heldin.all() or not heldin.any():
+        raise FitError(f"baseline: need both held-in and held-out units, got {int(heldin.sum())} held-in of {n_u}")
+    if not train.any():
+        raise FitError("baseline: no train trials")
+    if (train & valid).any():
+        raise FitError(f"baseline: {int((train & valid).sum())} trial(s) are both train and valid")
+    if not np.isfinite(counts).any(axis=(1, 2))[train].all():
+        raise FitError("baseline: some train trials have no observed bins")
+    if not (np.isfinite(bin_width_s) and bin_width_s > 0):
+        raise FitError(f"baseline: bin_width_s must be > 0, got {bin_width_s}")
+    return counts, heldin, train, valid
+
+
+def _selection_split(train: np.ndarray, valid: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray, str]:
+    """Trials to fit and to score during the grid search (valid, or 20 % of train when there is no valid)."""
+    if valid.any():
+        return train, valid, "valid"
+    idx = np.flatnonzero(train)
+    if idx.size < 2:
+        raise FitError("baseline: need valid trials or at least 2 train trials to choose options")
+    rng = np.random.default_rng(seed)
+    pick = rng.choice(idx, size=max(1, int(round(0.2 * idx.size))), replace=False)
+    sel = np.zeros_like(train)
+    sel[pick] = True
+    return train & ~sel, sel, "train-holdout"
+
+
+def _fill_nan(x: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """Replace NaN features (bins far from any observed bin) with each feature's mean over ``rows``."""
+    if not np.isnan(x).any():
+        return x
+    mean = np.nanmean(x[rows].reshape(-1, x.shape[-1]), axis=0)
+    return np.where(np.isnan(x), np.nan_to_num(mean), x)
+
+
+def _search(
+    grid: list[tuple], features: Callable[[tuple], np.ndarray], target: np.ndarray,
+    fit_rows: np.ndarray, score_rows: np.ndarray, alphas: tuple, max_iter: int,
+) -> tuple[tuple, dict[str, float], tuple[np.ndarray, np.ndarray] | None]:
+    """Grid search: fit the GLM to ``target`` on ``fit_rows`` trials, score bits/spike on ``score_rows``.
+
+    Returns the best ``(*key, alpha)``, the score of every grid point and the best GLM ``(w, b)``; with a
+    single grid point nothing is fitted (``({}, None)``).
+    """
+    if len(grid) * len(alphas) == 1:
+        return (*grid[0], alphas[0]), {}, None
+    scores: dict[str, float] = {}
+    best, best_score, best_glm = None, -np.inf, None
+    for key in tqdm(grid, desc="baseline grid", disable=None, leave=False):
+        feat = features(key)
+        x_fit = feat[fit_rows].reshape(-1, feat.shape[-1])
+        y_fit = target[fit_rows].reshape(-1, target.shape[-1])
+        glm = None
+        for a in sorted(alphas, reverse=True):  # warm start from strong to weak penalty
+            glm = fit_poisson_glm(x_fit, y_fit, alpha=a, init=glm, max_iter=max_iter)
+            pred = _glm_predict(feat[score_rows], *glm)
+            score = bits_per_spike(pred, target[score_rows], label="baseline validation bits/spike")
+            scores[" ".join(f"{v:g}" for v in (*key, a))] = score
+            if score > best_score:
+                best, best_score, best_glm = (*key, a), score, glm
+    assert best is not None
+    return best, scores, best_glm
+
+
+def _transform(x: np.ndarray, how: str, log_offset: float) -> np.ndarray:
+    x = np.maximum(x, 0.0)
+    return np.sqrt(x) if how == "sqrt" else np.log(x + log_offset) if how == "log" else x
+
+
+def smoothing(
+    counts: np.ndarray, *, heldin: np.ndarray, train: np.ndarray, valid: np.ndarray,
+    bin_width_s: float, seed: int = 0, **options: Any,
+) -> BaselineResult:
+    """NLB spike-smoothing baseline; options are those of :class:`SmoothingConfig`.
+
+    Returns a :class:`BaselineResult` whose ``latents`` are the smoothed held-in counts and whose ``info``
+    holds the chosen ``sigma_ms`` and ``alpha`` and the validation bits/spike of each grid point.
+
+    Examples
+    --------
+    >>> c = np.random.default_rng(1).poisson(0.3, (10, 40, 6)).astype(float)
+    >>> r = smoothing(c, heldin=np.arange(6) < 4, train=np.arange(10) < 7, valid=np.arange(10) >= 7,
+    ...               bin_width_s=0.01, sigma_ms=50, alpha=0.1)
+    >>> r.latents.shape, r.info["sigma_ms"]
+    ((10, 40, 4), 50.0)
+    """
+    cfg = _config(SmoothingConfig, options)
+    counts, heldin, train, valid = _check_inputs(counts, heldin, train, valid, bin_width_s)
+    fit_rows, score_rows, selected_on = _selection_split(train, valid, seed)
+    target = counts[..., ~heldin]
+    cache: dict[float, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+
+    def smoothed(sigma_ms: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Smoothed held-in counts, z-scored GLM features, and the (mean, sd) used to z-score."""
+        if sigma_ms not in cache:
+            sm = _fill_nan(gaussian_smooth(counts[..., heldin], sigma_ms / 1000.0 / bin_width_s, axis=1), train)
+            feat = _transform(sm, cfg.transform, cfg.log_offset)
+            flat = feat[train].reshape(-1, feat.shape[-1])
+            mu, sd = flat.mean(axis=0), flat.std(axis=0)
+            sd = np.where(sd > 1e-12, sd, 1.0)
+            cache[sigma_ms] = (sm, (feat - mu) / sd, np.stack([mu, sd]))
+        return cache[sigma_ms]
+
+    with threadpool_limits(limits=1, user_api="blas"):  # small matrices: threads only contend
+        best, scores, glm = _search([(s,) for s in cfg.sigma_ms], lambda k: smoothed(k[0])[1], target,
+                                    fit_rows, score_rows, cfg.alpha, cfg.max_iter)
+        sigma, alpha = best
+        sm, feat, zscore = smoothed(sigma)
+        if glm is None or selected_on != "valid":  # refit on all train trials
+            glm = fit_poisson_glm(feat[train].reshape(-1, feat.shape[-1]),
+                                  target[train].reshape(-1, target.shape[-1]), alpha=alpha, max_iter=cfg.max_iter)
+    w, b = glm
+    rates = np.empty(counts.shape)
+    rates[..., heldin] = np.maximum(sm, cfg.rate_floor)
+    rates[..., ~heldin] = np.maximum(_glm_predict(feat, w, b), cfg.rate_floor)
+    info = {"baseline": "smoothing", "sigma_ms": float(sigma), "alpha": float(alpha), "transform": cfg.transform,
+            "log_offset": cfg.log_offset, "selected_on": selected_on if scores else "none",
+            "validation_bps": scores}
+    params = {"glm_weight": w, "glm_bias": b, "feature_zscore": zscore, "heldin": heldin.astype(np.int8),
+              "sigma_bins": np.asarray(sigma / 1000.0 / bin_width_s)}
+    return BaselineResult(rates=rates, latents=sm, info=info, params=params)
+
+
+def fa(
+    counts: np.ndarray, *, heldin: np.ndarray, train: np.ndarray, valid: np.ndarray,
+    bin_width_s: float, seed: int = 0, **options: Any,
+) -> BaselineResult:
+    """Factor-analysis baseline; options are those of :class:`FAConfig`.
+
+    Returns a :class:`BaselineResult` whose ``latents`` are the FA posterior means ``(trial, time,
+    n_factors)`` and whose ``info`` holds the chosen options and the validation bits/spike of each grid point.
+
+    Examples
+    --------
+    >>> c = np.random.default_rng(1).poisson(0.3, (10, 40, 6)).astype(float)
+    >>> r = fa(c, heldin=np.arange(6) < 4, train=np.arange(10) < 7, valid=np.arange(10) >= 7,
+    ...        bin_width_s=0.01, n_factors=2, sigma_ms=50, alpha=0.1)
+    >>> r.latents.shape, r.rates.shape
+    ((10, 40, 2), (10, 40, 6))
+    """
+    from sklearn.decomposition import FactorAnalysis
+
+    cfg = _config(FAConfig, options)
+    counts, heldin, train, valid = _check_inputs(counts, heldin, train, valid, bin_width_s)
+    n_in = int(heldin.sum())
+    too_many = [k for k in cfg.n_factors if k >= n_in]
+    if too_many:
+        raise ConfigError(f"option n_factors={too_many[0]} must be below the number of held-in units ({n_in})")
+    fit_rows, score_rows, selected_on = _selection_split(train, valid, seed)
+    smooth_cache: dict[float, np.ndarray] = {}
+    fa_cache: dict[tuple, tuple[np.ndarray, Any]] = {}
+
+    def latents(key: tuple) -> np.ndarray:
+        sigma, k = key
+        if sigma not in smooth_cache:
+            sm = _fill_nan(gaussian_smooth(counts[..., heldin], sigma / 1000.0 / bin_width_s, axis=1), train)
+            smooth_cache[sigma] = _transform(sm, "sqrt" if cfg.sqrt else "raw", 0.0)
+        x = smooth_cache[sigma]
+        if key not in fa_cache:
+            model = FactorAnalysis(n_components=int(k), random_state=seed)
+            model.fit(x[train].reshape(-1, n_in))
+            z = model.transform(x.reshape(-1, n_in)).reshape(*x.shape[:2], int(k))
+            fa_cache[key] = (z, model)
+        return fa_cache[key][0]
+
+    with threadpool_limits(limits=1, user_api="blas"):  # small matrices: threads only contend
+        best, scores, glm_out = _search(list(product(cfg.sigma_ms, cfg.n_factors)), latents, counts[..., ~heldin],
+                                        fit_rows, score_rows, cfg.alpha, cfg.max_iter)
+        sigma, k, alpha = best
+        z = latents((sigma, k))
+        model = fa_cache[(sigma, k)][1]
+        # the GLM is separable over units: keep the held-out fit of the search when it used all train trials
+        units = heldin if glm_out is not None and selected_on == "valid" else np.ones_like(heldin)
+        w, b = np.zeros((int(k), heldin.size)), np.zeros(heldin.size)
+        w[:, units], b[units] = fit_poisson_glm(z[train].reshape(-1, int(k)), counts[train][..., units].reshape(
+            -1, int(units.sum())), alpha=alpha, max_iter=cfg.max_iter)
+        if not units.all():
+            w[:, ~heldin], b[~heldin] = glm_out
+    rates = np.maximum(_glm_predict(z, w, b), 1e-9)
+    info = {"baseline": "fa", "sigma_ms": float(sigma), "n_factors": int(k), "alpha": float(alpha),
+            "sqrt": bool(cfg.sqrt), "selected_on": selected_on if scores else "none", "validation_bps": scores}
+    params = {"fa_components": model.components_, "fa_mean": model.mean_,
+              "fa_noise_variance": model.noise_variance_, "glm_weight": w, "glm_bias": b,
+              "heldin": heldin.astype(np.int8), "sigma_bins": np.asarray(sigma / 1000.0 / bin_width_s)}
+    return BaselineResult(rates=rates, latents=z, info=info, params=params)
+
+
+#: Baselines by name, each ``f(counts, *, heldin, train, valid, bin_width_s, seed, **options) -> BaselineResult``.
+BASELINES: dict[str, Callable[..., BaselineResult]] = {"smoothing": smoothing, "fa": fa}

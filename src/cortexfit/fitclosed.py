@@ -1,0 +1,215 @@
+"""Fits without gradient training: the echo-state family (closed-form readouts) and the NLB baselines.
+
+``esn``: a fixed reservoir (:class:`cortexfit.models.esn.ESNDynamics`) is driven by the scaled held-in
+activity of the encoder window (zero in the forward-prediction bins) and the task inputs.  In latent mode a
+second pass runs the same reservoir backwards in time (``esn.bidirectional``) so that each bin's features
+see the whole trial; in forecast mode the states are causal (state ``s_t`` has seen bins ``< t``).  The
+readout to every unit is either ridge regression of ``log(smoothed counts + c)`` with the penalty chosen by
+k-fold CV over train trials (:func:`cortexfit.models.fit_readout`), recalibrated per unit so mean predicted
+and observed counts agree, or a Poisson GLM (:func:`cortexfit.baselines.fit_poisson_glm`) with the penalty
+chosen on valid trials.  Rates are ``exp(.)`` of the readout, hence > 0.
+
+``smoothing`` / ``fa``: :data:`cortexfit.baselines.BASELINES` on the counts with the forward-prediction bins
+hidden (NaN), so they are scored under the same conditions as the latent models.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from cortexfit.errors import FitError
+from cortexfit.fitconfig import FitConfig
+from cortexfit.fitdata import FitData, FitResult
+from cortexfit.metrics import bits_per_spike, gaussian_smooth
+
+
+class StateReadout(nn.Module):
+    """Closed-form readout: ``log_rates = W s + b``; ``factors`` = projection on the states' top PCs.
+
+    Examples
+    --------
+    >>> r = StateReadout(n_features=6, n_units=3, factors=2)
+    >>> [t.shape for t in r(torch.zeros(4, 6))]
+    [torch.Size([4, 2]), torch.Size([4, 3])]
+    """
+
+    def __init__(self, *, n_features: int, n_units: int, factors: int):
+        super().__init__()
+        self.n_features, self.n_units, self.factors = n_features, n_units, factors
+        self.linear = nn.Linear(n_features, n_units)
+        self.register_buffer("pc_mean", torch.zeros(n_features))
+        self.register_buffer("pcs", torch.zeros(factors, n_features))
+
+    def forward(self, feats: Tensor) -> tuple[Tensor, Tensor]:
+        return (feats - self.pc_mean) @ self.pcs.t(), self.linear(feats)
+
+    def spec(self) -> dict:
+        """Plain dict to rebuild the module."""
+        return {"class": "StateReadout", "n_features": self.n_features, "n_units": self.n_units,
+                "factors": self.factors}
+
+
+def _set_pcs(readout: StateReadout, feats: Tensor) -> None:
+    flat = feats.reshape(-1, feats.shape[-1]).double()
+    mu = flat.mean(0)
+    _, _, v = torch.linalg.svd(flat - mu, full_matrices=False)
+    k = min(readout.factors, v.shape[0])
+    with torch.no_grad():
+        readout.pc_mean.copy_(mu.float())
+        readout.pcs.zero_()
+        readout.pcs[:k] = v[:k].float()
+
+
+def _fit_readout(readout: StateReadout, feats: Tensor, data: FitData, cfg: FitConfig, rows: dict[str, np.ndarray],
+                 score_mask: np.ndarray) -> dict[str, Any]:
+    """Fit ``readout`` on train trials (see the module docstring); returns what was chosen."""
+    from cortexfit.models import fit_readout
+
+    e = cfg.esn
+    tr, va = rows["train"], rows["valid"]
+    spikes = data.nan_spikes()
+    if not data.spikes:
+        target = torch.as_tensor(np.nan_to_num((data.y - data.mean) / data.std), dtype=feats.dtype)
+        ro = fit_readout(feats[tr], target[tr], list(e.alphas), folds=e.cv_folds)
+        readout.linear.load_state_dict(ro.state_dict())
+        return {"readout": "ridge", "alpha": ro.alpha}
+    if e.readout == "ridge":
+        sm = gaussian_smooth(spikes, e.smooth_ms / 1000.0 / data.bin_width_s, axis=1)
+        mean = np.nanmean(spikes[tr].reshape(-1, data.n_units), axis=0)
+        sm = np.where(np.isnan(sm), mean, sm)
+        c = np.maximum(0.1 * mean, 1e-3)
+        target = torch.as_tensor(np.log(sm + c), dtype=feats.dtype)
+        ro = fit_readout(feats[tr], target[tr], list(e.alphas), folds=e.cv_folds)
+        readout.linear.load_state_dict(ro.state_dict())
+        with torch.no_grad():
+            pred = torch.exp(readout.linear(feats[tr])).numpy()
+        w = ~np.isnan(spikes[tr])
+        scale = np.nansum(spikes[tr], axis=(0, 1)) / np.maximum((pred * w).sum(axis=(0, 1)), 1e-12)
+        with torch.no_grad():
+            readout.linear.bias += torch.as_tensor(np.log(np.maximum(scale, 1e-6)), dtype=feats.dtype)
+        return {"readout": "ridge", "alpha": ro.alpha}
+    from cortexfit.baselines import fit_poisson_glm
+
+    x = feats.numpy().astype("float64")
+    best, best_bps, init = None, -np.inf, None
+    for a in e.poisson_alphas:
+        init = fit_poisson_glm(x[tr].reshape(-1, x.shape[-1]), spikes[tr].reshape(-1, data.n_units), alpha=a, init=init)
+        pred = np.exp(np.minimum(x[va] @ init[0] + init[1], 30.0))
+        held = np.where(score_mask[None] > 0, spikes[va], np.nan)
+        bps = bits_per_spike(pred, held, label="esn validation bits/spike") if np.nansum(held) > 0 else 0.0
+        if best is None or bps > best_bps:
+            best, best_bps = (a, init), bps
+    a, (wt, b) = best
+    with torch.no_grad():
+        readout.linear.weight.copy_(torch.as_tensor(wt.T))
+        readout.linear.bias.copy_(torch.as_tensor(b))
+    return {"readout": "poisson", "alpha": float(a), "valid_bps": float(best_bps)}
+
+
+def fit_esn(data: FitData, cfg: FitConfig, *, mode: str, seed: int) -> FitResult:
+    """Echo-state fit in ``latent`` or ``forecast`` mode (CPU; the reservoir is small)."""
+    from cortexfit import models
+    from cortexfit.forecast import ForecastModel, horizon_errors, horizon_table
+    from cortexfit.latent import family_options
+
+    t0 = time.perf_counter()
+    torch.manual_seed(seed)
+    hi = ~data.heldout
+    n_hi = int(hi.sum())
+    x = data.transform(data.y[..., hi]) * data.valid[..., hi]
+    x[:, data.n_enc :] = 0.0  # the forward-prediction bins are never seen
+    u = np.concatenate([x, data.inputs], axis=-1)
+    opts = family_options("esn", cfg.model.family_options, data.bin_width_s, seed)
+    dyn = models.build_dynamics("esn", input_size=u.shape[-1], hidden_size=cfg.esn.hidden_size, **opts)
+    dyn.eval()
+    U = torch.as_tensor(u)
+    with torch.no_grad():
+        fwd = dyn(U)
+        if mode == "forecast":
+            states = torch.cat([dyn.initial_state(U.shape[0])[:, None], fwd[:, :-1]], dim=1)
+            feats = states
+        else:
+            states = fwd
+            feats = torch.cat([fwd, dyn(U.flip(1)).flip(1)], dim=-1) if cfg.esn.bidirectional else fwd
+    rows = {s: data.trials(s) for s in ("train", "valid", "test")}
+    score = np.zeros((data.n_time, data.n_units))
+    score[:, data.heldout] = 1.0
+    score[data.n_enc :] = 1.0
+    readout = StateReadout(n_features=feats.shape[-1], n_units=data.n_units, factors=cfg.model.factors)
+    _set_pcs(readout, feats[rows["train"]])
+    info = _fit_readout(readout, feats, data, cfg, rows, score)
+    with torch.no_grad():
+        factors, log_r = readout(feats)
+    if data.spikes:
+        rates = torch.exp(log_r.clamp(max=12.0)).numpy()
+    else:
+        rates = log_r.numpy() * data.std + data.mean
+    result = FitResult(rates=rates, states=states.numpy(), factors=factors.numpy(),
+                       n_params=sum(p.numel() for p in readout.linear.parameters()), epochs=None, seconds=0.0,
+                       save_model=lambda path: None, info=info)
+    if mode == "forecast":
+        fm = ForecastModel(dyn, n_heldin=n_hi, n_units=data.n_units, factors=cfg.model.factors,
+                           n_inputs=data.n_inputs, exp_link=data.spikes)
+        fm.s0.requires_grad_(False)
+        fm.readout = readout
+        with torch.no_grad():
+            fm.fb_mean.copy_(torch.as_tensor(data.mean[hi]))
+            fm.fb_std.copy_(torch.as_tensor(data.std[hi]))
+            xt = torch.as_tensor(data.transform(data.y[..., hi]) * data.valid[..., hi])
+            out = fm.rollout(xt, torch.as_tensor(data.inputs), data.n_enc)
+        fp = out.rates.numpy() if data.spikes else out.rates.numpy() * data.std + data.mean
+        result.rates[:, data.n_enc :] = fp[:, data.n_enc :]
+        result.states[:, data.n_enc :] = out.states[:, data.n_enc :].numpy()
+        te = rows["test"]
+        y = torch.as_tensor(data.y if data.spikes else (data.y - data.mean) / data.std)
+        hs, op, cl = horizon_errors(fm, xt[te], torch.as_tensor(data.inputs[te]), y[te],
+                                    torch.as_tensor(data.valid[te]), cfg.forecast.horizons, cfg.forecast.n_starts)
+        result.variables, result.json_files = horizon_table(hs, op, cl, data.spikes)
+    result.seconds = time.perf_counter() - t0
+
+    def save(path: Path) -> None:
+        models.save_model(path, dyn, modules={"readout": readout},
+                          meta={"dt_s": data.bin_width_s, "mode": mode, "exp_link": data.spikes,
+                                "input_names": ["heldin"] * n_hi + list(data.input_names),
+                                "bidirectional": bool(cfg.esn.bidirectional and mode == "latent"), **info})
+
+    result.save_model = save
+    return result
+
+
+def fit_baseline(data: FitData, cfg: FitConfig, *, name: str, seed: int) -> FitResult:
+    """Run one baseline of :data:`cortexfit.baselines.BASELINES` with the forward bins hidden."""
+    from cortexfit.baselines import BASELINES
+    from cortexfit.fitloop import save_atomic
+    from cortexfit.models import FORMAT
+
+    if not data.spikes:
+        raise FitError(f"{data.source}: baseline {name!r} needs spike counts, found signal {data.signal!r}")
+    t0 = time.perf_counter()
+    counts = data.nan_spikes()
+    counts[:, data.n_enc :] = np.nan
+    options = dict(getattr(cfg.baseline, name))
+    res = BASELINES[name](counts, heldin=~data.heldout, train=data.split == "train", valid=data.split == "valid",
+                          bin_width_s=data.bin_width_s, seed=seed, **options)
+    seconds = time.perf_counter() - t0
+    params = {k: np.asarray(v) for k, v in res.params.items()}
+    n_params = int(sum(v.size for k, v in params.items() if k not in ("heldin", "sigma_bins")))
+    info = {k: v for k, v in res.info.items() if k != "validation_bps"}
+
+    def save(path: Path) -> None:
+        save_atomic({
+            "format": FORMAT, "spec": {"family": name, "options": info}, "input_size": 0, "hidden_size": 0,
+            "dynamics": {}, "modules": {"baseline": {k: torch.as_tensor(v) for k, v in params.items()}},
+            "module_specs": {"baseline": {"class": name}},
+            "meta": {"dt_s": data.bin_width_s, "mode": "latent", "baseline": True},
+        }, path)
+
+    latents = np.asarray(res.latents, dtype="float32")
+    return FitResult(rates=np.asarray(res.rates), states=latents, factors=latents if name == "fa" else None,
+                     n_params=n_params, epochs=None, seconds=seconds, save_model=save, info=info)

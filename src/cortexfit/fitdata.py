@@ -1,0 +1,293 @@
+"""Turn an ``activity`` dataset into the arrays a fit needs: splits, task inputs, masks, evaluation windows.
+
+:func:`prepare` draws the seeded unit split (held-out units) and trial split (train/valid/test), builds task
+inputs from the trial coordinates (condition one-hot, event pulses) and checks that the data can be
+evaluated, raising :class:`~cortexfit.errors.FitError` with one line naming the file otherwise.  Numpy only:
+no torch here.
+
+Examples
+--------
+>>> import numpy as np
+>>> from cortexfit import schema
+>>> from cortexfit.fitconfig import load_config
+>>> y = np.random.default_rng(0).poisson(1.0, (20, 30, 8)).astype("uint16")
+>>> ds = schema.new_activity(y, time=np.arange(30) * 0.01, bin_width_s=0.01)
+>>> data = prepare(ds, load_config(), seed=0)
+>>> data.n_units, int(data.heldout.sum()), data.n_enc, sorted(set(data.split.tolist()))
+(8, 2, 24, ['test', 'train', 'valid'])
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+from cortexfit import schema
+from cortexfit.errors import FitError
+from cortexfit.fitconfig import FitConfig
+from cortexfit.splits import split_trials, split_units
+
+MIN_TRIALS = 5
+
+
+@dataclass(frozen=True, kw_only=True)
+class FitData:
+    """Everything a model family sees of one activity dataset (all arrays numpy, float32 unless noted).
+
+    Attributes
+    ----------
+    y : (trial, time, unit) activity with invalid bins set to 0.
+    valid : (trial, time, unit) 1.0 where observed.
+    heldout : (unit,) bool, True for held-out units.
+    split : (trial,) str, ``"train"``, ``"valid"`` or ``"test"``.
+    inputs : (trial, time, input) task inputs (may have 0 channels); ``input_names`` name them.
+    n_enc : bins shown to the encoder; the last ``n_time - n_enc`` bins are the forward-prediction bins.
+    signal : ``"spike_counts"`` or an imaging signal (then the loss is Gaussian on z-scored traces).
+    mean, std : (unit,) train-trial statistics used to scale imaging traces.
+    velocity : (trial, time, channel) or None; conditions : (trial,) labels or None.
+    """
+
+    y: np.ndarray
+    valid: np.ndarray
+    heldout: np.ndarray
+    split: np.ndarray
+    inputs: np.ndarray
+    input_names: list[str]
+    n_enc: int
+    signal: str
+    bin_width_s: float
+    mean: np.ndarray
+    std: np.ndarray
+    velocity: np.ndarray | None = None
+    conditions: np.ndarray | None = None
+    source: str = ""
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def spikes(self) -> bool:
+        """True for spike counts (Poisson loss, exponential link)."""
+        return self.signal == "spike_counts"
+
+    @property
+    def n_trials(self) -> int:
+        return int(self.y.shape[0])
+
+    @property
+    def n_time(self) -> int:
+        return int(self.y.shape[1])
+
+    @property
+    def n_units(self) -> int:
+        return int(self.y.shape[2])
+
+    @property
+    def n_fp(self) -> int:
+        return self.n_time - self.n_enc
+
+    @property
+    def n_inputs(self) -> int:
+        return int(self.inputs.shape[2])
+
+    def trials(self, name: str) -> np.ndarray:
+        """Indices of the trials in split ``name``."""
+        return np.flatnonzero(self.split == name)
+
+    def transform(self, x: np.ndarray) -> np.ndarray:
+        """The model-input scaling of activity: ``log1p`` of counts, z-scored traces otherwise."""
+        if self.spikes:
+            return np.log1p(np.clip(x, 0, None)).astype("float32")
+        return ((x - self.mean) / self.std).astype("float32")
+
+    def encoder_input(self) -> np.ndarray:
+        """(trial, n_enc, held-in unit) transformed held-in activity, 0 in invalid bins."""
+        hi = ~self.heldout
+        x = self.transform(self.y[:, : self.n_enc][..., hi])
+        return (x * self.valid[:, : self.n_enc][..., hi]).astype("float32")
+
+    def nan_spikes(self) -> np.ndarray:
+        """Activity as float with NaN where not observed (what :mod:`cortexfit.metrics` expects)."""
+        return np.where(self.valid > 0, self.y, np.nan)
+
+
+@dataclass(kw_only=True)
+class FitResult:
+    """What a family's fit returns to :mod:`cortexfit.train` (numpy arrays over all trials).
+
+    ``rates`` (trial, time, unit) expected counts per bin (or predicted traces); ``states`` (trial, time,
+    state) and ``factors`` (trial, time, factor) or None; ``variables`` extra ``fit.nc`` variables as
+    ``{name: (dims, array)}``; ``history`` per-epoch rows; ``save_model(path)`` writes ``model.pt``;
+    ``json_files`` extra JSON outputs ``{file name: object}``.
+    """
+
+    rates: np.ndarray
+    states: np.ndarray | None
+    factors: np.ndarray | None
+    n_params: int
+    epochs: int | None
+    seconds: float
+    save_model: Callable[[Path], Any]
+    history: list[dict[str, float]] = field(default_factory=list)
+    variables: dict[str, tuple[tuple[str, ...], np.ndarray]] = field(default_factory=dict)
+    json_files: dict[str, Any] = field(default_factory=dict)
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+def _where(ds: xr.Dataset, source: str) -> str:
+    return source or ds.encoding.get("source", "") or "activity"
+
+
+def task_inputs(ds: xr.Dataset, cfg: FitConfig) -> tuple[np.ndarray, list[str]]:
+    """Task inputs from the trial coordinates: condition one-hot (sustained) and event pulses.
+
+    A pulse of 1 marks the bin holding each ``*_time`` trial coordinate (relative to the alignment event
+    coordinate) that falls inside the window; the condition coordinate (``model.condition_coord``) becomes a
+    one-hot code held over the whole window when it has at most ``model.max_conditions`` values.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from cortexfit.fitconfig import load_config
+    >>> ds = schema.new_activity(np.zeros((2, 4, 1), "uint16"), time=[0.5, 1.5, 2.5, 3.5], bin_width_s=1.0)
+    >>> ds = ds.assign_coords(start_time=("trial", [10.0, 20.0]), go_time=("trial", [12.2, 21.0]),
+    ...                       condition=("trial", ["a", "b"]))
+    >>> x, names = task_inputs(ds, load_config())
+    >>> names, x[0, :, 2].tolist()
+    (['condition=a', 'condition=b', 'pulse:go_time', 'pulse:start_time'], [0.0, 0.0, 1.0, 0.0])
+    """
+    n_trial, n_time = ds.sizes["trial"], ds.sizes["time"]
+    chans: list[np.ndarray] = []
+    names: list[str] = []
+    if cfg.model.inputs == "none":
+        return np.zeros((n_trial, n_time, 0), "float32"), names
+    cname = cfg.model.condition_coord
+    if cname in ds.coords and ds[cname].dims == ("trial",):
+        labels = np.asarray(ds[cname].values).astype(str)
+        values = np.unique(labels)
+        if 1 < len(values) <= cfg.model.max_conditions:
+            for v in values:
+                chans.append(np.repeat((labels == v).astype("float32")[:, None], n_time, axis=1))
+                names.append(f"{cname}={v}")
+    align = ds.attrs.get("align_event", "")
+    width = float(ds.attrs["bin_width_s"])
+    edges0 = float(ds["time"].values[0]) - width / 2
+    if align in ds.coords and ds[align].dims == ("trial",):
+        t_align = np.asarray(ds[align].values, dtype=float)
+        for c in sorted(str(k) for k in ds.coords):
+            if not c.endswith("_time") or ds[c].dims != ("trial",) or not np.issubdtype(ds[c].dtype, np.number):
+                continue
+            rel = np.asarray(ds[c].values, dtype=float) - t_align
+            idx = np.floor((rel - edges0) / width + 1e-9)
+            ok = np.isfinite(idx) & (idx >= 0) & (idx < n_time)
+            if not ok.any():
+                continue
+            pulse = np.zeros((n_trial, n_time), "float32")
+            pulse[np.flatnonzero(ok), idx[ok].astype(int)] = 1.0
+            chans.append(pulse)
+            names.append(f"pulse:{c}")
+    if not chans:
+        return np.zeros((n_trial, n_time, 0), "float32"), names
+    return np.stack(chans, axis=-1).astype("float32"), names
+
+
+def _velocity(ds: xr.Dataset) -> np.ndarray | None:
+    if "behavior" not in ds.data_vars or "behavior_kind" not in ds.coords:
+        return None
+    kind = np.asarray(ds["behavior_kind"].values).astype(str)
+    if not (kind == "velocity").any():
+        return None
+    return np.asarray(ds["behavior"].values[..., kind == "velocity"], dtype="float64")
+
+
+def prepare(ds: xr.Dataset, cfg: FitConfig, *, seed: int, source: str = "") -> FitData:
+    """Split, scale and check an activity dataset for fitting.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        A validated ``activity`` dataset.
+    cfg : FitConfig
+        Options (split fractions, forward-prediction bins, task inputs).
+    seed : int
+        Seed of the unit and trial splits.
+    source : str
+        File name used in error messages.
+
+    Raises
+    ------
+    FitError
+        Too few trials, units or bins for the split, or held-out units without spikes in the test trials.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from cortexfit.fitconfig import load_config
+    >>> y = np.zeros((3, 10, 4), "uint16")
+    >>> prepare(schema.new_activity(y, time=np.arange(10.0), bin_width_s=1.0), load_config(), seed=0)
+    Traceback (most recent call last):
+    ...
+    cortexfit.errors.FitError: activity: too few trials for a train/valid/test split: 3 (need at least 5)
+    """
+    where = _where(ds, source)
+    nd = schema.neuron_dim(ds)
+    ds = ds.transpose("trial", "time", nd, ...)
+    tr = cfg.train
+    n_trial, n_time, n_unit = (ds.sizes[d] for d in ("trial", "time", nd))
+    if n_trial < MIN_TRIALS:
+        raise FitError(f"{where}: too few trials for a train/valid/test split: {n_trial} (need at least {MIN_TRIALS})")
+    if n_unit < 4:
+        raise FitError(f"{where}: too few {nd}s for a held-in/held-out split: {n_unit} (need at least 4)")
+    if n_time < 4:
+        raise FitError(f"{where}: too few time bins to fit dynamics: {n_time} (need at least 4)")
+    valid = np.asarray(ds["valid"].values, dtype="float32")
+    y = np.asarray(ds["activity"].values, dtype="float32")
+    if not np.all(np.isfinite(y[valid > 0])):
+        raise FitError(f"{where}: activity has NaN or infinite values in valid bins")
+    y = np.where(valid > 0, np.nan_to_num(y), 0.0).astype("float32")
+    cond = None
+    cname = cfg.model.condition_coord
+    if cname in ds.coords and ds[cname].dims == ("trial",):
+        cond = np.asarray(ds[cname].values).astype(str)
+    try:
+        heldout = split_units(n_unit, tr.heldout_frac, seed=seed)
+        fractions = (1.0 - tr.valid_frac - tr.test_frac, tr.valid_frac, tr.test_frac)
+        split = split_trials(n_trial, fractions, seed=seed, stratify=cond)
+    except FitError as exc:
+        raise FitError(f"{where}: {exc}") from None
+    n_enc = n_time - tr.n_fp_bins(n_time)
+    signal = str(ds.attrs["signal"])
+    test = split == "test"
+    if signal == "spike_counts":
+        ho_spikes = float((y[test][:, :n_enc][..., heldout]).sum())
+        if ho_spikes <= 0:
+            raise FitError(
+                f"{where}: the {int(heldout.sum())} held-out {nd}s have no spikes in the {int(test.sum())} test "
+                f"trials, so co-bps is undefined (try another --seed or a larger train.heldout_frac)"
+            )
+    train = split == "train"
+    w = valid[train]
+    cnt = np.maximum(w.sum(axis=(0, 1)), 1.0)
+    mean = (y[train] * w).sum(axis=(0, 1)) / cnt
+    var = (((y[train] - mean) ** 2) * w).sum(axis=(0, 1)) / cnt
+    std = np.sqrt(np.maximum(var, 1e-6))
+    inputs, names = task_inputs(ds, cfg)
+    return FitData(
+        y=y,
+        valid=valid,
+        heldout=heldout,
+        split=split,
+        inputs=inputs,
+        input_names=names,
+        n_enc=int(n_enc),
+        signal=signal,
+        bin_width_s=float(ds.attrs["bin_width_s"]),
+        mean=mean.astype("float32"),
+        std=std.astype("float32"),
+        velocity=_velocity(ds),
+        conditions=cond,
+        source=where,
+    )

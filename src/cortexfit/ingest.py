@@ -1,0 +1,383 @@
+"""The ingest stage: an NWB session -> a validated ``activity`` dataset (trial x time x unit|roi).
+
+Spike counts are exact: for every unit the sorted spike times are searched (:func:`numpy.searchsorted`)
+against all bin edges of all trials at once, with edges ``align + (window_start + k * bin)`` for integer
+``k``, and bins are left-closed ``[t, t + bin)``.  A bin is ``valid`` when its centre lies inside the
+trial and inside one of the unit's ``obs_intervals``; invalid bins hold 0 and must be masked.  Behaviour
+and imaging traces are averaged over the samples inside each bin (linear interpolation at the bin centre
+where a bin holds no sample, NaN outside the series).
+
+Examples
+--------
+>>> ds = ingest_nwb("session.nwb", align="move_onset_time", window_ms=(-250, 450))   # doctest: +SKIP
+>>> ds.activity.sizes                                                               # doctest: +SKIP
+Frozen({'trial': 100, 'time': 140, 'unit': 107})
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time as _time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+from tqdm.auto import tqdm
+
+from cortexfit import schema
+from cortexfit.errors import ConfigError, IngestError
+from cortexfit.io.nwb import NWBReader, Series, Units, file_sha256, parse_areas, unit_areas
+
+log = logging.getLogger("cortexfit.ingest")
+_RESERVED = {"trial", "time", "unit", "roi", "activity", "valid", "behavior", "behavior_channel", "behavior_kind"}
+
+
+@dataclass(frozen=True, kw_only=True)
+class IngestConfig:
+    """Options of the ingest stage, validated once (see :func:`ingest_nwb` for their meaning).
+
+    >>> IngestConfig(bin_ms=10, window_ms=(-100, 300)).window_ms
+    (-100.0, 300.0)
+    """
+
+    bin_ms: float = 5.0
+    align: str = "start_time"
+    window_ms: tuple[float, float] | None = None
+    trials_table: str = "trials"
+    areas: str = "electrodes"
+    session_window_ms: float = 1000.0
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.bin_ms) and self.bin_ms > 0):
+            raise ConfigError(f"--bin-ms must be a positive number, got {self.bin_ms}")
+        if self.window_ms is not None:
+            w = tuple(float(x) for x in self.window_ms)
+            if len(w) != 2 or not all(map(math.isfinite, w)) or w[1] - w[0] < self.bin_ms:
+                raise ConfigError(f"--window-ms START STOP must be finite with STOP - START >= one bin, got {w}")
+            object.__setattr__(self, "window_ms", w)
+        if not (math.isfinite(self.session_window_ms) and self.session_window_ms >= self.bin_ms):
+            raise ConfigError(f"--session-window-ms must be at least one bin, got {self.session_window_ms}")
+        if not self.align or not self.trials_table:
+            raise ConfigError("--align and --trials-table must be non-empty")
+        parse_areas(self.areas)
+
+
+@dataclass
+class Trials:
+    """Trial rows after alignment: ids, start/stop/align times (s) and per-trial coordinates."""
+
+    ids: np.ndarray
+    start: np.ndarray
+    stop: np.ndarray
+    align: np.ndarray
+    coords: dict[str, np.ndarray]
+
+
+def _trials(r: NWBReader, cfg: IngestConfig, extent: tuple[float, float]) -> Trials:
+    tables = r.interval_tables()
+    windows = cfg.trials_table.lower() == "none" or (cfg.trials_table == "trials" and not tables)
+    if windows:
+        if cfg.align != "start_time":
+            raise IngestError(f"{r.path}: no trials table, session windows align to start_time, not '{cfg.align}'")
+        w = cfg.session_window_ms / 1000.0
+        n = int(math.floor((extent[1] - extent[0]) / w + 1e-9))
+        if n < 1:
+            raise IngestError(f"{r.path}: session spans {extent[1] - extent[0]:.3f} s, shorter than one "
+                              f"{cfg.session_window_ms:g} ms window")
+        start = extent[0] + np.arange(n) * w
+        log.info("%s: no trials table; cut the session into %d windows of %g ms", r.path, n, cfg.session_window_ms)
+        stop = start + w
+        return Trials(np.arange(n), start, stop, start, {"start_time": start, "stop_time": stop})
+    t = r.table(cfg.trials_table)
+    cols = t.columns
+    for need in ("start_time", "stop_time"):
+        if need not in cols or cols[need].dtype.kind != "f":
+            raise IngestError(f"{r.path}: intervals table '{t.name}' has no numeric '{need}' column")
+    start, stop = cols["start_time"].astype(float), cols["stop_time"].astype(float)
+    bad = t.ids[~(np.isfinite(start) & np.isfinite(stop))]
+    if len(bad):
+        raise IngestError(f"{r.path}: trial(s) {', '.join(map(str, bad[:20]))} have no start_time/stop_time (NaN)")
+    bad = t.ids[stop < start]
+    if len(bad):
+        raise IngestError(f"{r.path}: trial(s) {', '.join(map(str, bad[:20]))} have stop_time < start_time")
+    if cfg.align not in cols or cols[cfg.align].dtype.kind not in "iuf":
+        avail = [c for c, v in cols.items() if v.dtype.kind in "iuf"]
+        raise IngestError(f"{r.path}: no alignment column '{cfg.align}' in '{t.name}' "
+                          f"(available: {', '.join(avail)})")
+    align = cols[cfg.align].astype(float)
+    keep = np.isfinite(align)
+    if not keep.all():
+        log.warning("%s: dropped %d of %d trials whose '%s' is missing (NaN)", r.path, int((~keep).sum()),
+                    len(keep), cfg.align)
+    if not keep.any():
+        raise IngestError(f"{r.path}: every trial's '{cfg.align}' is NaN")
+    return Trials(t.ids[keep], start[keep], stop[keep], align[keep], {k: v[keep] for k, v in cols.items()})
+
+
+def _window(tr: Trials, cfg: IngestConfig, path: Path) -> tuple[float, float, int]:
+    """Window start (s), bin width (s) and number of bins."""
+    bw = cfg.bin_ms / 1000.0
+    if cfg.window_ms is not None:
+        w0, w1 = cfg.window_ms
+    else:
+        w0, w1 = 0.0, (tr.stop - tr.align).min() * 1000.0
+    n = int(math.floor((w1 - w0) / cfg.bin_ms + 1e-6))
+    if n < 1:
+        raise IngestError(f"{path}: the shortest trial ends {w1:g} ms after '{cfg.align}', less than one bin; "
+                          "pass --window-ms")
+    return w0 / 1000.0, bw, n
+
+
+def bin_spikes(spike_times: np.ndarray, bounds: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """Count each unit's spikes in left-closed bins ``[edges[i, k], edges[i, k + 1])``.
+
+    When the trials' windows follow each other in time (the flattened edges never decrease), every spike
+    is located among all edges with one :func:`numpy.searchsorted`; otherwise (overlapping windows) each
+    unit's sorted spike times are searched for all edges at once.  Both give exact counts.
+
+    Parameters
+    ----------
+    spike_times, bounds
+        Flat spike times, sorted within each unit, and row bounds: unit u is ``spike_times[bounds[u]:bounds[u+1]]``.
+    edges
+        (trial, bins + 1) absolute bin edges.
+
+    Returns
+    -------
+    (trial, bins, unit) uint16 counts.
+
+    Examples
+    --------
+    >>> bin_spikes(np.array([0.0, 0.5, 1.0, 0.2]), np.array([0, 3, 4]), np.array([[0.0, 0.5, 1.0]]))[0].tolist()
+    [[1, 1], [1, 0]]
+    """
+    n_trial, n_bin, n_unit = edges.shape[0], edges.shape[1] - 1, len(bounds) - 1
+    order = np.argsort(edges[:, 0], kind="stable")
+    if np.any(order != np.arange(n_trial)):  # trials out of time order: bin them sorted, then put them back
+        out = np.empty((n_trial, n_bin, n_unit), dtype=np.uint16)
+        out[order] = bin_spikes(spike_times, bounds, edges[order])
+        return out
+    flat = edges.ravel()
+    counts = np.zeros((n_trial, n_bin, n_unit), dtype=np.uint16)
+    if np.all(flat[1:] >= flat[:-1]):
+        pos = np.searchsorted(flat, spike_times, side="right") - 1
+        trial = pos // (n_bin + 1)
+        keep = (pos >= 0) & (pos - trial * (n_bin + 1) < n_bin)
+        cell = (pos - trial)[keep]  # trial * n_bin + bin, non-decreasing within each unit
+        starts = np.concatenate([[0], np.cumsum(keep)])[bounds]  # each unit's first kept spike
+        new = np.ones(len(cell), dtype=bool)  # a run of equal cells within one unit = one bin's count
+        new[1:] = cell[1:] != cell[:-1]
+        new[starts[(starts > 0) & (starts < len(cell))]] = True
+        first = np.flatnonzero(new)
+        runs = np.diff(np.append(first, len(cell)))
+        if len(runs) and runs.max() > np.iinfo(np.uint16).max:
+            raise IngestError(f"more than {np.iinfo(np.uint16).max} spikes in one bin: use smaller bins")
+        unit = np.searchsorted(starts, first, side="right") - 1
+        counts.reshape(-1)[cell[first] * n_unit + unit] = runs
+    else:
+        for u in tqdm(range(n_unit), desc="binning units", unit="unit", disable=None, leave=False):
+            pos = np.searchsorted(spike_times[bounds[u]:bounds[u + 1]], flat, side="left").reshape(edges.shape)
+            c = np.diff(pos, axis=1)
+            if c.max(initial=0) > np.iinfo(np.uint16).max:
+                raise IngestError(f"more than {np.iinfo(np.uint16).max} spikes in one bin: use smaller bins")
+            counts[:, :, u] = c
+    return counts
+
+
+def inside(intervals: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """Boolean mask of ``t`` lying inside the union of half-open ``[start, stop)`` intervals (m, 2).
+
+    >>> inside(np.array([[0.0, 1.0], [0.5, 2.0], [3.0, 4.0]]), np.array([-1, 0, 1.5, 2.0, 3.5])).tolist()
+    [False, True, True, False, True]
+    """
+    iv = intervals[np.argsort(intervals[:, 0], kind="stable")]
+    if len(iv) == 0:
+        return np.zeros(t.shape, dtype=bool)
+    ends = np.maximum.accumulate(iv[:, 1])
+    j = np.searchsorted(iv[:, 0], t, side="right") - 1
+    return (j >= 0) & (t < ends[np.maximum(j, 0)])
+
+
+def resample(ts: np.ndarray, data: np.ndarray, edges: np.ndarray, chunk: int = 16) -> np.ndarray:
+    """Average a (sample, channel) signal over bins ``[edges[i, k], edges[i, k + 1])`` -> (trial, bin, channel).
+
+    Bins holding no sample take the linear interpolation at their centre (NaN outside the signal's time
+    range); bins holding only NaN samples are NaN.  Output float32.
+
+    >>> resample(np.arange(4.0), np.arange(4.0)[:, None], np.array([[0.0, 2.0, 2.2, 2.6, 8.0]]))[0, :, 0]
+    array([0.5, 2. , 2.4, 3. ], dtype=float32)
+    """
+    order = np.argsort(ts, kind="stable")
+    ts, data = ts[order], data[order]
+    idx = np.searchsorted(ts, edges.ravel(), side="left").reshape(edges.shape)
+    lo, hi = idx[:, :-1], idx[:, 1:]
+    centres = (edges[:, :-1] + edges[:, 1:]) / 2
+    out = np.empty((*lo.shape, data.shape[1]), dtype=np.float32)
+    empty = hi == lo
+    for c0 in tqdm(range(0, data.shape[1], chunk), desc="resampling", disable=None, leave=False):
+        block = data[:, c0:c0 + chunk]
+        ok = np.isfinite(block)
+        zero = np.zeros((1, block.shape[1]))
+        cs = np.concatenate([zero, np.cumsum(np.where(ok, block, 0.0), axis=0)])
+        cn = np.concatenate([zero, np.cumsum(ok, axis=0)])
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean = (cs[hi] - cs[lo]) / (cn[hi] - cn[lo])
+        if empty.any():
+            for k in range(block.shape[1]):
+                mean[..., k][empty] = np.interp(centres[empty], ts, block[:, k], left=np.nan, right=np.nan)
+        out[..., c0:c0 + chunk] = mean
+    return out
+
+
+def _behavior(series: list[Series], edges: np.ndarray) -> xr.DataArray | None:
+    if not series:
+        return None
+    if not any(s.kind == "velocity" for s in series):  # derive velocity from position
+        for s in [s for s in series if s.kind == "position"]:
+            ts, keep = np.unique(s.timestamps, return_index=True)
+            if len(ts) < 2:
+                continue
+            vel = np.gradient(s.data[keep], ts, axis=0)
+            name = s.name.replace("pos", "vel") if "pos" in s.name else f"{s.name}_vel"
+            chans = [c.replace(s.name, name, 1) for c in s.channels]
+            series.append(Series(name, "derived", ts, vel, "velocity", chans))
+    values = np.concatenate([resample(s.timestamps, s.data, edges) for s in series], axis=2)
+    names, kinds = [], []
+    for s in series:
+        for c in s.channels:
+            names.append(c if c not in names else f"{c}_{len(names)}")
+            kinds.append(s.kind)
+    log.info("behaviour: %d channel(s) %s", len(names), ", ".join(names))
+    return xr.DataArray(values, dims=("trial", "time", "behavior_channel"),
+                        coords={"behavior_channel": names, "behavior_kind": ("behavior_channel", kinds)})
+
+
+def _extent(units: Units | None, imaging: list[Series]) -> tuple[float, float]:
+    if units is not None:
+        if units.obs is not None and any(len(o) for o in units.obs):
+            allobs = np.concatenate(units.obs)
+            return float(allobs[:, 0].min()), float(allobs[:, 1].max())
+        if len(units.spike_times):
+            return float(units.spike_times.min()), float(units.spike_times.max())
+        return 0.0, 0.0
+    ts = np.concatenate([s.timestamps for s in imaging])
+    return float(ts.min()), float(ts.max())
+
+
+def _coord_names(trial_cols: Sequence[str], neuron_cols: Sequence[str], neuron: str) -> tuple[dict, dict]:
+    both = set(trial_cols) & set(neuron_cols)
+    t = {c: (f"trial_{c}" if c in both or c in _RESERVED else c) for c in trial_cols}
+    n = {c: (f"{neuron}_{c}" if c in both or c in _RESERVED else c) for c in neuron_cols}
+    return t, n
+
+
+def ingest_nwb(path: str | Path, *, bin_ms: float = 5.0, align: str = "start_time",
+               window_ms: Sequence[float] | None = None, trials_table: str = "trials",
+               areas: str = "electrodes", session_window_ms: float = 1000.0) -> xr.Dataset:
+    """Read an NWB session and bin it into a validated ``activity`` dataset.
+
+    Parameters
+    ----------
+    path
+        NWB file with a units table (spike times) or, without units, RoiResponseSeries under
+        ``processing['ophys']`` DfOverF/Fluorescence.
+    bin_ms
+        Bin width in ms.
+    align
+        Trials column whose time is 0 of every trial; trials where it is NaN are dropped.
+    window_ms
+        (start, stop) in ms around the alignment event; default 0 .. the shortest trial's ``stop - align``.
+    trials_table
+        Name of the TimeIntervals table (``nwb.intervals`` or a processing module); ``"none"`` (or no
+        intervals table at all) cuts the session into consecutive windows of ``session_window_ms``.
+    areas
+        ``"electrodes"``, ``"column:NAME"`` or a unit-id rule such as ``"unit-id:1xxx=PMd,2xxx=M1"``.
+
+    Examples
+    --------
+    >>> ds = ingest_nwb("yu2009_pmd_reach.nwb", window_ms=(0, 1000))      # doctest: +SKIP
+    >>> int(ds.activity.sum())                                              # doctest: +SKIP
+    74038
+    """
+    cfg = IngestConfig(bin_ms=float(bin_ms), align=align, window_ms=None if window_ms is None else tuple(window_ms),
+                       trials_table=trials_table, areas=areas, session_window_ms=float(session_window_ms))
+    path = Path(path)
+    t0 = _time.perf_counter()
+    with NWBReader(path) as r:
+        units = r.units()
+        imaging = [] if units is not None else r.imaging()
+        if units is None and not imaging:
+            raise IngestError(f"{path}: no units (spike times) and no imaging (DfOverF/Fluorescence RoiResponseSeries)")
+        tr = _trials(r, cfg, _extent(units, imaging))
+        behavior = r.behavior()
+    ws, bw, n = _window(tr, cfg, path)
+    k = np.arange(n + 1)
+    edges = tr.align[:, None] + (ws + k * bw)[None, :]
+    centres = tr.align[:, None] + (ws + (k[:-1] + 0.5) * bw)[None, :]
+    in_trial = (centres >= tr.start[:, None]) & (centres < tr.stop[:, None])
+    if not in_trial.any():
+        raise IngestError(f"{path}: window {ws * 1e3:g}..{(ws + n * bw) * 1e3:g} ms around '{cfg.align}' "
+                          "lies outside every trial")
+    if not in_trial.any(axis=1).all():
+        log.warning("%s: the window misses %d trial(s) entirely: all their bins are invalid", path,
+                    int((~in_trial.any(axis=1)).sum()))
+    if units is not None:
+        neuron, signal, ids = "unit", "spike_counts", units.ids
+        activity = bin_spikes(units.spike_times, units.bounds, edges)
+        valid = np.empty(activity.shape, dtype=np.int8)
+        groups: dict[bytes, list[int]] = {}  # units sharing the same obs_intervals share one mask
+        for u in range(len(ids)):
+            groups.setdefault(b"" if units.obs is None else units.obs[u].tobytes(), []).append(u)
+        for members in groups.values():
+            mask = in_trial if units.obs is None else in_trial & inside(units.obs[members[0]], centres)
+            valid[:, :, members if len(members) < len(ids) else slice(None)] = mask[:, :, None]
+        meta = {"area": unit_areas(units, cfg.areas, path)}
+        if units.electrode_group is not None:
+            meta["electrode_group"] = units.electrode_group
+        meta.update({c: v for c, v in units.columns.items() if c not in meta})
+    else:
+        neuron, signal = "roi", imaging[0].kind
+        activity = np.concatenate([resample(s.timestamps, s.data, edges) for s in imaging], axis=2)
+        ids = np.arange(activity.shape[2])
+        valid = (np.isfinite(activity) & in_trial[:, :, None]).astype(np.int8)
+        meta = {"area": np.concatenate([s.area for s in imaging]),
+                "roi_series": np.concatenate([np.full(s.data.shape[1], s.name) for s in imaging]),
+                "roi_id": np.concatenate([s.roi_ids for s in imaging])}
+    if not valid.all():
+        np.copyto(activity, 0, where=valid == 0)
+    ds = schema.new_activity(activity, time=ws + (k[:-1] + 0.5) * bw, bin_width_s=bw, trial=tr.ids, unit=ids,
+                             valid=valid, align_event=cfg.align, signal=signal, source_file=str(path),
+                             source_sha256=file_sha256(path), config=asdict(cfg), neuron=neuron)
+    ds.attrs.update(window_start_s=float(ws), window_stop_s=float(ws + n * bw))
+    tnames, nnames = _coord_names(list(tr.coords), list(meta), neuron)
+    ds = ds.assign_coords({**{tnames[c]: ("trial", v) for c, v in tr.coords.items()},
+                           **{nnames[c]: (neuron, v) for c, v in meta.items()}})
+    beh = _behavior(behavior, edges)
+    if beh is not None:
+        ds["behavior"] = beh.assign_coords(trial=ds.trial, time=ds.time)
+    log.info("%s: %d trials x %d bins of %g ms x %d %ss (%s) in %.2f s", path, len(tr.ids), n, cfg.bin_ms,
+             len(ids), neuron, signal, _time.perf_counter() - t0)
+    schema.validate(ds, "activity")
+    return ds
+
+
+def run(nwb: str | Path, out: str | Path, *, bin_ms: float = 5.0, align: str = "start_time",
+        window_ms: Sequence[float] | None = None, trials_table: str = "trials", areas: str = "electrodes",
+        session_window_ms: float = 1000.0) -> Path:
+    """Ingest ``nwb`` and write the activity dataset to ``out`` atomically (the ``cortexfit ingest`` command).
+
+    Examples
+    --------
+    >>> run("session.nwb", "activity.nc", align="move_onset_time", window_ms=(-250, 450))   # doctest: +SKIP
+    PosixPath('activity.nc')
+    """
+    if Path(out).resolve() == Path(nwb).resolve():
+        raise ConfigError(f"{out}: output would overwrite the input file")
+    ds = ingest_nwb(nwb, bin_ms=bin_ms, align=align, window_ms=window_ms, trials_table=trials_table, areas=areas,
+                    session_window_ms=session_window_ms)
+    path = schema.write_dataset(ds, out, "activity")
+    log.info("wrote %s", path)
+    return path

@@ -1,0 +1,296 @@
+"""The ``esn`` family: a fixed random leaky reservoir; only a linear readout is trained, in closed form.
+
+Update (leak rate ``a``)::
+
+    x_t = (1 - a) x_{t-1} + a tanh(W x_{t-1} + W_in u_t + b)
+
+``W`` is a sparse random matrix (fraction ``sparsity`` of zeros) scaled to ``spectral_radius``; ``W_in`` is
+uniform in ``[-input_scaling, input_scaling]``; ``b`` uniform in ``[-bias_scaling, bias_scaling]``.  All are
+buffers drawn from their own generator seeded by ``seed`` (not trained by gradient).  Readouts are fitted by
+:func:`~cortexfit.models.ridge.fit_readout` (ridge, k-fold CV over trials).  :class:`EchoStateNetwork` is a
+numpy-in/numpy-out estimator for one long time series.
+
+Examples
+--------
+>>> import torch
+>>> from cortexfit.models import build_dynamics
+>>> esn = build_dynamics("esn", input_size=2, hidden_size=50, spectral_radius=0.8, seed=1)
+>>> u, y = torch.randn(6, 40, 2), torch.randn(6, 40, 1)
+>>> readout = esn.fit_readout(esn(u), y)
+>>> readout(esn(u)).shape
+torch.Size([6, 40, 1])
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from cortexfit.errors import ConfigError, FitError
+from cortexfit.models.base import Dynamics, register
+from cortexfit.models.ridge import Readout, fit_readout
+
+__all__ = ["ESNDynamics", "ESNOptions", "EchoStateNetwork", "Readout", "fit_readout", "run_reservoir"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class ESNOptions:
+    """Options of ``esn``.
+
+    spectral_radius : of W (default 0.9).
+    leak_rate : a in (0, 1].
+    input_scaling, bias_scaling : half-widths of the uniform W_in and b.
+    sparsity : fraction of zero entries of W in [0, 1).
+    seed : reservoir seed (independent of the global torch seed).
+    ridge : fixed ridge value for :meth:`ESNDynamics.fit_readout`; None = chosen by cross-validation.
+    cv_folds : k of the k-fold cross-validation over trials.
+    """
+
+    spectral_radius: float = 0.9
+    leak_rate: float = 0.5
+    input_scaling: float = 1.0
+    bias_scaling: float = 0.0
+    sparsity: float = 0.9
+    seed: int = 0
+    ridge: float | None = None
+    cv_folds: int = 5
+
+    def __post_init__(self) -> None:
+        checks = {
+            "spectral_radius": self.spectral_radius > 0,
+            "leak_rate": 0 < self.leak_rate <= 1,
+            "input_scaling": self.input_scaling >= 0,
+            "bias_scaling": self.bias_scaling >= 0,
+            "sparsity": 0 <= self.sparsity < 1,
+            "ridge": self.ridge is None or self.ridge >= 0,
+            "cv_folds": self.cv_folds >= 2,
+        }
+        bad = [k for k, ok in checks.items() if not ok]
+        if bad:
+            raise ConfigError(f"model 'esn': invalid value for option {bad[0]}={getattr(self, bad[0])!r}")
+
+
+def make_reservoir(n: int, n_in: int, o: ESNOptions) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(W (n, n), W_in (n, n_in), b (n,)) float64 arrays drawn from ``numpy.random.default_rng(o.seed)``.
+
+    Examples
+    --------
+    >>> W, W_in, b = make_reservoir(100, 2, ESNOptions(spectral_radius=0.5))
+    >>> round(float(np.abs(np.linalg.eigvals(W)).max()), 6)
+    0.5
+    """
+    rng = np.random.default_rng(o.seed)
+    W = rng.standard_normal((n, n)) * (rng.random((n, n)) >= o.sparsity)
+    radius = _spectral_radius(W)
+    if radius > 0:
+        W *= o.spectral_radius / radius
+    W_in = rng.uniform(-o.input_scaling, o.input_scaling, (n, n_in))
+    b = rng.uniform(-o.bias_scaling, o.bias_scaling, n)
+    return W, W_in, b
+
+
+def _spectral_radius(W: np.ndarray) -> float:
+    if W.shape[0] > 200:
+        import scipy.sparse
+        import scipy.sparse.linalg
+
+        try:
+            vals = scipy.sparse.linalg.eigs(scipy.sparse.csr_matrix(W), k=1, which="LM", return_eigenvectors=False,
+                                            tol=1e-8, maxiter=50 * W.shape[0])
+            return float(np.abs(vals).max())
+        except scipy.sparse.linalg.ArpackNoConvergence:
+            pass
+    return float(np.abs(np.linalg.eigvals(W)).max())
+
+
+def run_reservoir(X: Tensor, W: Tensor, x0: Tensor, leak: float) -> Tensor:
+    """Iterate the reservoir over a time-major drive ``X = W_in u + b``: (T, B, N), (B, N) -> (T, B, N).
+
+    ``W`` may be dense or sparse CSR.  No autograd graph is recorded (the reservoir is fixed).
+
+    Examples
+    --------
+    >>> X = torch.zeros(3, 1, 2)
+    >>> run_reservoir(X, torch.eye(2), torch.ones(1, 2), 1.0)[-1]
+    tensor([[0.5663, 0.5663]])
+    """
+    T = X.shape[0]
+    out = torch.empty_like(X)
+    sparse = W.layout == torch.sparse_csr
+    with torch.no_grad():
+        x = x0
+        Wt = None if sparse else W.t()
+        for t in range(T):
+            z = (W @ x.t()).t().add_(X[t]) if sparse else torch.addmm(X[t], x, Wt)
+            z.tanh_()
+            if leak == 1.0:
+                x = out[t].copy_(z)
+            else:
+                x = torch.add(z, x, alpha=(1.0 - leak) / leak, out=out[t]).mul_(leak)
+    return out
+
+
+@register("esn")
+class ESNDynamics(Dynamics):
+    """Echo-state reservoir as a :class:`Dynamics` (state = reservoir activity, S = H).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from cortexfit.models import build_dynamics
+    >>> net = build_dynamics("esn", input_size=1, hidden_size=20)
+    >>> [p for p in net.parameters()]
+    []
+    """
+
+    Options = ESNOptions
+
+    def __init__(self, *, input_size: int, hidden_size: int, options: ESNOptions | None = None) -> None:
+        super().__init__(input_size=input_size, hidden_size=hidden_size, options=options)
+        W, W_in, b = make_reservoir(self.hidden_size, self.input_size, self.options)
+        self.register_buffer("weight_hh", torch.from_numpy(W).float())
+        self.register_buffer("weight_ih", torch.from_numpy(W_in).float())
+        self.register_buffer("bias", torch.from_numpy(b).float())
+
+    def recurrent_weight(self) -> Tensor:
+        """The fixed reservoir matrix W (H, H)."""
+        return self.weight_hh
+
+    def step(self, state: Tensor, u: Tensor) -> Tensor:
+        """One leaky reservoir update (differentiable in ``state`` and ``u`` for Jacobians)."""
+        a = self.options.leak_rate
+        z = torch.tanh(state @ self.weight_hh.t() + u @ self.weight_ih.t() + self.bias)
+        return z if a == 1.0 else (1.0 - a) * state + a * z
+
+    def forward(self, u: Tensor, state0: Tensor | None = None) -> Tensor:
+        """(B, T, I) -> (B, T, H) without an autograd graph (falls back to :meth:`step` if ``u`` needs grad)."""
+        self._check_input(u)
+        if u.requires_grad or (state0 is not None and state0.requires_grad):
+            return self.forward_reference(u, state0)
+        B, T = u.shape[:2]
+        x0 = self.initial_state(B) if state0 is None else state0
+        X = torch.addmm(self.bias, u.transpose(0, 1).reshape(T * B, -1), self.weight_ih.t()).view(T, B, -1)
+        return run_reservoir(X, self.weight_hh, x0, self.options.leak_rate).transpose(0, 1)
+
+    def fit_readout(self, states: Tensor, targets: Tensor, alphas: list[float] | None = None) -> Readout:
+        """Ridge readout on states from :meth:`forward`; the ridge is ``options.ridge`` or chosen by CV.
+
+        Examples
+        --------
+        >>> import torch
+        >>> from cortexfit.models import build_dynamics
+        >>> net = build_dynamics("esn", input_size=1, hidden_size=10, ridge=1e-3)
+        >>> net.fit_readout(net(torch.randn(3, 20, 1)), torch.randn(3, 20, 2)).alpha
+        0.001
+        """
+        if alphas is None and self.options.ridge is not None:
+            alphas = [self.options.ridge]
+        return fit_readout(states, targets, alphas, folds=self.options.cv_folds)
+
+
+class EchoStateNetwork:
+    """Echo-state network estimator for one long time series: ``fit(X, y)`` then ``predict(X)``.
+
+    Parameters
+    ----------
+    units, spectral_radius, leak_rate, input_scaling, bias_scaling, sparsity, seed
+        Reservoir hyperparameters (see :class:`ESNOptions`).
+    ridge
+        Ridge value; None = chosen by 5-fold CV over contiguous blocks.
+    warmup
+        Initial steps of ``fit`` left out of the regression (reservoir transient).
+    chunk_length
+        None: run the reservoir step by step (exact).  An int L: split the series into chunks of L steps run in
+        parallel as one batch, each started ``chunk_washout`` steps early from a zero state (the echo-state
+        property makes the states agree with the sequential run to ~``contraction**chunk_washout``).
+    chunk_washout
+        Overlap of parallel chunks (default ``max(200, L // 2)``).
+    device, dtype
+        Where and in which precision the reservoir runs (``"cuda"`` when available is fine).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> t = np.arange(3000)
+    >>> s = np.sin(0.05 * t)
+    >>> esn = EchoStateNetwork(units=100, ridge=1e-6, warmup=50).fit(s[:-1, None], s[1:])
+    >>> pred = esn.predict(s[:-1, None])
+    >>> float(np.sqrt(np.mean((pred[100:, 0] - s[101:]) ** 2))) < 1e-2
+    True
+    """
+
+    def __init__(
+        self, *, units: int = 1000, spectral_radius: float = 0.9, leak_rate: float = 0.3, input_scaling: float = 1.0,
+        bias_scaling: float = 0.0, sparsity: float = 0.9, seed: int = 0, ridge: float | None = 1e-6,
+        warmup: int = 100, chunk_length: int | None = None, chunk_washout: int | None = None,
+        device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32,
+    ) -> None:
+        self.options = ESNOptions(spectral_radius=spectral_radius, leak_rate=leak_rate, input_scaling=input_scaling,
+                                  bias_scaling=bias_scaling, sparsity=sparsity, seed=seed, ridge=ridge)
+        if units < 1 or warmup < 0 or (chunk_length is not None and chunk_length < 1):
+            raise ConfigError("EchoStateNetwork: units and chunk_length must be positive and warmup >= 0")
+        self.units, self.warmup, self.chunk_length = int(units), int(warmup), chunk_length
+        self.chunk_washout = chunk_washout if chunk_washout is not None else max(200, (chunk_length or 0) // 2)
+        self.device, self.dtype = torch.device(device), dtype
+        self.readout_: Readout | None = None
+        self.state_: Tensor | None = None
+
+    def _build(self, n_in: int) -> None:
+        W, W_in, b = make_reservoir(self.units, n_in, self.options)
+        kw = {"device": self.device, "dtype": self.dtype}
+        self.W_in_, self.b_ = torch.as_tensor(W_in, **kw), torch.as_tensor(b, **kw)
+        self.W_ = torch.as_tensor(W, **kw)
+        if self.device.type == "cpu" and self.options.sparsity >= 0.8:
+            self.W_ = self.W_.to_sparse_csr()
+        self.n_in_ = n_in
+
+    def states(self, X: np.ndarray | Tensor, x0: Tensor | None = None) -> Tensor:
+        """Reservoir states (T, units) for inputs X (T, I), starting from ``x0`` (zeros if None)."""
+        U = torch.as_tensor(np.asarray(X) if not torch.is_tensor(X) else X, dtype=self.dtype, device=self.device)
+        if U.dim() == 1:
+            U = U[:, None]
+        T = U.shape[0]
+        drive = torch.addmm(self.b_, U, self.W_in_.t())  # (T, N)
+        x0 = torch.zeros(1, self.units, dtype=self.dtype, device=self.device) if x0 is None else x0
+        L, w = self.chunk_length, self.chunk_washout
+        if L is None or T <= 2 * (L + w):
+            return run_reservoir(drive[:, None], self.W_, x0, self.options.leak_rate)[:, 0]
+        head = L + w  # chunk 0 runs exactly from x0; chunks c >= 1 start w steps early from zeros
+        n_chunks = 1 + math.ceil((T - head) / L)
+        pad = torch.zeros(max(0, head + (n_chunks - 1) * L - T), self.units, dtype=self.dtype, device=self.device)
+        padded = torch.cat([drive, pad])
+        starts = [0] + [head + (c - 1) * L - w for c in range(1, n_chunks)]
+        batch = torch.stack([padded[s : s + head] for s in starts], dim=1)  # (L + w, n_chunks, N)
+        init = torch.zeros(n_chunks, self.units, dtype=self.dtype, device=self.device)
+        init[0] = x0[0]
+        out = run_reservoir(batch, self.W_, init, self.options.leak_rate)
+        pieces = [out[:, 0]] + [out[w:, c] for c in range(1, n_chunks)]
+        return torch.cat(pieces)[:T]
+
+    def fit(self, X: np.ndarray, y: np.ndarray) -> EchoStateNetwork:
+        """Run the reservoir over X (T, I) from zeros and fit the ridge readout to y (T,) or (T, O)."""
+        X = np.asarray(X, dtype=float)
+        X = X[:, None] if X.ndim == 1 else X
+        y = np.asarray(y, dtype=float)
+        if y.shape[0] != X.shape[0] or X.shape[0] <= self.warmup + 1:
+            raise FitError(f"EchoStateNetwork.fit: X {X.shape} and y {y.shape} need equal length > warmup + 1")
+        self._build(X.shape[1])
+        S = self.states(X)
+        Y = torch.as_tensor(y.reshape(len(y), -1), dtype=self.dtype, device=self.device)
+        alphas = None if self.options.ridge is None else [self.options.ridge]
+        self.readout_ = fit_readout(S[self.warmup :], Y[self.warmup :], alphas)
+        self.state_ = S[-1:].clone()
+        return self
+
+    def predict(self, X: np.ndarray, *, reset: bool = False) -> np.ndarray:
+        """Outputs (T, O) for inputs X (T, I), continuing from the last state of fit/predict (zeros if reset)."""
+        if self.readout_ is None:
+            raise FitError("EchoStateNetwork.predict: call fit first")
+        S = self.states(X, None if reset else self.state_)
+        self.state_ = S[-1:].clone()
+        with torch.no_grad():
+            return self.readout_(S).cpu().numpy()

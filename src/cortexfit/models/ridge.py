@@ -1,0 +1,175 @@
+"""Closed-form ridge readouts with the regularisation chosen by k-fold cross-validation (torch, any device).
+
+:func:`fit_readout` fits ``y = W s + b`` on reservoir (or any) states.  Sufficient statistics (Gram
+matrices) are computed once per fold in one pass over the data; every fold then needs ONE symmetric
+eigendecomposition of its training Gram matrix, reused for the whole grid of ridge values, and the
+validation error of every ridge value is evaluated in the eigenbasis without touching the data again.
+
+Examples
+--------
+>>> import torch
+>>> torch.manual_seed(0) is not None
+True
+>>> S = torch.randn(8, 50, 6)                      # 8 trials, 50 steps, 6 state dims
+>>> Y = S @ torch.randn(6, 2) + 0.01 * torch.randn(8, 50, 2)
+>>> ro = fit_readout(S, Y)
+>>> float(((ro(S) - Y) ** 2).mean()) < 1e-3
+True
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from cortexfit.errors import FitError
+
+#: Default ridge grid, relative to the mean eigenvalue of the centred training Gram matrix.
+RELATIVE_ALPHAS = tuple(float(10.0**e) for e in range(-10, 2))
+
+
+class Readout(nn.Linear):
+    """Linear readout ``y = W s + b`` fitted in closed form; ``alpha`` and the CV curve are kept as attributes.
+
+    Examples
+    --------
+    >>> ro = Readout(4, 2)
+    >>> ro.spec()["out_features"]
+    2
+    """
+
+    def __init__(self, in_features: int, out_features: int, *, alpha: float = float("nan")) -> None:
+        super().__init__(in_features, out_features)
+        self.alpha = float(alpha)
+        self.alphas: list[float] = []
+        self.cv_mse: list[float] = []
+
+    def spec(self) -> dict:
+        """Plain dict to rebuild the module: ``Readout(**{k: v for k, v in spec.items() if k != "type"})``."""
+        return {"type": "Readout", "in_features": self.in_features, "out_features": self.out_features,
+                "alpha": self.alpha}
+
+
+def _as_2d(x: Tensor, name: str) -> Tensor:
+    if x.dim() == 3:
+        return x
+    if x.dim() == 2:
+        return x.unsqueeze(0)
+    raise FitError(f"fit_readout: {name} must be (trials, time, dim) or (samples, dim), got {tuple(x.shape)}")
+
+
+def _fold_ids(n_trials: int, n_time: int, k: int, device: torch.device) -> tuple[Tensor, bool]:
+    """Fold index per trial (over trials) or, for a single sequence, per contiguous time block."""
+    if n_trials >= k:
+        return torch.arange(n_trials, device=device) % k, True
+    return (torch.arange(n_time, device=device) * k) // n_time, False
+
+
+def fit_readout(
+    states: Tensor,
+    targets: Tensor,
+    alphas: list[float] | Tensor | None = None,
+    *,
+    folds: int = 5,
+) -> Readout:
+    """Ridge regression of ``targets`` on ``states`` with the ridge value picked by k-fold cross-validation.
+
+    Parameters
+    ----------
+    states
+        (B, T, S) trials of states, or (N, S) samples of one sequence.
+    targets
+        (B, T, O) or (N, O) (a 1-D (N,) target is treated as O = 1).
+    alphas
+        Ridge values (absolute, added to the centred ``X^T X``).  None: a grid relative to the mean eigenvalue
+        of ``X^T X`` (:data:`RELATIVE_ALPHAS`).  One value: no cross-validation.
+    folds
+        k: folds over trials when there are at least k trials, else over contiguous blocks of time.
+
+    Returns
+    -------
+    Readout
+        On the states' device, float32 unless the states are float64; ``alpha`` is the chosen value,
+        ``alphas``/``cv_mse`` the validation curve (mean squared error per output).
+
+    Raises
+    ------
+    FitError
+        Mismatched shapes or fewer than 2 samples per fold.
+
+    Examples
+    --------
+    >>> import torch
+    >>> X = torch.randn(200, 3)
+    >>> ro = fit_readout(X, 2 * X[:, :1] + 1, alphas=[1e-6])
+    >>> round(float(ro.bias), 3), round(float(ro.weight[0, 0]), 3)
+    (1.0, 2.0)
+    """
+    if targets.dim() == 1:
+        targets = targets.unsqueeze(-1)
+    X, Y = _as_2d(states, "states"), _as_2d(targets, "targets")
+    if X.shape[:2] != Y.shape[:2]:
+        raise FitError(f"fit_readout: states {tuple(states.shape)} and targets {tuple(targets.shape)} do not match")
+    B, T, S = X.shape
+    O = Y.shape[-1]
+    dev, f64 = X.device, torch.float64
+    work = X.dtype if X.dtype in (torch.float32, torch.float64) else torch.float32
+    # shift by the global means (ridge with intercept is shift invariant; improves float32 Gram accuracy)
+    X = X.to(work)
+    Y = Y.to(device=dev, dtype=work)
+    cx, cy = X.mean(dim=(0, 1)), Y.mean(dim=(0, 1))
+    grid = None if alphas is None else torch.as_tensor(alphas, dtype=f64, device=dev).flatten()
+    k = 1 if grid is not None and grid.numel() == 1 else max(2, int(folds))
+    ids, over_trials = _fold_ids(B, T, k, dev)
+    stats = []  # per fold: n, sx, sy, G, C, yy (float64)
+    for f in range(k):
+        sel = ids == f
+        Xf = (X[sel] if over_trials else X[:, sel]).reshape(-1, S) - cx
+        Yf = (Y[sel] if over_trials else Y[:, sel]).reshape(-1, O) - cy
+        if Xf.shape[0] < 2:
+            raise FitError(f"fit_readout: fold {f} has fewer than 2 samples ({B} trials x {T} steps, {k} folds)")
+        stats.append((
+            float(Xf.shape[0]), Xf.sum(0).to(f64), Yf.sum(0).to(f64),
+            (Xf.t() @ Xf).to(f64), (Xf.t() @ Yf).to(f64), (Yf * Yf).sum(0).to(f64),
+        ))
+    total = [sum(s[i] for s in stats) for i in range(6)]
+
+    def centred(st):
+        n, sx, sy, G, C, _ = st
+        mx, my = sx / n, sy / n
+        return G - n * torch.outer(mx, mx), C - n * torch.outer(mx, my), mx, my
+
+    if grid is None:
+        Gc_all = centred(total)[0]
+        scale = float(torch.diagonal(Gc_all).mean().clamp(min=1e-30))
+        grid = torch.tensor(RELATIVE_ALPHAS, dtype=f64, device=dev) * scale
+    cv = torch.zeros(grid.numel(), dtype=f64, device=dev)
+    if k > 1:
+        for f in range(k):
+            tr = [t - s for t, s in zip(total, stats[f])]
+            Gc, Cc, mx, my = centred(tr)
+            lam, V = torch.linalg.eigh(Gc)
+            n, sx, sy, G, C, yy = stats[f]  # validation statistics, centred at the training means
+            Gv = G - torch.outer(mx, sx) - torch.outer(sx, mx) + n * torch.outer(mx, mx)
+            Cv = C - torch.outer(mx, sy) - torch.outer(sx, my) + n * torch.outer(mx, my)
+            yyv = yy - 2 * my * sy + n * my * my
+            A, Bv, M = V.t() @ Cc, V.t() @ Cv, V.t() @ Gv @ V
+            d = 1.0 / (lam.clamp(min=0)[None, :] + grid[:, None])  # (n_alpha, S)
+            DA = d[:, :, None] * A[None]  # (n_alpha, S, O)
+            err = yyv.sum() - 2 * (d @ (A * Bv).sum(1)) + ((M @ DA) * DA).sum((1, 2))
+            cv += err
+        cv /= float(total[0]) * O
+    best = int(torch.argmin(cv)) if k > 1 else 0
+    alpha = float(grid[best])
+    Gc, Cc, mx, my = centred(total)
+    lam, V = torch.linalg.eigh(Gc)
+    W = V @ ((V.t() @ Cc) / (lam.clamp(min=0) + alpha)[:, None])  # (S, O)
+    b = my + cy.to(f64) - (mx + cx.to(f64)) @ W
+    out_dtype = torch.float64 if work == torch.float64 else torch.float32
+    ro = Readout(S, O, alpha=alpha).to(device=dev, dtype=out_dtype)
+    with torch.no_grad():
+        ro.weight.copy_(W.t())
+        ro.bias.copy_(b)
+    ro.alphas = grid.tolist()
+    ro.cv_mse = cv.tolist() if k > 1 else []
+    return ro
