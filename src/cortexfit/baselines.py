@@ -6,15 +6,17 @@ masks, and return expected counts per bin for every unit on every trial.  Held-o
 held-in units only, so co-bps on test trials is an honest score.
 
 ``smoothing``  Gaussian-smooth each held-in unit per trial; held-in rates are the smoothed counts (floored);
-               held-out rates come from a Poisson GLM on ``log(smoothed + log_offset)`` of the held-in units
-               (NLB's smoothing baseline).
+               held-out rates come from a Poisson GLM on the z-scored, square-rooted (or logged) smoothed
+               held-in counts (NLB's smoothing baseline).
 ``fa``         Smooth (and square-root) the held-in units, fit :class:`sklearn.decomposition.FactorAnalysis`
                on train bins, and map the posterior-mean factors to every unit with a Poisson GLM.
 
 Options given as sequences are searched on a grid by the bits per spike of the held-out units on the
-``valid`` trials (or on a seeded 20 % of the train trials when there are none); the GLM fitted on the train
-trials at the best setting is kept.  The Poisson GLM (:func:`fit_poisson_glm`) minimises scikit-learn's
-``PoissonRegressor`` objective for all units at once with L-BFGS.
+``valid`` trials (or on a seeded 20 % of the train trials when there are none, or the held-out units are silent
+on them); the GLM fitted on the train trials at the best setting is kept.  The Poisson GLM
+(:func:`fit_poisson_glm`) minimises scikit-learn's ``PoissonRegressor`` objective for all units at once with
+L-BFGS.  Smoothing ignores NaN bins (:func:`cortexfit.metrics.gaussian_smooth`); bins with no observed bin
+within the kernel take the train mean, and only fully observed bins enter the FA fit and feature scaling.
 
 Examples
 --------
@@ -48,7 +50,7 @@ from cortexfit.metrics import bits_per_spike, gaussian_smooth
 
 TRANSFORMS = ("sqrt", "log", "raw")
 
-__all__ = ["BASELINES", "BaselineResult", "FAConfig", "SmoothingConfig", "fit_poisson_glm", "fa", "smoothing"]
+__all__ = ["BASELINES", "BaselineResult", "FAConfig", "SmoothingConfig", "fa", "fit_poisson_glm", "smoothing"]
 
 
 @dataclass
@@ -64,11 +66,14 @@ class BaselineResult:
 
 
 def _grid(name: str, value: Any, cast: type, low: float, low_open: bool = False) -> tuple:
-    values = tuple(value) if isinstance(value, (list, tuple, np.ndarray)) else (value,)
-    if not values:
+    """Validate a scalar-or-list option; return it as a tuple of ``cast`` values."""
+    raw = tuple(value) if isinstance(value, (list, tuple, np.ndarray)) else (value,)
+    if not raw:
         raise ConfigError(f"option {name} is an empty list")
     try:
-        values = tuple(cast(v) for v in values)
+        if cast is int and not all(float(v).is_integer() for v in raw):
+            raise ValueError
+        values = tuple(cast(v) for v in raw)
     except (TypeError, ValueError):
         raise ConfigError(f"option {name} must be {cast.__name__} or a list of them, got {value!r}") from None
     bad = [v for v in values if not np.isfinite(v) or (v <= low if low_open else v < low)]
@@ -181,8 +186,7 @@ def fit_poisson_glm(
     """
     x = np.asarray(x, dtype=float)
     y = np.asarray(y, dtype=float)
-    n, p = x.shape
-    units = y.shape[1]
+    p, units = x.shape[1], y.shape[1]
     observed = ~np.isnan(y)
     n_u = observed.sum(axis=0)
     if np.any(n_u == 0):
@@ -222,13 +226,10 @@ def _check_inputs(counts, heldin, train, valid, bin_width_s) -> tuple[np.ndarray
     if counts.ndim != 3:
         raise FitError(f"baseline: counts must be (trial, time, unit), got shape {counts.shape}")
     n_tr, _, n_u = counts.shape
-    masks = []
+    heldin, train, valid = (np.asarray(m) for m in (heldin, train, valid))
     for name, mask, n in (("heldin", heldin, n_u), ("train", train, n_tr), ("valid", valid, n_tr)):
-        mask = np.asarray(mask)
         if mask.dtype != bool or mask.shape != (n,):
             raise FitError(f"baseline: {name} must be a boolean mask of shape ({n},), got {mask.dtype} {mask.shape}")
-        masks.append(mask)
-    heldin, train, valid = masks
     if heldin.all() or not heldin.any():
         raise FitError(f"baseline: need both held-in and held-out units, got {int(heldin.sum())} held-in of {n_u}")
     if not train.any():
@@ -242,26 +243,30 @@ def _check_inputs(counts, heldin, train, valid, bin_width_s) -> tuple[np.ndarray
     return counts, heldin, train, valid
 
 
-def _selection_split(train: np.ndarray, valid: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray, str]:
-    """Trials to fit and to score during the grid search (valid, or 20 % of train when there is no valid)."""
-    if valid.any():
+def _selection_split(
+    train: np.ndarray, valid: np.ndarray, heldout_counts: np.ndarray, seed: int
+) -> tuple[np.ndarray, np.ndarray, str]:
+    """Trials to fit and to score in the grid search: valid, or 20 % of train when valid has no held-out spike."""
+    if np.nansum(heldout_counts[valid]) > 0:
         return train, valid, "valid"
     idx = np.flatnonzero(train)
     if idx.size < 2:
-        raise FitError("baseline: need valid trials or at least 2 train trials to choose options")
-    rng = np.random.default_rng(seed)
-    pick = rng.choice(idx, size=max(1, int(round(0.2 * idx.size))), replace=False)
+        return train, train, "train"
     sel = np.zeros_like(train)
-    sel[pick] = True
+    sel[np.random.default_rng(seed).choice(idx, size=max(1, round(0.2 * idx.size)), replace=False)] = True
     return train & ~sel, sel, "train-holdout"
 
 
-def _fill_nan(x: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    """Replace NaN features (bins far from any observed bin) with each feature's mean over ``rows``."""
-    if not np.isnan(x).any():
-        return x
-    mean = np.nanmean(x[rows].reshape(-1, x.shape[-1]), axis=0)
-    return np.where(np.isnan(x), np.nan_to_num(mean), x)
+def _smooth_heldin(counts: np.ndarray, heldin: np.ndarray, sigma_bins: float, train: np.ndarray,
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """Smoothed held-in counts with NaN bins (no observed bin near) set to the train mean, and the
+    ``(trial, time)`` mask of bins where every held-in unit had a smoothed value."""
+    sm = gaussian_smooth(counts[..., heldin], sigma_bins, axis=1)
+    ok = np.isfinite(sm).all(axis=-1)
+    if not ok.all():
+        mean = np.nan_to_num(np.nanmean(sm[train].reshape(-1, sm.shape[-1]), axis=0))
+        sm = np.where(np.isnan(sm), mean, sm)
+    return sm, ok
 
 
 def _search(
@@ -294,6 +299,7 @@ def _search(
 
 
 def _transform(x: np.ndarray, how: str, log_offset: float) -> np.ndarray:
+    """``sqrt``, ``log(x + log_offset)`` or ``raw`` of non-negative smoothed counts."""
     x = np.maximum(x, 0.0)
     return np.sqrt(x) if how == "sqrt" else np.log(x + log_offset) if how == "log" else x
 
@@ -317,16 +323,16 @@ def smoothing(
     """
     cfg = _config(SmoothingConfig, options)
     counts, heldin, train, valid = _check_inputs(counts, heldin, train, valid, bin_width_s)
-    fit_rows, score_rows, selected_on = _selection_split(train, valid, seed)
     target = counts[..., ~heldin]
+    fit_rows, score_rows, selected_on = _selection_split(train, valid, target, seed)
     cache: dict[float, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
 
     def smoothed(sigma_ms: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Smoothed held-in counts, z-scored GLM features, and the (mean, sd) used to z-score."""
         if sigma_ms not in cache:
-            sm = _fill_nan(gaussian_smooth(counts[..., heldin], sigma_ms / 1000.0 / bin_width_s, axis=1), train)
+            sm, ok = _smooth_heldin(counts, heldin, sigma_ms / 1000.0 / bin_width_s, train)
             feat = _transform(sm, cfg.transform, cfg.log_offset)
-            flat = feat[train].reshape(-1, feat.shape[-1])
+            flat = feat[train[:, None] & ok]
             mu, sd = flat.mean(axis=0), flat.std(axis=0)
             sd = np.where(sd > 1e-12, sd, 1.0)
             cache[sigma_ms] = (sm, (feat - mu) / sd, np.stack([mu, sd]))
@@ -377,19 +383,19 @@ def fa(
     too_many = [k for k in cfg.n_factors if k >= n_in]
     if too_many:
         raise ConfigError(f"option n_factors={too_many[0]} must be below the number of held-in units ({n_in})")
-    fit_rows, score_rows, selected_on = _selection_split(train, valid, seed)
-    smooth_cache: dict[float, np.ndarray] = {}
+    fit_rows, score_rows, selected_on = _selection_split(train, valid, counts[..., ~heldin], seed)
+    smooth_cache: dict[float, tuple[np.ndarray, np.ndarray]] = {}
     fa_cache: dict[tuple, tuple[np.ndarray, Any]] = {}
 
     def latents(key: tuple) -> np.ndarray:
         sigma, k = key
         if sigma not in smooth_cache:
-            sm = _fill_nan(gaussian_smooth(counts[..., heldin], sigma / 1000.0 / bin_width_s, axis=1), train)
-            smooth_cache[sigma] = _transform(sm, "sqrt" if cfg.sqrt else "raw", 0.0)
-        x = smooth_cache[sigma]
+            sm, ok = _smooth_heldin(counts, heldin, sigma / 1000.0 / bin_width_s, train)
+            smooth_cache[sigma] = (_transform(sm, "sqrt" if cfg.sqrt else "raw", 0.0), train[:, None] & ok)
+        x, fit_bins = smooth_cache[sigma]
         if key not in fa_cache:
             model = FactorAnalysis(n_components=int(k), random_state=seed)
-            model.fit(x[train].reshape(-1, n_in))
+            model.fit(x[fit_bins])
             z = model.transform(x.reshape(-1, n_in)).reshape(*x.shape[:2], int(k))
             fa_cache[key] = (z, model)
         return fa_cache[key][0]

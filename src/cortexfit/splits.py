@@ -67,7 +67,7 @@ def _split_counts(n: int, fractions: tuple[float, float, float]) -> np.ndarray:
     counts = np.zeros(3, dtype=int)
     for i in (1, 2):
         if fractions[i] > 0:
-            counts[i] = max(1, int(round(n * fractions[i])))
+            counts[i] = max(1, round(n * fractions[i]))
     counts[0] = n - counts[1:].sum()
     return counts
 
