@@ -54,7 +54,10 @@ def _ingest_args(p: argparse.ArgumentParser) -> None:
         "--window-ms", type=float, nargs=2, metavar=("START", "STOP"), default=None,
         help="window around the alignment event in ms (default: the shortest trial from the event)",
     )
-    p.add_argument("--trials-table", default="trials", help="TimeIntervals table holding the trials")
+    p.add_argument(
+        "--trials-table", default="trials",
+        help="TimeIntervals table holding the trials; 'none' cuts the session into fixed windows",
+    )
     p.add_argument(
         "--areas", default="electrodes",
         help="how units get brain areas: 'electrodes' (default), 'column:NAME' (a units column), or a "

@@ -268,11 +268,18 @@ def write_dataset(ds: xr.Dataset, path: str | os.PathLike, kind: str | None = No
     os.close(fd)
     try:
         ds.to_netcdf(tmp, engine="h5netcdf", encoding=_encoding(ds, complevel))
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; give the file the usual permissions
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def read_dataset(path: str | os.PathLike, kind: str | None = None) -> xr.Dataset:

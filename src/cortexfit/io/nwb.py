@@ -366,7 +366,7 @@ class NWBReader:
                 s = self._series(obj, max_channels=16)
                 if s is not None:
                     s.kind = _behavior_kind(name, kind, parent)
-                    s.channels = _channel_names(name, s.data.shape[1])
+                    s.channels = _channel_names(name, s.data.shape[1], spatial=s.kind != "other")
                     out.append(s)
             else:
                 self._walk(obj, out, kind)
@@ -438,7 +438,7 @@ def _behavior_kind(name: str, ntype: str, parent: str) -> str:
     return "other"
 
 
-def _channel_names(name: str, n: int) -> list[str]:
+def _channel_names(name: str, n: int, spatial: bool) -> list[str]:
     if n == 1:
         return [name]
-    return [f"{name}_{_AXES[i]}" for i in range(n)] if n <= 3 else [f"{name}_{i}" for i in range(n)]
+    return [f"{name}_{_AXES[i]}" for i in range(n)] if spatial and n <= 3 else [f"{name}_{i}" for i in range(n)]
