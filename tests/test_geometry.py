@@ -133,8 +133,9 @@ def test_run_writes_geometry_dataset(results, files):
     assert json.loads(ds.attrs["config"])["window_ms"] == [100, 500]
     assert float(ds["jpca_frequency_hz"][0]) == pytest.approx(F_HZ, rel=0.10)
     assert ds.attrs["jpca_r2_skew"] > 0.3 and ds.attrs["jpca_r2_skew"] > 0.9 * ds.attrs["jpca_r2_full"]
-    assert ds.attrs["state_jpca_frequency_hz"] == pytest.approx(F_HZ, rel=0.15)
-    assert 2 <= ds.attrs["data_participation_ratio"] <= 4
+    main_plane = int(np.nanargmax(ds["state_jpca_plane_variance_fraction"].values))  # tanh adds faster harmonics
+    assert float(ds["state_jpca_frequency_hz"][main_plane]) == pytest.approx(F_HZ, rel=0.15)
+    assert 2 <= ds.attrs["data_participation_ratio"] <= 6  # 3 latent dims (+ noise) among 30 units
     assert ds["data_variance_explained"].sum() == pytest.approx(1.0)
     assert not list(files.glob("*.tmp"))
 
@@ -145,15 +146,18 @@ def test_alignment_metrics_prefer_the_matching_model(results):
     assert good.attrs["cca_cv_mean_corr"] > good.attrs["cca_cv_mean_corr_shuffled"] + 0.1
     assert good.attrs["cca_cv_mean_corr"] > bad.attrs["cca_cv_mean_corr"] + 0.1
     assert good.attrs["procrustes_similarity"] > bad.attrs["procrustes_similarity"] + 0.2
-    assert good.attrs["dsa_distance"] < bad.attrs["dsa_distance"]
-    assert np.isnan(bad.attrs["state_jpca_r2_skew"]) or bad.attrs["state_jpca_r2_skew"] < good.attrs["state_jpca_r2_skew"]
+    assert good.attrs["dsa_distance"] < 0.5 * bad.attrs["dsa_distance"]
+    assert bad.attrs["state_jpca_r2_skew"] < good.attrs["state_jpca_r2_skew"]
 
 
-def test_run_without_states_uses_rates(files):
+def test_run_without_states_uses_rates(files, results):
     geometry.run(files / "activity.nc", files / "nostates", files / "nostates.nc", cca_folds=3)
     ds = schema.read_dataset(files / "nostates.nc", kind="geometry")
     assert ds.attrs["model_variable"] == "rates"
-    assert ds.attrs["procrustes_similarity"] > 0.9  # the "model" rates are the data's true rates
+    # the "model" rates are the data's true rates: closer than the unrelated model
+    assert ds.attrs["procrustes_similarity"] > max(0.7, results["bad"].attrs["procrustes_similarity"] + 0.2)
+    assert 2 <= ds.attrs["dsa_rank"] <= 3  # noise-free 3-latent rates: the DMD rank is capped
+    assert ds.attrs["dsa_distance"] < results["bad"].attrs["dsa_distance"]
 
 
 def test_run_errors(files, tmp_path):
@@ -178,3 +182,16 @@ def test_cli(files, tmp_path):
     assert main(["geometry", str(files / "activity.nc"), str(files / "good"), str(tmp_path / "g.nc")]) == 0
     assert schema.read_dataset(tmp_path / "g.nc", kind="geometry").attrs["fit_dir"] == str(files / "good")
     assert main(["geometry", str(files / "activity.nc"), str(tmp_path / "nope"), str(tmp_path / "h.nc")]) == 1
+
+
+def test_unobserved_units_do_not_break_the_analysis(caplog):
+    act = activity()
+    valid = act["valid"].values.copy()
+    valid[act["condition"].values == "c1", :, 0] = 0  # unit 0 never observed in condition c1
+    valid[:5, :20, 1] = 0  # unit 1 unobserved early in a few trials
+    act["valid"] = (act["valid"].dims, valid)
+    act["activity"] = act["activity"].where(valid == 1, 0)
+    out = geometry.analyse(act, fit_dataset(act, good_states()), geometry.GeometryConfig(cca_folds=3))
+    assert "dropping 1 units" in caplog.text
+    scalars = [out.attrs[k] for k in geometry.SCALARS]
+    assert np.all(np.isfinite(scalars)) and np.all(np.isfinite(out["jpca_projection"].values))

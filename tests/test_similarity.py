@@ -90,7 +90,7 @@ def test_angular_procrustes_distance_is_invariant_to_orthogonal_conjugation():
 def test_dsa_zero_for_rotated_copy_positive_for_other_dynamics():
     x = simulate(ROTATION, seed=4)
     q = np.linalg.qr(np.random.default_rng(5).normal(size=(10, 10)))[0]
-    kw = dict(n_delays=1, rank=3)
+    kw = {"n_delays": 1, "rank": 3}
     rotated = dsa_distance(x, x @ q, **kw)
     same = dsa_distance(x, simulate(ROTATION, seed=6), **kw)  # same dynamics, other starts/embedding/noise
     other = dsa_distance(x, simulate(DECAY, seed=6), **kw)
@@ -102,5 +102,5 @@ def test_dsa_zero_for_rotated_copy_positive_for_other_dynamics():
 
 def test_dsa_with_delays_separates_rotation_from_decay():
     x = simulate(ROTATION, seed=7)
-    kw = dict(n_delays=4, rank=3)
+    kw = {"n_delays": 4, "rank": 3}
     assert dsa_distance(x, simulate(ROTATION, seed=8), **kw) < dsa_distance(x, simulate(DECAY, seed=8), **kw)

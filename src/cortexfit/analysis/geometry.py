@@ -28,36 +28,33 @@ import numpy as np
 import xarray as xr
 from scipy.ndimage import gaussian_filter1d
 from sklearn.decomposition import PCA
+from threadpoolctl import threadpool_limits
 
 from cortexfit import fitconfig as _fitconfig  # noqa: F401  (registers the "fit" kind, torch-free)
 from cortexfit import schema
 from cortexfit.analysis.jpca import JPCAResult, jpca
 from cortexfit.analysis.similarity import cv_cca, dsa_distance, procrustes_similarity
-from cortexfit.errors import AnalysisError, ConfigError, CortexfitError
+from cortexfit.errors import AnalysisError, ConfigError
 
 log = logging.getLogger(__name__)
 
+#: DSA's DMD rank is capped at the number of PCs holding this fraction of either system's variance.
+DSA_VARIANCE = 0.95
+#: Scalar results stored as global attrs of a ``geometry`` file.
 SCALARS = (
     "data_participation_ratio", "state_participation_ratio", "jpca_r2_skew", "jpca_r2_full",
     "jpca_window_start_s", "jpca_window_stop_s", "state_jpca_r2_skew", "state_jpca_r2_full",
-    "state_jpca_frequency_hz", "cca_cv_mean_corr", "cca_cv_mean_corr_shuffled", "procrustes_similarity",
-    "dsa_distance",
+    "cca_cv_mean_corr", "cca_cv_mean_corr_shuffled", "procrustes_similarity", "dsa_distance",
 )
-schema.register_kind(
-    "geometry",
-    schema.KindSpec(
-        variables={
-            "data_variance_explained": ("data_pc",),
-            "state_variance_explained": ("state_pc",),
-            "jpca_projection": ("condition", "jpca_time", "jpc_plane", "jpc_axis"),
-            "jpca_frequency_hz": ("jpc_plane",),
-            "jpca_plane_variance_fraction": ("jpc_plane",),
-            "cca_corr": ("cca_component",),
-        },
-        coords=("condition",),
-        attrs=("activity_file", "fit_dir", "config", "conditions_from", "model_variable", *SCALARS),
-    ),
+GEOMETRY_KIND = schema.KindSpec(
+    variables={"data_variance_explained": ("data_pc",), "state_variance_explained": ("state_pc",),
+               "jpca_projection": ("condition", "jpca_time", "jpc_plane", "jpc_axis"),
+               "jpca_frequency_hz": ("jpc_plane",), "jpca_plane_variance_fraction": ("jpc_plane",),
+               "cca_corr": ("cca_component",)},
+    coords=("condition",),
+    attrs=("activity_file", "fit_dir", "config", "conditions_from", "model_variable", *SCALARS),
 )
+schema.register_kind("geometry", GEOMETRY_KIND)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -67,7 +64,8 @@ class GeometryConfig:
     ``smooth_ms`` Gaussian kernel SD; ``window_ms`` jPCA window (start, stop) around the alignment event
     (default: the whole trial); ``n_pcs`` jPCA dims; ``soft_norm_hz`` jPCA soft normalisation (None: off);
     ``condition`` trial coordinate grouping trials; ``n_common_dims`` PCA dims for Procrustes and DSA;
-    ``cca_components``/``cca_folds`` cross-validated CCA; ``dsa_delays``/``dsa_rank`` DSA embedding.
+    ``cca_components``/``cca_folds`` cross-validated CCA; ``dsa_delays``/``dsa_rank`` DSA delays and maximum
+    DMD rank (capped at the PCs holding :data:`DSA_VARIANCE` of either system's variance).
     """
 
     smooth_ms: float = 20.0
@@ -83,13 +81,9 @@ class GeometryConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        ints = ("n_pcs", "n_common_dims", "cca_components", "cca_folds", "dsa_delays", "dsa_rank")
-        problems = [f"{k}={getattr(self, k)!r} must be a positive integer" for k in ints
-                    if not isinstance(getattr(self, k), int) or getattr(self, k) < 1]
-        if self.n_pcs < 2:
-            problems.append(f"n_pcs={self.n_pcs} must be >= 2")
-        if self.cca_folds < 2:
-            problems.append(f"cca_folds={self.cca_folds} must be >= 2")
+        least = {"n_pcs": 2, "n_common_dims": 1, "cca_components": 1, "cca_folds": 2, "dsa_delays": 1, "dsa_rank": 1}
+        problems = [f"{k}={getattr(self, k)!r} must be an integer >= {m}" for k, m in least.items()
+                    if not isinstance(getattr(self, k), int) or getattr(self, k) < m]
         if not self.smooth_ms >= 0:
             problems.append(f"smooth_ms={self.smooth_ms!r} must be >= 0")
         if self.soft_norm_hz is not None and not self.soft_norm_hz >= 0:
@@ -194,9 +188,8 @@ def condition_average(
 
 
 def _window(times: np.ndarray, window: tuple[float, float] | None) -> np.ndarray:
-    if window is None:
-        return np.ones(len(times), bool)
-    keep = (times >= window[0] - 1e-9) & (times <= window[1] + 1e-9)
+    lo, hi = (-np.inf, np.inf) if window is None else (window[0] - 1e-9, window[1] + 1e-9)
+    keep = (times >= lo) & (times <= hi)
     if keep.sum() < 3:
         raise AnalysisError(f"jPCA window {window} s holds {keep.sum()} time bins (need >= 3)")
     return keep
@@ -270,14 +263,16 @@ def _match(act: xr.Dataset, fit: xr.Dataset, fit_path: str) -> tuple[xr.Dataset,
     return act.isel(time=ia[ok]), fit.isel(time=np.flatnonzero(ok)).assign_coords(time=ta[ia[ok]])
 
 
-def _state_jpca(states_avg: np.ndarray, keep: np.ndarray, dt: float, n_pcs: int) -> tuple[float, float, float]:
+def _state_jpca(states_avg: np.ndarray, keep: np.ndarray, dt: float, n_pcs: int, n_planes: int):
+    """jPCA of the model's condition-averaged states: (r2_skew, r2_full, frequencies, variance fractions)."""
     k = min(n_pcs, states_avg.shape[2]) // 2 * 2
     try:
         res = jpca(states_avg[:, keep], dt=dt, n_pcs=k)
     except (AnalysisError, ValueError) as exc:
         log.warning("jPCA of model states failed (%s): storing NaN", exc)
-        return float("nan"), float("nan"), float("nan")
-    return res.r2_skew, res.r2_full, float(res.frequencies_hz[0])
+        return float("nan"), float("nan"), np.full(n_planes, np.nan), np.full(n_planes, np.nan)
+    return (res.r2_skew, res.r2_full, _pad(res.frequencies_hz, n_planes),
+            _pad(res.plane_variance_fraction, n_planes))
 
 
 def _pad(x: np.ndarray, n: int, axis: int = -1) -> np.ndarray:
@@ -290,20 +285,27 @@ def _pad(x: np.ndarray, n: int, axis: int = -1) -> np.ndarray:
 
 def _fill_nan(x: np.ndarray) -> np.ndarray:
     """Replace NaN (unobserved bins) with each feature's mean (0 where never observed)."""
-    mean = np.nan_to_num(np.nanmean(x.reshape(-1, x.shape[-1]), axis=0)) if np.isnan(x).any() else 0
-    return np.where(np.isnan(x), mean, x)
+    flat = x.reshape(-1, x.shape[-1])
+    return np.where(np.isnan(x), np.nansum(flat, axis=0) / np.maximum(np.sum(~np.isnan(flat), axis=0), 1), x)
 
 
+@threadpool_limits.wrap(limits=1)  # many small SVDs/lstsq: BLAS threads only add contention
 def analyse(act: xr.Dataset, fit: xr.Dataset, cfg: GeometryConfig, *, fit_path: str = "fit.nc") -> xr.Dataset:
-    """Compute the geometry dataset (without provenance attrs) from in-memory datasets."""
+    """Compute the geometry dataset (without provenance attrs) from in-memory activity and fit datasets.
+
+    Examples
+    --------
+    >>> geo = analyse(schema.read_dataset("activity.nc"), schema.read_dataset("fit/fit.nc"),
+    ...               GeometryConfig(window_ms=(-50, 350)))  # doctest: +SKIP
+    >>> float(geo.jpca_frequency_hz[0]), geo.attrs["cca_cv_mean_corr"]  # doctest: +SKIP
+    """
     act, fit = _match(act, fit, fit_path)
     bw = float(act.attrs["bin_width_s"])
     labels, source = _condition_labels(act, cfg.condition)
     conds = np.asarray(list(dict.fromkeys(labels.tolist())))
     if len(conds) < 2:
         raise AnalysisError(f"{act.encoding.get('source', 'activity')}: needs >= 2 conditions, found {len(conds)}")
-    avg = condition_average(act, smooth_ms=cfg.smooth_ms, condition=cfg.condition).values
-    avg_data = _fill_nan(avg)
+    avg_data = _fill_nan(condition_average(act, smooth_ms=cfg.smooth_ms, condition=cfg.condition).values)
     model_var = _model_variable(fit)
     states = fit[model_var].transpose("trial", "time", ...).values.astype(float)
     states_avg = np.stack([states[labels == c].mean(axis=0) for c in conds])
@@ -315,20 +317,21 @@ def analyse(act: xr.Dataset, fit: xr.Dataset, cfg: GeometryConfig, *, fit_path: 
     keep = _window(times, window)
     jp = jpca_from_activity(act, n_pcs=cfg.n_pcs, smooth_ms=cfg.smooth_ms, window=window,
                             soft_norm=cfg.soft_norm_hz, condition=cfg.condition)
-    s_r2_skew, s_r2_full, s_freq = _state_jpca(states_avg, keep, bw, cfg.n_pcs)
+    n_planes = jp.projections.shape[2]
+    s_r2_skew, s_r2_full, s_freq, s_frac = _state_jpca(states_avg, keep, bw, cfg.n_pcs, n_planes)
 
     rates = _fill_nan(smoothed_rates(act, smooth_ms=cfg.smooth_ms))
-    cca_kw = dict(n_components=cfg.cca_components, n_splits=cfg.cca_folds, seed=cfg.seed)
+    cca_kw = {"n_components": cfg.cca_components, "n_splits": cfg.cca_folds, "seed": cfg.seed}
     cca = cv_cca(rates, states, **cca_kw)
     perm = np.random.default_rng(cfg.seed).permutation(len(states))
     cca_shuffled = cv_cca(rates, states[perm], **cca_kw)
     d = min(cfg.n_common_dims, avg_data.shape[2], states_avg.shape[2])
     procrustes = procrustes_similarity(avg_data, states_avg, n_dims=d)
     delays = max(1, min(cfg.dsa_delays, len(times) // 2))
-    dsa = dsa_distance(data_scores[..., :d], state_scores[..., :d], n_delays=delays, rank=cfg.dsa_rank,
-                       seed=cfg.seed)
+    n_eff = [int(np.searchsorted(np.cumsum(r), DSA_VARIANCE) + 1) for r in (data_ratio, state_ratio)]
+    rank = max(2, min(cfg.dsa_rank, *n_eff))  # DMD modes beyond a system's dimensionality only fit noise
+    dsa = dsa_distance(data_scores[..., :d], state_scores[..., :d], n_delays=delays, rank=rank, seed=cfg.seed)
 
-    n_planes = jp.projections.shape[2]
     out = xr.Dataset(
         {
             "data_variance_explained": ("data_pc", data_ratio),
@@ -339,6 +342,8 @@ def analyse(act: xr.Dataset, fit: xr.Dataset, cfg: GeometryConfig, *, fit_path: 
             "jpca_frequency_hz": ("jpc_plane", jp.frequencies_hz),
             "jpca_full_frequency_hz": ("jpc_plane", jp.full_frequencies_hz),
             "jpca_plane_variance_fraction": ("jpc_plane", jp.plane_variance_fraction),
+            "state_jpca_frequency_hz": ("jpc_plane", s_freq),
+            "state_jpca_plane_variance_fraction": ("jpc_plane", s_frac),
             "jpca_pc_variance_explained": ("jpc_pc", jp.pc_variance_explained),
             "jpca_m_skew": (("jpc_pc", "jpc_pc_to"), jp.m_skew),
             "jpca_m_full": (("jpc_pc", "jpc_pc_to"), jp.m_full),
@@ -351,28 +356,18 @@ def analyse(act: xr.Dataset, fit: xr.Dataset, cfg: GeometryConfig, *, fit_path: 
             "state_pc": np.arange(len(state_ratio)), "cca_component": np.arange(cfg.cca_components),
         },
     )
-    for name in ("time", "jpca_time"):
-        out[name].attrs["units"] = "s"
-    out["jpca_frequency_hz"].attrs["units"] = "Hz"
-    out["jpca_full_frequency_hz"].attrs["units"] = "Hz"
-    out["jpca_m_skew"].attrs["units"] = out["jpca_m_full"].attrs["units"] = "1/s"
+    units = {"time": "s", "jpca_time": "s", "jpca_frequency_hz": "Hz", "jpca_full_frequency_hz": "Hz",
+             "state_jpca_frequency_hz": "Hz", "jpca_m_skew": "1/s", "jpca_m_full": "1/s"}
+    for name, unit in units.items():
+        out[name].attrs["units"] = unit
     out.attrs.update(
-        conditions_from=source,
-        model_variable=model_var,
-        n_trials=int(act.sizes["trial"]),
-        data_participation_ratio=data_pr,
-        state_participation_ratio=state_pr,
-        jpca_r2_skew=jp.r2_skew,
-        jpca_r2_full=jp.r2_full,
-        jpca_window_start_s=float(times[keep][0]),
-        jpca_window_stop_s=float(times[keep][-1]),
-        state_jpca_r2_skew=s_r2_skew,
-        state_jpca_r2_full=s_r2_full,
-        state_jpca_frequency_hz=s_freq,
-        cca_cv_mean_corr=cca.mean,
-        cca_cv_mean_corr_shuffled=cca_shuffled.mean,
-        procrustes_similarity=procrustes,
-        dsa_distance=dsa,
+        conditions_from=source, model_variable=model_var, n_trials=int(act.sizes["trial"]),
+        data_participation_ratio=data_pr, state_participation_ratio=state_pr,
+        jpca_r2_skew=jp.r2_skew, jpca_r2_full=jp.r2_full,
+        jpca_window_start_s=float(times[keep][0]), jpca_window_stop_s=float(times[keep][-1]),
+        state_jpca_r2_skew=s_r2_skew, state_jpca_r2_full=s_r2_full,
+        cca_cv_mean_corr=cca.mean, cca_cv_mean_corr_shuffled=cca_shuffled.mean,
+        procrustes_similarity=procrustes, dsa_distance=dsa, dsa_rank=rank,
     )
     return out
 
@@ -394,12 +389,7 @@ def run(activity: str | Path, fit_dir: str | Path, out: str | Path, **options: A
     fit_dir = Path(fit_dir)
     act = schema.read_dataset(activity, kind="activity")
     fit = schema.read_dataset(fit_dir / "fit.nc", kind="fit")
-    try:
-        ds = analyse(act, fit, cfg, fit_path=str(fit_dir / "fit.nc"))
-    except CortexfitError:
-        raise
-    except (ValueError, np.linalg.LinAlgError) as exc:
-        raise AnalysisError(f"{fit_dir}: geometry analysis failed ({type(exc).__name__}: {exc})") from exc
+    ds = analyse(act, fit, cfg, fit_path=str(fit_dir / "fit.nc"))
     ds.attrs.update(schema.base_attrs("geometry"))
     ds.attrs.update(activity_file=str(activity), fit_dir=str(fit_dir),
                     config=json.dumps(dataclasses.asdict(cfg), sort_keys=True))

@@ -37,12 +37,12 @@ from cortexfit.errors import AnalysisError
 
 __all__ = [
     "CCAResult",
-    "cv_cca",
-    "procrustes_similarity",
-    "hankel_embed",
-    "dmd_operator",
     "angular_procrustes_distance",
+    "cv_cca",
+    "dmd_operator",
     "dsa_distance",
+    "hankel_embed",
+    "procrustes_similarity",
 ]
 
 
@@ -185,7 +185,7 @@ def hankel_embed(x: np.ndarray, n_delays: int) -> np.ndarray:
            [3., 4.]])
     """
     x = _as_3d(x, "x")
-    n_trial, n_time, n = x.shape
+    n_trial, n_time, _n = x.shape
     if not 1 <= n_delays <= n_time - 1:
         raise AnalysisError(f"n_delays={n_delays} must be in 1..{n_time - 1} for {n_time} time points")
     windows = np.lib.stride_tricks.sliding_window_view(x, n_delays, axis=1)  # (trial, T', n, delays)
