@@ -71,7 +71,7 @@ def test_reach_nwb_layout(reach):
         assert hand.data.shape[1] == 2
         # the hand is at the centre before movement onset and far from it 0.4 s later
         pos, t = np.asarray(hand.data[:]), hand.starting_time + np.arange(hand.data.shape[0]) / hand.rate
-        at = lambda s: pos[np.searchsorted(t, s)]  # noqa: E731
+        at = lambda s: pos[np.searchsorted(t, s)]
         for _, tr in trials.head(5).iterrows():
             assert np.linalg.norm(at(tr.move_onset_time - 0.05)) < 1e-3
             xy = at(tr.move_onset_time + 0.4)

@@ -7,7 +7,11 @@
   ``processing['behavior']``;
 * ``OUT.truth.nc``: the ground truth, kind ``truth`` (``rates`` in Hz and ``latents`` per trial, time bin
   and unit/latent; time = bin centres relative to the trial's alignment event, attrs ``align_event``,
-  ``window_start_s``, ``window_stop_s`` and the task's parameters);
+  ``window_start_s``, ``window_stop_s`` and the task's parameters).  reach adds ``A`` (rot_out, rot_in) of
+  ``dx/dt = A x`` in 1/s, ``readout``, ``log_baseline``, ``prep_states`` and attrs ``rotation_freq_hz`` (the
+  fastest plane) and ``plane_freqs_hz``; flipflop adds ``inputs``/``targets`` (trial, time, channel), the
+  teacher ``W``, ``U``, ``b``, ``readout_weight``, ``readout_bias``, its 8 stable ``fixed_points``
+  (fixed_point, latent; ordered by readout-sign corner), the ``saddle_points`` found and ``unit_readout``;
 * flipflop only, where :mod:`cortexfit.models` is importable: ``OUT.teacher/model.pt``, the teacher RNN in
   the project's model format (family ``vanilla``, tanh), so ``cortexfit fixed-points OUT.teacher`` runs on it.
 
@@ -29,7 +33,7 @@ import logging
 import os
 import tempfile
 import warnings
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -44,8 +48,19 @@ log = logging.getLogger("cortexfit.simulate")
 TASKS = ("reach", "flipflop")
 SESSION_START = _dt.datetime(2024, 1, 1, tzinfo=_dt.timezone.utc)
 
-__all__ = ["TASKS", "Series", "Recording", "run", "write_nwb", "truth_path", "teacher_dir", "save_teacher",
-           "simulate_reach", "simulate_flipflop", "poisson_spikes"]
+__all__ = [
+    "TASKS",
+    "Recording",
+    "Series",
+    "poisson_spikes",
+    "run",
+    "save_teacher",
+    "simulate_flipflop",
+    "simulate_reach",
+    "teacher_dir",
+    "truth_path",
+    "write_nwb",
+]
 
 
 # ------------------------------------------------------------------------------------------ data model
@@ -104,7 +119,6 @@ class Recording:
     behavior: tuple[Series, ...]
     truth: xr.Dataset  # kind "truth"
     teacher: dict[str, np.ndarray] | None = None  # flipflop: W, U, b, readout_weight, readout_bias
-    info: dict[str, Any] = field(default_factory=dict)
 
     @property
     def n_units(self) -> int:
@@ -240,8 +254,8 @@ def _nwbfile(rec: Recording):
     module = nwb.create_processing_module(name="behavior", description="simulated behaviour and task signals")
     position = None
     for s in rec.behavior:
-        common = dict(name=s.name, data=s.data, rate=float(s.rate_hz), starting_time=float(s.starting_time),
-                      unit=s.unit, description=s.description)
+        common = {"name": s.name, "data": s.data, "rate": float(s.rate_hz), "starting_time": float(s.starting_time),
+                  "unit": s.unit, "description": s.description}
         if s.kind == "position":
             if position is None:
                 position = Position(name="Position")

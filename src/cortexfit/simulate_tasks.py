@@ -25,13 +25,28 @@ import numpy as np
 import scipy.linalg
 
 from cortexfit.errors import SimulateError
-from cortexfit.simulate import (CommonConfig, Recording, Series, check_option, configure, exp_rates, new_truth,
-                                poisson_spikes)
+from cortexfit.simulate import (
+    CommonConfig,
+    Recording,
+    Series,
+    check_option,
+    configure,
+    exp_rates,
+    new_truth,
+    poisson_spikes,
+)
 
 log = logging.getLogger("cortexfit.simulate")
 
-__all__ = ["ReachConfig", "FlipflopConfig", "simulate_reach", "simulate_flipflop", "rotation_matrix",
-           "flipflop_task", "find_fixed_points"]
+__all__ = [
+    "FlipflopConfig",
+    "ReachConfig",
+    "find_fixed_points",
+    "flipflop_task",
+    "rotation_matrix",
+    "simulate_flipflop",
+    "simulate_reach",
+]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -40,7 +55,8 @@ class ReachConfig(CommonConfig):
 
     Latents: plane ``p`` rotates at ``plane_freqs_hz[p]`` with decay ``damping_per_s`` from the preparatory
     state reached during the delay; a last latent is a condition-independent bump at movement onset.
-    The first plane is the largest and fastest, so ``truth.attrs["rotation_freq_hz"]`` names it.
+    ``truth.attrs["rotation_freq_hz"]`` is the fastest plane's frequency (by default also the largest plane,
+    the one jPCA's first plane finds); ``plane_freqs_hz`` lists them all.
     """
 
     n_trials: int = 160
@@ -65,14 +81,14 @@ class ReachConfig(CommonConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         check_option("plane_freqs_hz", len(self.plane_freqs_hz) == len(self.plane_amplitudes) >= 1,
-               "and plane_amplitudes must have the same length >= 1")
+                     "and plane_amplitudes must have the same length >= 1")
         check_option("plane_freqs_hz", all(f > 0 for f in self.plane_freqs_hz), "must be positive")
         check_option("damping_per_s", self.damping_per_s >= 0, "must be >= 0")
         check_option("units_per_area", self.units_per_area >= 1 and len(self.areas) >= 1, "must be >= 1")
         check_option("n_conditions", self.n_conditions >= 1, "must be >= 1")
         check_option("window_ms", -self.window_ms[0] <= 1000 * (self.rt_s[0] + self.delay_s[0] + 0.1)
-               and self.window_ms[1] <= 1000 * self.after_move_s and self.window_ms[0] < self.window_ms[1],
-               "must lie inside every trial (after target onset, before trial end)")
+                     and self.window_ms[1] <= 1000 * self.after_move_s and self.window_ms[0] < self.window_ms[1],
+                     "must lie inside every trial (after target onset, before trial end)")
         check_option("rotation_lead_s", 0 <= self.rotation_lead_s < self.rt_s[0], "must be in [0, min RT)")
 
 
@@ -100,7 +116,8 @@ class FlipflopConfig(CommonConfig):
         check_option("hidden_size", self.hidden_size >= 8, "must be >= 8")
         check_option("n_units", self.n_units >= 1, "must be >= 1")
         check_option("trial_steps", self.trial_steps >= 2, "must be >= 2")
-        check_option("pulse_prob", 0 < self.pulse_prob < 0.5 and 0 < self.train_pulse_prob < 0.5, "must be in (0, 0.5)")
+        check_option("pulse_prob", 0 < self.pulse_prob < 0.5 and 0 < self.train_pulse_prob < 0.5,
+                     "must be in (0, 0.5)")
 
 
 def _readout(n_latents: int, n_units: int, cfg: CommonConfig, rng: np.random.Generator) -> tuple[np.ndarray, ...]:
@@ -119,7 +136,7 @@ def rotation_matrix(freqs_hz: tuple[float, ...], damping_per_s: float) -> np.nda
     Examples
     --------
     >>> A = rotation_matrix((2.0,), 0.5)
-    >>> float(np.abs(np.linalg.eigvals(A).imag).max() / (2 * np.pi))
+    >>> round(float(np.abs(np.linalg.eigvals(A).imag).max() / (2 * np.pi)), 9)
     2.0
     """
     blocks = [np.array([[-damping_per_s, -2 * np.pi * f], [2 * np.pi * f, -damping_per_s]]) for f in freqs_hz]
@@ -150,7 +167,7 @@ def simulate_reach(*, seed: int = 0, n_trials: int | None = None, config: ReachC
     cfg = configure(ReachConfig, config, n_trials)
     rng = np.random.default_rng(np.random.SeedSequence([int(seed), 1]))
     dt, n, P = cfg.dt_s, cfg.n_trials, len(cfg.plane_freqs_hz)
-    steps = lambda s: int(round(s / dt))  # noqa: E731
+    steps = lambda s: round(s / dt)
     # --- trial layout on the step grid
     cond = rng.permutation(np.resize(np.arange(cfg.n_conditions), n))
     angle = 360.0 * cond / cfg.n_conditions
@@ -212,10 +229,11 @@ def simulate_reach(*, seed: int = 0, n_trials: int | None = None, config: ReachC
     planes = [f"rot{p + 1}_{ax}" for p in range(P) for ax in "xy"]
     truth = new_truth(
         "reach", seed, cfg, R[idx], X[idx], time, align_event="move_onset_time",
-        window_start_s=w0 * dt, window_stop_s=w1 * dt, rotation_freq_hz=float(cfg.plane_freqs_hz[0]),
-        plane_freqs_hz=np.asarray(cfg.plane_freqs_hz, float), damping_per_s=float(cfg.damping_per_s),
+        window_start_s=w0 * dt, window_stop_s=w1 * dt, rotation_freq_hz=float(max(cfg.plane_freqs_hz)),
+        plane_freqs_hz=np.asarray(cfg.plane_freqs_hz, float), plane_amplitudes=np.asarray(cfg.plane_amplitudes, float),
+        damping_per_s=float(cfg.damping_per_s),
     )
-    truth = truth.assign_coords(latent=planes + ["cis"], unit_area=("unit", area), condition=("trial", cond),
+    truth = truth.assign_coords(latent=planes + ["cis"], area=("unit", area), condition=("trial", cond),
                                 reach_angle=("trial", angle), move_onset_time=("trial", move * dt))
     truth["A"] = (("rot_out", "rot_in"), A, {"units": "1/s", "long_name": "dx/dt = A x of the rotational latents"})
     truth = truth.assign_coords(rot_out=planes, rot_in=planes)
@@ -251,35 +269,57 @@ def flipflop_task(rng: np.random.Generator, n: int, steps: int, p: float) -> tup
     """
     pulse = rng.random((n, steps, 3)) < p
     u = np.where(pulse, np.where(rng.random((n, steps, 3)) < 0.5, -1.0, 1.0), 0.0)
-    last = np.maximum.accumulate(np.where(pulse, np.arange(steps)[None, :, None], 0), axis=1)
-    return u, np.take_along_axis(u, last, axis=1)
+    return u, _hold(u)
+
+
+def _hold(u: np.ndarray) -> np.ndarray:
+    """Sign of each channel's last pulse at every step (axis -2 is time; 0 before the first pulse)."""
+    steps = np.arange(u.shape[-2])[:, None]
+    return np.take_along_axis(u, np.maximum.accumulate(np.where(u != 0, steps, 0), axis=-2), axis=-2)
 
 
 def find_fixed_points(W: np.ndarray, b: np.ndarray, init: np.ndarray, *, iters: int = 1500,
                       tol: float = 1e-14, merge: float = 1e-4) -> tuple[np.ndarray, np.ndarray]:
     """Fixed points of ``h -> tanh(W h + b)``: minimise ``q = |F(h) - h|^2 / 2`` from ``init``, Newton-polish.
 
-    Returns the distinct points ``(m, H)`` with ``q < tol`` and the largest ``|eigenvalue|`` of each
-    point's Jacobian (stable where < 1).  Needs torch.
+    Parameters
+    ----------
+    W, b : (H, H) recurrent weights and (H,) bias (the input is held at zero).
+    init : (n, H) initial states, e.g. states visited along trajectories plus a little noise.
+    iters, tol, merge : Adam steps, largest ``q`` accepted, distance under which points are merged.
+
+    Returns
+    -------
+    (points, radius)
+        The distinct fixed points ``(m, H)`` and the largest ``|eigenvalue|`` of each one's Jacobian
+        ``diag(1 - F^2) W`` (stable where < 1).  Needs torch.
+
+    Examples
+    --------
+    >>> W = 2.0 * np.eye(1)                  # h = tanh(2 h): stable at +-0.958, unstable at 0
+    >>> pts, radius = find_fixed_points(W, np.zeros(1), np.array([[-0.5], [0.01], [0.5]]))
+    >>> np.round(np.sort(pts[:, 0]), 3).tolist(), int((radius < 1).sum())
+    ([-0.958, 0.0, 0.958], 2)
     """
     import torch
     from scipy.cluster.hierarchy import fclusterdata
 
-    Wt, bt = torch.from_numpy(W), torch.from_numpy(b)
-    x = torch.from_numpy(init.copy()).requires_grad_(True)
-    opt = torch.optim.Adam([x], lr=1e-2)
-    for _ in range(iters):
-        F = torch.tanh(x @ Wt.T + bt)
-        loss = 0.5 * ((F - x) ** 2).sum()
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    x = x.detach()
-    eye = torch.eye(W.shape[0], dtype=torch.float64)
-    for _ in range(20):  # Newton on F(h) - h = 0
-        F = torch.tanh(x @ Wt.T + bt)
-        J = (1 - F**2)[:, :, None] * Wt[None] - eye
-        x = x - torch.linalg.solve(J, (F - x)[..., None])[..., 0]
+    with _one_torch_thread():  # several threads only slow these small problems down
+        Wt, bt = torch.from_numpy(W), torch.from_numpy(b)
+        x = torch.from_numpy(init.copy()).requires_grad_(True)
+        opt = torch.optim.Adam([x], lr=1e-2)
+        for _ in range(iters):
+            F = torch.tanh(x @ Wt.T + bt)
+            loss = 0.5 * ((F - x) ** 2).sum()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        x = x.detach()
+        eye = torch.eye(W.shape[0], dtype=torch.float64)
+        for _ in range(20):  # Newton on F(h) - h = 0
+            F = torch.tanh(x @ Wt.T + bt)
+            J = (1 - F**2)[:, :, None] * Wt[None] - eye
+            x = x - torch.linalg.solve_ex(J, (F - x)[..., None])[0][..., 0]  # singular J: inf/nan, dropped
     q = (0.5 * ((torch.tanh(x @ Wt.T + bt) - x) ** 2).sum(1)).numpy()
     pts = x.numpy()[np.isfinite(q) & (q < tol)]
     if len(pts) == 0:
@@ -331,7 +371,7 @@ def _train_teacher(cfg: FlipflopConfig, seed: int, rng: np.random.Generator) -> 
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
-    f64 = lambda t: t.detach().double().numpy().copy()  # noqa: E731
+    f64 = lambda t: t.detach().double().numpy().copy()
     return {"W": f64(rnn.weight_hh_l0), "U": f64(rnn.weight_ih_l0), "b": f64(rnn.bias_ih_l0 + rnn.bias_hh_l0),
             "readout_weight": f64(lin.weight), "readout_bias": f64(lin.bias), "train_loss": np.array(loss.item())}
 
@@ -371,7 +411,7 @@ def simulate_flipflop(*, seed: int = 0, n_trials: int | None = None,
     for rnd in range(cfg.max_rounds):
         with _one_torch_thread():  # same floats on every machine; several threads only slow a 64-unit RNN
             teacher = _train_teacher(cfg, int(seed) * 1000 + rnd, rng)
-            check = _teacher_check(teacher, cfg, rng)
+        check = _teacher_check(teacher, cfg, rng)
         log.info("flipflop teacher round %d: accuracy %.4f, %d stable fixed points", rnd + 1, check["accuracy"],
                  len(check["stable"]))
         if check["ok"]:
@@ -380,10 +420,9 @@ def simulate_flipflop(*, seed: int = 0, n_trials: int | None = None,
         raise SimulateError(f"flipflop: teacher for seed {seed} did not reach 8 stable fixed points "
                             f"({len(check['stable'])} found, accuracy {check['accuracy']:.3f})")
     dt, T, n = cfg.dt_s, cfg.trial_steps, cfg.n_trials
-    u, y = flipflop_task(rng, 1, n * T, cfg.pulse_prob)
-    u, y = u[0], y[0]
+    u = flipflop_task(rng, 1, n * T, cfg.pulse_prob)[0][0]
     u[0] = np.where(rng.random(3) < 0.5, -1.0, 1.0)  # a pulse on every channel at the session start
-    y = np.take_along_axis(u, np.maximum.accumulate(np.where(u != 0, np.arange(len(u))[:, None], 0), 0), 0)
+    y = _hold(u)
     Hs = _run_rnn(teacher["W"], teacher["U"], teacher["b"], u)
     C, target = _readout(cfg.hidden_size, cfg.n_units, cfg, rng)
     C /= math.sqrt(cfg.hidden_size)  # |h_i| ~ 1 in every unit: log-rate std about readout_gain
@@ -391,24 +430,28 @@ def simulate_flipflop(*, seed: int = 0, n_trials: int | None = None,
     spikes = poisson_spikes(R, dt, rng)
     shape = (n, T)
     time = (np.arange(T) + 0.5) * dt
-    code = lambda v: ((v > 0) * np.array([4, 2, 1])).sum(-1)  # noqa: E731
+    code = lambda v: ((v > 0) * np.array([4, 2, 1])).sum(-1)
     truth = new_truth("flipflop", seed, cfg, R.reshape(*shape, -1), Hs.reshape(*shape, -1), time,
-                   align_event="start_time", window_start_s=0.0, window_stop_s=T * dt,
-                   teacher_accuracy=check["accuracy"], n_stable_fixed_points=len(check["stable"]))
-    truth["inputs"] = (("trial", "time", "channel"), u.reshape(*shape, 3).astype("float32"))
-    truth["targets"] = (("trial", "time", "channel"), y.reshape(*shape, 3).astype("float32"))
-    truth["W"] = (("latent", "latent_in"), teacher["W"], {"long_name": "recurrent weights"})
-    truth["U"] = (("latent", "channel"), teacher["U"], {"long_name": "input weights"})
-    truth["b"] = (("latent",), teacher["b"])
-    truth["readout_weight"] = (("channel", "latent"), teacher["readout_weight"])
-    truth["readout_bias"] = (("channel",), teacher["readout_bias"])
-    truth["fixed_points"] = (("fixed_point", "latent"), check["stable"], {"long_name": "stable fixed points"})
-    truth["fixed_point_max_abs_eig"] = (("fixed_point",), check["stable_eig"])
-    truth["fixed_point_readout_sign"] = (("fixed_point", "channel"), check["stable_signs"])
-    truth["saddle_points"] = (("saddle", "latent"), check["saddles"], {"long_name": "unstable fixed points found"})
-    truth["saddle_max_abs_eig"] = (("saddle",), check["saddle_eig"])
-    truth["unit_readout"] = (("unit", "latent"), C, {"long_name": "log-rate weights"})
-    truth["log_baseline"] = (("unit",), baseline, {"units": "log Hz"})
+                      align_event="start_time", window_start_s=0.0, window_stop_s=T * dt,
+                      teacher_accuracy=check["accuracy"], teacher_train_loss=float(teacher["train_loss"]),
+                      n_stable_fixed_points=len(check["stable"]))
+    truth = truth.assign_coords(area=("unit", np.full(cfg.n_units, cfg.area)))
+    truth.update({
+        "inputs": (("trial", "time", "channel"), u.reshape(*shape, 3).astype("float32")),
+        "targets": (("trial", "time", "channel"), y.reshape(*shape, 3).astype("float32")),
+        "W": (("latent", "latent_in"), teacher["W"], {"long_name": "recurrent weights"}),
+        "U": (("latent", "channel"), teacher["U"], {"long_name": "input weights"}),
+        "b": (("latent",), teacher["b"], {"long_name": "bias (b_ih + b_hh of torch.nn.RNN)"}),
+        "readout_weight": (("channel", "latent"), teacher["readout_weight"]),
+        "readout_bias": (("channel",), teacher["readout_bias"]),
+        "fixed_points": (("fixed_point", "latent"), check["stable"], {"long_name": "stable fixed points"}),
+        "fixed_point_max_abs_eig": (("fixed_point",), check["stable_eig"]),
+        "fixed_point_readout_sign": (("fixed_point", "channel"), check["stable_signs"]),
+        "saddle_points": (("saddle", "latent"), check["saddles"], {"long_name": "unstable fixed points found"}),
+        "saddle_max_abs_eig": (("saddle",), check["saddle_eig"]),
+        "unit_readout": (("unit", "latent"), C, {"long_name": "log-rate weights"}),
+        "log_baseline": (("unit",), baseline, {"units": "log Hz"}),
+    })
     start = np.arange(n) * T * dt
     yt = y.reshape(*shape, 3)
     trials = {"start_time": start, "stop_time": start + T * dt,
