@@ -110,7 +110,19 @@ def analysis_outputs(dataset):
 def dataset_outputs(wildcards):
     """Everything the report of one dataset reads."""
     d = wildcards.dataset
-    return [activity_path(d)] + [f"{fit_dir(d, m)}/metrics.json" for m in MODELS] + analysis_outputs(d)
+    return (
+        [activity_path(d)]
+        + [f"{fit_dir(d, m)}/metrics.json" for m in MODELS]
+        + analysis_outputs(d)
+        + teacher_outputs(d)
+    )
+
+
+def teacher_outputs(dataset):
+    """Simulated flip-flop datasets also get the fixed points of their teacher network."""
+    if DATASETS.loc[dataset].get("simulate") == "flipflop" and "fixed_points" in ANALYSES:
+        return [f"{RESULTS}/{dataset}/teacher_fixed_points.nc"]
+    return []
 
 
 def all_targets():
@@ -118,7 +130,7 @@ def all_targets():
     targets = [activity_path(d) for d in DATASETS.index]
     for d in DATASETS.index:
         targets += [f"{fit_dir(d, m)}/metrics.json" for m in MODELS]
-        targets += analysis_outputs(d)
+        targets += analysis_outputs(d) + teacher_outputs(d)
     if config["report"]:
         targets += [f"{RESULTS}/{d}/report.html" for d in DATASETS.index] + [f"{RESULTS}/index.html"]
     return targets
