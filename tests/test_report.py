@@ -1,0 +1,185 @@
+"""Tests of ``cortexfit report``: dataset report, index page, errors and the CLI, on small synthetic folders."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import xarray as xr
+
+from cortexfit import cli, fitconfig, report, schema  # noqa: F401  (fitconfig registers the "fit" kind)
+from cortexfit.errors import ReportError
+
+
+def _activity(*, n_trials=12, n_time=24, n_units=10, seed=0, conditions=True, areas=True, behavior=False):
+    rng = np.random.default_rng(seed)
+    t = np.arange(n_time)
+    phase = np.where(np.arange(n_trials) % 2 == 0, 0.0, np.pi / 2)
+    z = np.stack([np.cos(2 * np.pi * t[None] / 16 + phase[:, None]), np.sin(2 * np.pi * t[None] / 16 + phase[:, None])], -1)
+    rates = 0.5 * np.exp(z @ rng.normal(0, 0.8, (2, n_units)))
+    valid = np.ones((n_trials, n_time, n_units), "int8")
+    valid[0, -3:, 0] = 0  # an unobserved stretch
+    counts = rng.poisson(rates) * valid
+    ds = schema.new_activity(counts.astype("uint16"), time=(t + 0.5) * 0.01, bin_width_s=0.01, valid=valid,
+                             align_event="move_onset_time", source_file="synthetic.nwb")
+    if conditions:
+        ds = ds.assign_coords(condition=("trial", np.where(phase == 0, "left", "right")))
+    if areas:
+        ds = ds.assign_coords(area=("unit", np.where(np.arange(n_units) < n_units // 2, "PMd", "M1")))
+    if behavior:
+        beh = rng.normal(size=(n_trials, n_time, 2)).astype("float32")
+        ds["behavior"] = xr.DataArray(beh, dims=("trial", "time", "behavior_channel"),
+                                      coords={"behavior_channel": ["hand_vel_x", "hand_vel_y"],
+                                              "behavior_kind": ("behavior_channel", ["velocity", "velocity"])})
+    return ds, z
+
+
+def _fit(act: xr.Dataset, out: Path, *, model: str, metrics: dict, states: np.ndarray | None, history: str) -> None:
+    out.mkdir(parents=True)
+    n_tr, n_t, n_u = act.sizes["trial"], act.sizes["time"], act.sizes["unit"]
+    fit = xr.Dataset({"rates": (("trial", "time", "unit"), np.full((n_tr, n_t, n_u), 0.4, "float32"))},
+                     coords={"trial": act.trial, "time": act.time, "unit": act.unit,
+                             "split": ("trial", np.where(np.arange(n_tr) % 4 == 0, "valid", "train")),
+                             "heldout": ("unit", (np.arange(n_u) % 4 == 0).astype("int8"))})
+    if "condition" in act.coords:
+        fit = fit.assign_coords(condition=act.condition)
+    if states is not None:
+        fit["states"] = (("trial", "time", "state"), states.astype("float32"))
+    fit.attrs.update(schema.base_attrs("fit"), model=model, mode="latent", seed=0, device="cpu",
+                     activity_file="activity.nc", activity_sha256="0" * 64, config="{}")
+    schema.write_dataset(fit, out / "fit.nc", "fit")
+    base = {"co_bps": None, "fp_bps": None, "vel_r2": None, "psth_r2": None, "train_seconds": 1.0, "n_params": 10,
+            "epochs": None, "device": "cpu", "model": model, "mode": "latent", "seed": 0}
+    (out / "metrics.json").write_text(json.dumps({**base, **metrics}))
+    (out / "history.csv").write_text(history)
+
+
+def _analyses(fit_dir: Path, act_path: Path, n_state: int, rng: np.random.Generator) -> None:
+    from cortexfit.analysis import geometry
+
+    geometry.run(act_path, fit_dir, fit_dir / "geometry.nc", cca_folds=2, cca_components=2, n_common_dims=2,
+                 dsa_rank=2, dsa_delays=2, n_pcs=2)
+    n_pt, ev = 3, rng.normal(0, 0.5, (3, n_state)) + 1j * rng.normal(0, 0.3, (3, n_state))
+    fp = xr.Dataset(
+        {"xstar": (("point", "state"), rng.normal(size=(n_pt, n_state))), "q": ("point", [1e-12, 1e-11, np.nan]),
+         "eig_real": (("point", "eig"), ev.real), "eig_imag": (("point", "eig"), ev.imag),
+         "label": ("point", ["stable", "saddle", "unstable"]), "point_type": ("point", ["fixed", "fixed", "slow"]),
+         "u_star": (("point", "input"), np.zeros((n_pt, 1))), "pc_projection": (("point", "pc"), rng.normal(size=(n_pt, 3))),
+         "pc_explained_variance": ("pc", [0.6, 0.3, 0.1]),
+         "trajectory_pc": (("trajectory", "time", "pc"), rng.normal(size=(2, 24, 3)).cumsum(1))},
+        coords={"trajectory": ["left", "right"]},
+        attrs={"family": "rate", "inputs": "zero", "n_init": 64, "seed": 0, "n_stable": 1, "n_fixed": 2},
+    )
+    fp.to_netcdf(fit_dir / "fixed_points.nc", engine="h5netcdf")
+    w = rng.normal(0, 0.3, n_state) + 1j * rng.normal(0, 0.3, n_state)
+    lags, steps = np.arange(30), np.arange(40)
+    dyn = xr.Dataset(
+        {"jacobian_eig_real": ("eig_jac", 0.9 * w.real), "jacobian_eig_imag": ("eig_jac", 0.9 * w.imag),
+         "weight_eig_real": ("eig", w.real), "weight_eig_imag": ("eig", w.imag),
+         "lyapunov": ("lyap", [-0.01, -0.2, np.nan]), "lyapunov_per_s": ("lyap", [-1.0, -20.0, np.nan]),
+         "grad_norm": ("time_lag", np.exp(-0.05 * lags)), "echo_distance": ("echo_step", np.exp(-0.1 * steps))},
+        coords={"time_lag_s": ("time_lag", lags * 0.01), "echo_time_s": ("echo_step", steps * 0.01)},
+        attrs={"family": "rate", "dt_s": 0.01, "spectral_radius": 0.5, "bulk_radius": 0.4,
+               "lyapunov_max_per_step": -0.01, "lyapunov_max_per_s": -1.0},
+    )
+    dyn.to_netcdf(fit_dir / "dynamics.nc", engine="h5netcdf")
+
+
+def make_dataset(folder: Path, *, seed: int = 0, best: str = "smoothing", analyses: bool = True, **kw) -> Path:
+    """activity.nc + fits/rate (with analyses) + fits/smoothing (a baseline without analyses)."""
+    act, z = _activity(seed=seed, **kw)
+    schema.write_dataset(act, folder / "activity.nc")
+    rng = np.random.default_rng(seed)
+    states = np.concatenate([np.tanh(z), rng.normal(0, 0.1, (*z.shape[:2], 4))], axis=-1)
+    scores = {"rate": 0.25, "smoothing": 0.31} if best == "smoothing" else {"rate": 0.4, "smoothing": 0.31}
+    _fit(act, folder / "fits" / "rate", model="rate", states=states,
+         metrics={"co_bps": scores["rate"], "fp_bps": -0.05, "psth_r2": 0.52, "n_params": 3188, "epochs": 5},
+         history="epoch,train_loss,valid_loss,seconds\n" + "".join(
+             f"{e},{1 / e:.3f},{1.1 / e:.3f},{e * 0.5}\n" for e in range(1, 6)))
+    if analyses:
+        _analyses(folder / "fits" / "rate", folder / "activity.nc", states.shape[-1], rng)
+    _fit(act, folder / "fits" / "smoothing", model="smoothing", states=None,
+         metrics={"co_bps": scores["smoothing"], "psth_r2": 0.4, "n_params": 797},
+         history="epoch,train_loss,valid_loss,seconds\n")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory) -> Path:
+    return make_dataset(tmp_path_factory.mktemp("results") / "ds_a", behavior=True)
+
+
+def _images(text: str) -> int:
+    return text.count("data:image/png;base64,")
+
+
+def test_dataset_report(dataset: Path):
+    out = report.run(dataset, dataset / "report.html")
+    text = out.read_text()
+    assert "could not be drawn" not in text  # no section failed
+    rows = re.findall(r"<tr( class=\"best\")?>(.*?)</tr>", text)
+    models = [(bool(cls), re.sub("<[^>]+>", "|", body)) for cls, body in rows if "rate" in body or "smoothing" in body]
+    table = [(best, body) for best, body in models if "0.310" in body or "0.250" in body]
+    assert [("smoothing" in b, best) for best, b in table] == [(True, True), (False, False)]  # sorted, best bold
+    assert "<strong>smoothing</strong>" in text and "<strong>rate</strong>" not in text
+    assert "3188" in table[1][1] and "-0.050" in table[1][1] and "0.520" in table[1][1]
+    # recording (4 incl. behavior), training, trajectories, fixed points, dynamics
+    assert _images(text) >= 8
+    assert not re.search(r"(src|href)=\"(https?:)?//", text) and "<script" not in text
+    assert "No fixed points for smoothing" in text and "No training curve for smoothing" in text
+    assert "Procrustes" in text and "DSA" in text
+
+
+def test_report_without_behavior_and_conditions(tmp_path: Path):
+    folder = make_dataset(tmp_path / "ds", conditions=False, areas=False, best="rate")
+    text = report.run(folder, tmp_path / "r.html").read_text()
+    assert "No behavior in this dataset" in text and "could not be drawn" not in text
+    assert "<strong>rate</strong>" in text and _images(text) >= 6
+
+
+def test_tiny_nan_dataset(tmp_path: Path):
+    act = schema.new_activity(np.array([[[1], [0]]], "uint16"), time=[0.005, 0.015], bin_width_s=0.01,
+                              valid=np.array([[[1], [0]]], "int8"))
+    schema.write_dataset(act, tmp_path / "activity.nc")
+    _fit(act, tmp_path / "fits" / "vanilla", model="vanilla", states=np.full((1, 2, 3), np.nan),
+         metrics={"co_bps": float("nan")}, history="epoch,train_loss,valid_loss,seconds\n1,nan,nan,0.1\n")
+    (tmp_path / "fits" / "broken").mkdir()
+    text = report.run(tmp_path, tmp_path / "report.html").read_text()
+    assert "could not be drawn" not in text
+    assert "broken: metrics.json missing" in text and _images(text) >= 3
+
+
+def test_index_links_datasets(tmp_path: Path):
+    make_dataset(tmp_path / "ds_a", analyses=False)
+    make_dataset(tmp_path / "ds_b", seed=1, best="rate", analyses=False)
+    (tmp_path / "logs").mkdir()  # not a dataset
+    text = report.run(tmp_path, tmp_path / "index.html").read_text()
+    assert 'href="ds_a/report.html"' in text and 'href="ds_b/report.html"' in text
+    assert "logs" not in text
+    ds_a = re.search(r"<tr><td><a href=\"ds_a/report.html\">.*?</tr>", text).group(0)
+    ds_b = re.search(r"<tr><td><a href=\"ds_b/report.html\">.*?</tr>", text).group(0)
+    assert "<strong>smoothing</strong>" in ds_a and "<strong>0.310</strong>" in ds_a
+    assert "<strong>rate</strong>" in ds_b and "<strong>0.400</strong>" in ds_b
+
+
+def test_missing_activity_raises(tmp_path: Path):
+    (tmp_path / "ds" / "fits").mkdir(parents=True)
+    out = tmp_path / "report.html"
+    with pytest.raises(ReportError, match="activity.nc"):
+        report.run(tmp_path / "ds", out)
+    with pytest.raises(ReportError, match="no such results folder"):
+        report.run(tmp_path / "absent", out)
+    assert not out.exists() and not list(tmp_path.glob(".*tmp"))
+
+
+def test_cli(tmp_path: Path, capsys):
+    dataset = tmp_path / "ds"
+    schema.write_dataset(_activity(n_trials=4, n_time=6, n_units=3)[0], dataset / "activity.nc")
+    out = tmp_path / "cli.html"
+    assert cli.main(["report", str(dataset), str(out)]) == 0
+    assert out.read_text().startswith("<!DOCTYPE html>")
+    assert cli.main(["report", str(tmp_path / "nothing"), str(tmp_path / "x.html")]) == 1
+    assert "cortexfit report: error:" in capsys.readouterr().err
