@@ -107,7 +107,7 @@ def test_rate_stp_end_to_end_condition_mean(tmp_path):
     net = build_dynamics("rate", input_size=2, hidden_size=6, stp=True, g=1.2)
     fit = make_fit_dir(tmp_path / "fit", net)
     out = tmp_path / "fp.nc"
-    fp.run(fit, out, inputs="condition-mean", n_init=64, device="cpu")
+    fp.run(fit, out, inputs="condition-mean", n_init=32, device="cpu", config=fp.FixedPointConfig(adam_max_iters=300))
     ds = schema.read_dataset(out, "fixed_points")
     assert ds.sizes["state"] == 18 and ds.sizes["eig"] == 18 and ds.sizes["input"] == 2
     assert ds.sizes["point"] >= 2 and set(ds["condition"].values) == {"a", "b"}
@@ -124,12 +124,13 @@ def test_rate_stp_end_to_end_condition_mean(tmp_path):
     assert torch.allclose(F, xs, atol=1e-7)
 
 
-def test_lstm_end_to_end_without_fit_nc(tmp_path):
+@pytest.mark.parametrize("family", ["lstm", "esn"])
+def test_lstm_and_esn_end_to_end_without_fit_nc(tmp_path, family):
     torch.manual_seed(0)
-    net = build_dynamics("lstm", input_size=3, hidden_size=5)
+    net = build_dynamics(family, input_size=3, hidden_size=5)
     fit = make_fit_dir(tmp_path / "teacher", net, with_fit=False)
     ds = fp.run(fit, tmp_path / "fp.nc", n_init=48, device="cpu")
-    assert ds.sizes["state"] == 10 and ds.attrs["trajectories"].startswith("simulated")
+    assert ds.sizes["state"] == net.state_size and ds.attrs["trajectories"].startswith("simulated")
     assert ds.sizes["point"] >= 1 and ds.attrs["n_fixed"] >= 1
     np.testing.assert_array_equal(ds["u_star"].values, 0.0)
     np.testing.assert_allclose(ds["hidden"].values, ds["xstar"].values[:, :5])

@@ -139,6 +139,7 @@ def _sorted_eigvals(M: Tensor) -> Tensor:
     return ev[torch.argsort(ev.abs(), descending=True, stable=True)]
 
 
+@torch.no_grad()
 def eigenspectrum(dynamics, *, quantile: float = 0.9, margin: float = 0.1) -> dict[str, Any]:
     """Eigenvalues of ``recurrent_weight()`` (if any) and of ``dF/ds`` at rest, with their summaries.
 
@@ -153,8 +154,7 @@ def eigenspectrum(dynamics, *, quantile: float = 0.9, margin: float = 0.1) -> di
     (torch.Size([6]), torch.Size([6]))
     """
     out: dict[str, Any] = {"weight": None}
-    with torch.no_grad():
-        W = dynamics.recurrent_weight()
+    W = dynamics.recurrent_weight()
     if W is not None and W.dim() == 2 and W.shape[0] == W.shape[1]:
         ev = _sorted_eigvals(W)
         out["weight"] = {"eigenvalues": ev, **spectrum_summary(ev, quantile=quantile, margin=margin)}
@@ -173,6 +173,7 @@ def jacobians_along(dynamics, state0: Tensor, inputs: Tensor) -> Iterator[tuple[
         yield J, s
 
 
+@torch.no_grad()  # Jacobians w.r.t. the state still come from jacrev; nothing tracks the parameters
 def lyapunov_spectrum(dynamics, state0: Tensor, inputs: Tensor, *, k: int = 10, burn_in: int = 0) -> Tensor:
     """Top-``k`` Lyapunov exponents (per step, decreasing) by QR re-orthonormalisation (Benettin).
 
@@ -201,6 +202,7 @@ def lyapunov_spectrum(dynamics, state0: Tensor, inputs: Tensor, *, k: int = 10, 
     return torch.sort((total / (T - burn_in)).mean(0), descending=True).values
 
 
+@torch.no_grad()
 def gradient_norms(dynamics, state0: Tensor, inputs: Tensor, *, max_lag: int | None = None) -> Tensor:
     """Mean over trajectories of ``log ||ds_L / ds_0||_2`` for lags L = 0..max_lag (log 1 = 0 at L = 0).
 
@@ -390,7 +392,7 @@ def run(fit_dir: str | Path, out: str | Path, *, seed: int = 0, config: Dynamics
         fit_dir=str(fit_dir),
         seed=int(seed),
         dt_s=float(data.dt_s),
-        alpha=float(getattr(data.dynamics, "alpha", 1.0)),
+        alpha=float(getattr(data.dynamics, "alpha", getattr(data.dynamics.options, "leak_rate", 1.0))),
         spectral_radius=main["spectral_radius"],
         bulk_radius=main["bulk_radius"],
         n_outliers=int(main["outlier"].sum()),

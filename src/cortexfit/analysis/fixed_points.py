@@ -4,15 +4,19 @@ Minimises the speed ``q(s) = 1/2 ||F(s, u*) - s||^2`` of the discrete-time map `
 constant input ``u*``, from a batch of initial states sampled from the model's own trajectories plus noise
 (Sussillo & Barak 2013).  All candidates are optimised together as one batch, on GPU when present:
 
-1. **Adam** on ``sum(q)`` until every candidate is slow (``q < switch_q * scale^2``) or ``adam_max_iters``;
+1. **Adam** (float32) on ``sum(q)`` until ``switch_fraction`` of the candidates have
+   ``q < switch_q * scale^2``; every ``merge_every`` iterations, candidates that have coalesced (closer than
+   ``premerge_tol * scale`` and each with ``||F(s) - s||`` below that radius) are merged into the lowest-``q``
+   one, so the batch shrinks to the few distinct candidates;
 2. **Levenberg-Marquardt** on ``G(s) = F(s) - s`` with batched autograd Jacobians (``vmap(jacrev)``) and
-   ``torch.linalg.solve``; per-candidate damping, so fixed points converge quadratically (Newton) while
-   slow points (local minima of ``q`` with ``q > 0``) settle where ``q`` stops decreasing;
+   ``torch.linalg.solve`` -- a float32 pass, then a float64 polish -- with per-candidate damping, so fixed
+   points converge quadratically (Newton) while slow points (local minima of ``q`` with ``q > 0``) settle
+   where ``q`` stops decreasing; candidates that meet (``unique_tol``) are merged as it goes;
 3. candidates with ``q < slow_q * scale^2`` are kept (``point_type`` "fixed" below ``tol_q * scale^2``,
    else "slow"), those farther than ``outlier_distance`` mean radii from the initial states' centroid
    dropped, and duplicates (distance ``< unique_tol * scale`` under the same input) merged, keeping the
    lowest ``q``;
-4. Jacobian eigenvalues/vectors at each point (``torch.linalg.eig``) and a label for the discrete-time map:
+4. Jacobian eigenvalues/vectors at each point (LAPACK via ``numpy.linalg.eig``) and a label for the discrete-time map:
    ``stable`` (all ``|lambda| < 1``), ``unstable`` (all ``> 1``) or ``saddle``.
 
 ``scale`` is the RMS distance of the initial states from their centroid, so tolerances are unit-free.
@@ -32,6 +36,7 @@ Examples
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -43,6 +48,7 @@ from typing import Any
 import numpy as np
 import torch
 import xarray as xr
+from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 from torch import Tensor
 
@@ -53,16 +59,8 @@ from cortexfit.errors import AnalysisError, ConfigError
 log = logging.getLogger(__name__)
 
 FIXED_POINTS_KIND = schema.KindSpec(
-    variables={
-        "xstar": ("point", "state"),
-        "q": ("point",),
-        "eig_real": ("point", "eig"),
-        "eig_imag": ("point", "eig"),
-        "label": ("point",),
-        "point_type": ("point",),
-        "u_star": ("point", "input"),
-        "pc_projection": ("point", "pc"),
-    },
+    variables={"xstar": ("point", "state"), "q": ("point",), "eig_real": ("point", "eig"), "eig_imag": ("point", "eig"),
+               "label": ("point",), "point_type": ("point",), "u_star": ("point", "input"), "pc_projection": ("point", "pc")},
     attrs=("family", "inputs", "n_init", "seed", "n_stable", "n_fixed"),
 )
 schema.register_kind("fixed_points", FIXED_POINTS_KIND)
@@ -72,11 +70,13 @@ schema.register_kind("fixed_points", FIXED_POINTS_KIND)
 class FixedPointConfig:
     """Options of the fixed-point search (validated once); tolerances are relative to ``scale``.
 
-    adam_lr : Adam step in units of ``scale / sqrt(S)``.   adam_max_iters : cap on Adam iterations.
-    switch_q, switch_fraction : Adam (in float32) stops once this fraction has ``q < switch_q * scale^2``.
-    premerge_tol : before LM, candidates closer than ``premerge_tol * scale`` (same input) are merged into
-        the lowest-``q`` one, so the second-order step runs on the few distinct candidates (0 = off).
-    lm_max_iters, lm_lambda0 : LM iteration cap and initial damping (relative to ``mean diag(J^T J)``).
+    adam_lr : Adam step in units of ``scale / sqrt(S)``, halved for a candidate whose ``q`` has not improved
+        for ``patience`` iterations.   adam_max_iters : cap on Adam iterations.
+    switch_q, switch_fraction, stall_iters : Adam (in float32) stops once this fraction of the candidates
+        has ``q < switch_q * scale^2`` or has stalled (``q`` not halved in ``stall_iters`` iterations).
+    premerge_tol, merge_every : coalesced Adam candidates (closer than ``premerge_tol * scale``) are merged
+        every ``merge_every`` iterations, so LM runs on the few distinct candidates (0 = never).
+    lm_max_iters, lm_lambda0 : LM iteration cap and initial damping (relative to ``diag(J^T J)``).
     tol_q : "fixed" below ``tol_q * scale^2`` (None: 1e-20 in float64, 1e-10 in float32).
     tol_dq : an LM candidate is done when an accepted step lowers ``q`` by less than this fraction.
     slow_q : keep points with ``q < slow_q * scale^2`` (the rest are discarded).
@@ -88,12 +88,14 @@ class FixedPointConfig:
     dtype : "float64" (default) or "float32".   jacobian_chunk : candidates per Jacobian batch.
     """
 
-    adam_lr: float = 0.1
+    adam_lr: float = 1.0
     adam_max_iters: int = 2000
-    switch_q: float = 1e-4
+    switch_q: float = 1e-5
     switch_fraction: float = 0.9
     premerge_tol: float = 1e-2
-    merge_every: int = 20
+    merge_every: int = 10
+    patience: int = 20
+    stall_iters: int = 100
     lm_max_iters: int = 100
     lm_lambda0: float = 1e-3
     tol_q: float | None = None
@@ -108,20 +110,14 @@ class FixedPointConfig:
     jacobian_chunk: int = 512
 
     def __post_init__(self) -> None:
-        for k in ("adam_lr", "switch_q", "lm_lambda0", "tol_dq", "slow_q", "unique_tol", "outlier_distance"):
-            if not getattr(self, k) > 0:
-                raise ConfigError(f"fixed-points: {k} must be > 0, got {getattr(self, k)}")
-        for k in ("adam_max_iters", "lm_max_iters", "n_eigenvectors", "noise_scale", "premerge_tol"):
-            if getattr(self, k) < 0:
-                raise ConfigError(f"fixed-points: {k} must be >= 0, got {getattr(self, k)}")
-        if not 0 < self.switch_fraction <= 1:
-            raise ConfigError(f"fixed-points: switch_fraction must be in (0, 1], got {self.switch_fraction}")
-        if self.n_pcs < 1 or self.jacobian_chunk < 1 or self.merge_every < 1:
-            raise ConfigError("fixed-points: n_pcs and jacobian_chunk must be >= 1")
-        if self.tol_q is not None and not self.tol_q > 0:
-            raise ConfigError(f"fixed-points: tol_q must be > 0 or null, got {self.tol_q}")
-        if self.dtype not in ("float32", "float64"):
-            raise ConfigError(f"fixed-points: dtype must be 'float32' or 'float64', got {self.dtype!r}")
+        positive = ("adam_lr", "switch_q", "lm_lambda0", "tol_dq", "slow_q", "unique_tol", "outlier_distance")
+        counts = ("n_pcs", "jacobian_chunk", "merge_every", "patience", "stall_iters")
+        bad = [k for k in positive if not getattr(self, k) > 0] + [k for k in counts if getattr(self, k) < 1]
+        bad += [k for k in ("adam_max_iters", "lm_max_iters", "n_eigenvectors", "noise_scale", "premerge_tol") if getattr(self, k) < 0]
+        bad += ["switch_fraction"] * (not 0 < self.switch_fraction <= 1) + ["tol_q"] * (self.tol_q is not None and not self.tol_q > 0)
+        bad += ["dtype"] * (self.dtype not in ("float32", "float64"))
+        if bad:
+            raise ConfigError(f"fixed-points: invalid option(s) {', '.join(bad)} (see FixedPointConfig)")
 
     @property
     def tol_q_value(self) -> float:
@@ -173,26 +169,36 @@ def _adam(dyn, x0: Tensor, u: Tensor, cfg: FixedPointConfig, scale: float) -> tu
     out (a few lines) rather than ``torch.optim.Adam`` so that merged candidates simply leave the batch.
     """
     b1, b2, eps = 0.9, 0.999, 1e-8
-    lr = cfg.adam_lr * scale / x0.shape[1] ** 0.5
-    switch = cfg.switch_q * scale**2
+    K = len(x0)
+    switch, radius = cfg.switch_q * scale**2, cfg.premerge_tol * scale
     x, m, v = x0.clone(), torch.zeros_like(x0), torch.zeros_like(x0)
-    idx = torch.arange(len(x0), device=x0.device)
+    lr = torch.full((K, 1), cfg.adam_lr * scale / x0.shape[1] ** 0.5, dtype=x0.dtype, device=x0.device)
+    best = torch.full((K,), float("inf"), dtype=x0.dtype, device=x0.device)
+    wait = torch.zeros(K, dtype=torch.long, device=x0.device)
+    ref, since = best.clone(), wait.clone()
+    idx = torch.arange(K, device=x0.device)
     it = 0
     for it in range(1, cfg.adam_max_iters + 1):
         x.requires_grad_(True)
         q = _speed(dyn, x, u[idx])
         (g,) = torch.autograd.grad(q.sum(), x)
         x, q = x.detach(), q.detach()
-        if float((q < switch).double().mean()) >= cfg.switch_fraction:
-            break
+        halved = q < ref / 2  # a candidate stalls when its q has not halved in `stall_iters` iterations
+        ref, since = torch.where(halved, q, ref), torch.where(halved, 0, since + 1)
+        if float(((q < switch) | (since > cfg.stall_iters)).double().mean()) >= cfg.switch_fraction:
+            break  # enough candidates slow (or stalled): hand over to LM
+        better = q < best * (1 - 1e-3)  # per-candidate plateau: halve its step after `patience` idle steps
+        best, wait = torch.where(better, q, best), torch.where(better, 0, wait + 1)
+        cut = wait >= cfg.patience
+        lr, wait = torch.where(cut[:, None], lr / 2, lr), torch.where(cut, 0, wait)
         m.mul_(b1).add_(g, alpha=1 - b1)
         v.mul_(b2).addcmul_(g, g, value=1 - b2)
         x -= lr * (m / (1 - b1**it)) / ((v / (1 - b2**it)).sqrt() + eps)
         if cfg.premerge_tol > 0 and it % cfg.merge_every == 0:
-            keep = torch.as_tensor(_merge(x, u[idx], q, cfg.premerge_tol * scale), device=x.device)
-            x, m, v, idx = x[keep], m[keep], v[keep], idx[keep]
+            keep = torch.as_tensor(_merge(x, u[idx], q, radius, max_q=radius**2 / 2), device=x.device)
+            x, m, v, lr, best, wait, ref, since, idx = (t[keep] for t in (x, m, v, lr, best, wait, ref, since, idx))
     if cfg.premerge_tol > 0:
-        keep = torch.as_tensor(_merge(x, u[idx], q, cfg.premerge_tol * scale), device=x.device)
+        keep = torch.as_tensor(_merge(x, u[idx], q, radius, max_q=radius**2 / 2), device=x.device)
         x, idx = x[keep], idx[keep]
     return x, idx, it
 
@@ -222,8 +228,9 @@ def _levenberg_marquardt(dyn, x: Tensor, u: Tensor, cfg: FixedPointConfig, tol: 
         J, F = _jacobians(dyn, xa, ua, cfg.jacobian_chunk)
         Jg, G = J - eye, F - xa
         JtJ = Jg.transpose(1, 2) @ Jg
-        mu = lam[idx] * torch.diagonal(JtJ, dim1=1, dim2=2).mean(1).clamp_min(1e-30)
-        step = torch.linalg.solve(JtJ + mu[:, None, None] * eye, (Jg.transpose(1, 2) @ G[..., None]))[..., 0]
+        d = torch.diagonal(JtJ, dim1=1, dim2=2)
+        damp = lam[idx, None] * (d + 1e-12 * d.mean(1, keepdim=True))  # Marquardt: scaled per coordinate
+        step = torch.linalg.solve(JtJ + torch.diag_embed(damp), (Jg.transpose(1, 2) @ G[..., None]))[..., 0]
         x_new = xa - step
         with torch.no_grad():
             q_new = _speed(dyn, x_new, ua)
@@ -237,27 +244,59 @@ def _levenberg_marquardt(dyn, x: Tensor, u: Tensor, cfg: FixedPointConfig, tol: 
     return x, q, rows, it
 
 
-def _merge(x: Tensor, u: Tensor, q: Tensor, radius: float) -> np.ndarray:
-    """Indices of one representative (lowest q) per cluster of points within ``radius`` under equal input."""
-    if len(x) == 0:
-        return np.zeros(0, dtype=int)
-    close = (torch.cdist(x, x) < radius) & (torch.cdist(u, u) <= 1e-9 * (1 + u.abs().max()))
-    _, comp = connected_components(close.cpu().numpy(), directed=False)
-    order = np.lexsort((q.cpu().numpy(), comp))
+def _merge(x: Tensor, u: Tensor, q: Tensor, radius: float, *, max_q: float = float("inf")) -> np.ndarray:
+    """Indices of one representative (lowest q) per cluster of points within ``radius`` under equal input.
+
+    Only points with ``q < max_q`` take part; the others are kept as they are.
+    """
+    ok = q < max_q
+    if int(ok.sum()) < 2:
+        return np.arange(len(x))
+    sub = torch.nonzero(ok).squeeze(1)
+    close = torch.cdist(x[sub], x[sub]) < radius
+    us = u[sub]
+    if not bool((us == us[0]).all()):
+        group = torch.unique(us, dim=0, return_inverse=True)[1]
+        close &= group[:, None] == group[None, :]
+    i, j = close.nonzero().T.cpu().numpy()
+    graph = coo_matrix((np.ones(len(i), dtype=np.int8), (i, j)), shape=(len(sub), len(sub)))
+    _, comp = connected_components(graph, directed=False)
+    order = np.lexsort((q[sub].cpu().numpy(), comp))
     first = np.r_[True, comp[order][1:] != comp[order][:-1]]
-    return np.sort(order[first])
+    keep = np.zeros(len(x), dtype=bool)
+    keep[~ok.cpu().numpy()] = True
+    keep[sub.cpu().numpy()[order[first]]] = True
+    return np.flatnonzero(keep)
+
+
+def _eig(J: Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """Batched eigen-decomposition with LAPACK (numpy, one BLAS thread: faster than torch's ``eig`` here and
+    robust on the low-rank Jacobians of saturated networks, where torch's can fail); NaN where it fails."""
+    from threadpoolctl import threadpool_limits
+
+    A = J.detach().cpu().numpy()
+    with threadpool_limits(1):
+        try:
+            return np.linalg.eig(A)
+        except np.linalg.LinAlgError:
+            w, v = np.full(A.shape[:2], np.nan, complex), np.full(A.shape, np.nan, complex)
+            for k, a in enumerate(A):
+                with contextlib.suppress(np.linalg.LinAlgError):
+                    w[k], v[k] = np.linalg.eig(a)
+            return w, v
 
 
 def classify(eigenvalues: np.ndarray) -> np.ndarray:
-    """Label each row of eigenvalue moduli of a discrete-time map: stable / saddle / unstable.
+    """Label each row of eigenvalues of a discrete-time map: stable / saddle / unstable (unknown if NaN).
 
     Examples
     --------
     >>> classify(np.array([[0.5, 0.2], [1.5, 0.2], [2.0, 1.1]])).tolist()
     ['stable', 'saddle', 'unstable']
     """
-    mag = np.abs(eigenvalues)
-    return np.where(mag.max(1) < 1, "stable", np.where(mag.min(1) > 1, "unstable", "saddle")).astype(object)
+    mag = np.abs(eigenvalues).reshape(len(eigenvalues), -1)
+    label = np.where(mag.max(1, initial=0) < 1, "stable", np.where(mag.min(1, initial=np.inf) > 1, "unstable", "saddle"))
+    return np.where(np.isnan(mag).any(1), "unknown", label).astype(object)  # unknown: eig failed
 
 
 def find_fixed_points(dynamics, initial_states: Tensor, u_star: Tensor, *, config: FixedPointConfig | None = None) -> FixedPoints:
@@ -312,43 +351,29 @@ def find_fixed_points(dynamics, initial_states: Tensor, u_star: Tensor, *, confi
     u = u[reps]
     tol = cfg.tol_q_value * scale**2
     if dtype != torch.float32:  # coarse float32 pass on the many candidates, float64 polish on the survivors
-        x, _, rows, n_lm32 = _levenberg_marquardt(fast, x, u.float(), cfg, 1e-10 * scale**2, cfg.premerge_tol * scale)
+        x, _, rows, n_lm32 = _levenberg_marquardt(fast, x, u.float(), cfg, 1e-10 * scale**2, cfg.unique_tol * scale)
         x, u, reps = x.to(dtype), u[rows], reps[rows]
-    t_lm32 = time.perf_counter() - t0
-    x, q, rows, n_lm = _levenberg_marquardt(dyn, x, u, cfg, tol, cfg.premerge_tol * scale)
-    t_lm = time.perf_counter() - t0
+    x, q, rows, n_lm = _levenberg_marquardt(dyn, x, u, cfg, tol, cfg.unique_tol * scale)
     u, reps = u[rows], reps[rows]
 
     far = torch.linalg.vector_norm(x - centroid, dim=1) > cfg.outlier_distance * float(radii.mean().clamp_min(1e-12))
     keep = torch.nonzero(torch.isfinite(q) & (q < cfg.slow_q * scale**2) & ~far).squeeze(1)
     idx = keep[torch.as_tensor(_merge(x[keep], u[keep], q[keep], cfg.unique_tol * scale), device=device, dtype=torch.long)]
     n_vec = min(cfg.n_eigenvectors, S)
-    if len(idx):
-        J, _ = _jacobians(dyn, x[idx], u[idx], cfg.jacobian_chunk)
-        evals, evecs = torch.linalg.eig(J)
-        order = torch.argsort(evals.abs(), dim=1, descending=True, stable=True)
-        evals = torch.gather(evals, 1, order).cpu().numpy()
-        evecs = torch.gather(evecs, 2, order[:, None, :n_vec].expand(-1, S, -1)).cpu().numpy()
-    else:
-        evals, evecs = np.zeros((0, S), complex), np.zeros((0, S, n_vec), complex)
+    J = _jacobians(dyn, x[idx], u[idx], cfg.jacobian_chunk)[0] if len(idx) else x.new_zeros(0, S, S)
+    evals, evecs = _eig(J)
+    order = np.argsort(-np.abs(evals), axis=1, kind="stable")
+    evals = np.take_along_axis(evals, order, 1)
+    evecs = np.take_along_axis(evecs, order[:, None, :n_vec], 2)
     qu = q[idx].cpu().numpy()
-    fixed_tol = tol
-    fps = FixedPoints(
-        xstar=x[idx].cpu().double().numpy(),
-        u_star=u[idx].cpu().double().numpy(),
-        q=qu,
-        eigenvalues=evals,
-        eigenvectors=evecs,
-        label=classify(evals) if len(idx) else np.zeros(0, object),
-        point_type=np.where(qu < fixed_tol, "fixed", "slow").astype(object),
-        init_index=reps[idx].cpu().numpy(),
-        info={
-            "n_init": K, "scale": scale, "adam_iters": n_adam, "lm_iters": n_lm, "adam_seconds": t_adam, "lm32_seconds": t_lm32, "lm_seconds": t_lm,
-            "seconds": time.perf_counter() - t0, "n_refined": len(reps),
-            "n_converged": int((q < fixed_tol).sum()), "n_kept": len(keep), "n_outliers": int(far.sum()), "fixed_q_threshold": fixed_tol,
-            "slow_q_threshold": cfg.slow_q * scale**2, "unique_distance": cfg.unique_tol * scale,
-        },
-    )
+    info = {"n_init": K, "scale": scale, "adam_iters": n_adam, "lm_iters": n_lm, "adam_seconds": t_adam,
+            "seconds": time.perf_counter() - t0, "n_refined": len(reps), "n_converged": int((q < tol).sum()),
+            "n_kept": len(keep), "n_outliers": int(far.sum()), "fixed_q_threshold": tol,
+            "slow_q_threshold": cfg.slow_q * scale**2, "unique_distance": cfg.unique_tol * scale}
+    fps = FixedPoints(xstar=x[idx].cpu().double().numpy(), u_star=u[idx].cpu().double().numpy(), q=qu,
+                      eigenvalues=evals, eigenvectors=evecs, label=classify(evals),
+                      point_type=np.where(qu < tol, "fixed", "slow").astype(object),
+                      init_index=reps[idx].cpu().numpy(), info=info)
     log.info("fixed points: %d unique (%d stable fixed) from %d starts in %.2f s (Adam %d it, LM %d it)",
              len(fps), fps.n_stable, K, fps.info["seconds"], n_adam, n_lm)
     return fps
@@ -422,7 +447,8 @@ def run(fit_dir: str | Path, out: str | Path, *, inputs: str = "zero", n_init: i
 
     pca, traj, evr, names = _pca(data, cfg)
     proj = pca.transform(fps.xstar) if len(fps) else np.zeros((0, pca.n_components_))
-    t = data.fit["time"].values if data.fit is not None and data.fit.sizes.get("time") == traj.shape[1] else np.arange(traj.shape[1]) * data.dt_s
+    dt = data.dt_s if np.isfinite(data.dt_s) and data.dt_s > 0 else 1.0
+    t = data.fit["time"].values if data.fit is not None and data.fit.sizes.get("time") == traj.shape[1] else np.arange(traj.shape[1]) * dt
     n_vec = fps.eigenvectors.shape[-1]
     ds = xr.Dataset(
         {
@@ -432,12 +458,12 @@ def run(fit_dir: str | Path, out: str | Path, *, inputs: str = "zero", n_init: i
             "eig_imag": (("point", "eig"), fps.eigenvalues.imag),
             "eigvec_real": (("point", "state", "eigvec"), fps.eigenvectors.real),
             "eigvec_imag": (("point", "state", "eigvec"), fps.eigenvectors.imag),
-            "max_abs_eig": (("point",), np.abs(fps.eigenvalues).max(1) if len(fps) else np.zeros(0)),
+            "max_abs_eig": (("point",), np.abs(fps.eigenvalues).max(1, initial=0)),
             "n_unstable_dims": (("point",), (np.abs(fps.eigenvalues) > 1).sum(1).astype("int32")),
             "label": (("point",), fps.label.astype(str)),
             "point_type": (("point",), fps.point_type.astype(str)),
             "u_star": (("point", "input"), fps.u_star),
-            "hidden": (("point", "unit_hidden"), data.dynamics.hidden(torch.as_tensor(fps.xstar)).numpy()),
+            "hidden": (("point", "unit_hidden"), data.dynamics.hidden(torch.as_tensor(fps.xstar)).detach().numpy()),
             "pc_projection": (("point", "pc"), proj),
             "pc_explained_variance": (("pc",), evr),
             "trajectory_pc": (("trajectory", "time", "pc"), pca.transform(traj.reshape(-1, traj.shape[-1])).reshape(*traj.shape[:2], -1)),
@@ -454,7 +480,7 @@ def run(fit_dir: str | Path, out: str | Path, *, inputs: str = "zero", n_init: i
         n_slow=int(np.sum(fps.point_type == "slow")), n_saddle=int(np.sum(fps.label == "saddle")),
         noise_std=noise, trajectories="simulated (random pulses)" if data.simulated else "fit.nc states",
         config=json.dumps(dataclasses.asdict(cfg), sort_keys=True),
-        **{k: float(v) for k, v in fps.info.items()},
+        **{k: float(v) for k, v in fps.info.items() if k != "n_init"},
     )
     schema.write_dataset(ds, out, "fixed_points")
     return ds
