@@ -1,16 +1,19 @@
 """Fits without gradient training: the echo-state family (closed-form readouts) and the NLB baselines.
 
-``esn``: a fixed reservoir (:class:`cortexfit.models.esn.ESNDynamics`) is driven by the scaled held-in
-activity of the encoder window (zero in the forward-prediction bins) and the task inputs.  In latent mode a
+``esn``: a fixed reservoir (:class:`cortexfit.models.esn.ESNDynamics`) is driven by the held-in activity of
+the encoder window (zero in the forward-prediction bins; in latent mode Gaussian-smoothed over ``esn.smooth_ms``
+and scaled as ``log1p(smoothed / unit mean)``, in forecast mode causal ``log1p`` counts) and the task inputs.  In latent mode a
 second pass runs the same reservoir backwards in time (``esn.bidirectional``) so that each bin's features
 see the whole trial; in forecast mode the states are causal (state ``s_t`` has seen bins ``< t``).  The
-readout to every unit is either ridge regression of ``log(smoothed counts + c)`` with the penalty chosen by
+readout to every unit is either ridge regression of ``log(smoothed counts + c)`` (``c`` = ``esn.log_offset``
+times the unit's mean count) with the penalty chosen by
 k-fold CV over train trials (:func:`cortexfit.models.fit_readout`), recalibrated per unit so mean predicted
 and observed counts agree, or a Poisson GLM (:func:`cortexfit.baselines.fit_poisson_glm`) with the penalty
 chosen on valid trials.  Rates are ``exp(.)`` of the readout, hence > 0.
 
 ``smoothing`` / ``fa``: :data:`cortexfit.baselines.BASELINES` on the counts with the forward-prediction bins
-hidden (NaN), so they are scored under the same conditions as the latent models.
+hidden (NaN), so co-bps is scored under the same conditions as the latent models; they have no forward
+model, so their ``fp_bps`` is null.
 """
 
 from __future__ import annotations
@@ -83,7 +86,7 @@ def _fit_readout(readout: StateReadout, feats: Tensor, data: FitData, cfg: FitCo
         sm = gaussian_smooth(spikes, e.smooth_ms / 1000.0 / data.bin_width_s, axis=1)
         mean = np.nanmean(spikes[tr].reshape(-1, data.n_units), axis=0)
         sm = np.where(np.isnan(sm), mean, sm)
-        c = np.maximum(0.1 * mean, 1e-3)
+        c = np.maximum(e.log_offset * mean, 1e-4)
         target = torch.as_tensor(np.log(sm + c), dtype=feats.dtype)
         ro = fit_readout(feats[tr], target[tr], list(e.alphas), folds=e.cv_folds)
         readout.linear.load_state_dict(ro.state_dict())
@@ -122,7 +125,11 @@ def fit_esn(data: FitData, cfg: FitConfig, *, mode: str, seed: int) -> FitResult
     torch.manual_seed(seed)
     hi = ~data.heldout
     n_hi = int(hi.sum())
-    x = data.transform(data.y[..., hi]) * data.valid[..., hi]
+    x = data.transform(data.y[..., hi], hi) * data.valid[..., hi]
+    if mode == "latent" and data.spikes and cfg.esn.smooth_ms > 0:  # acausal smoothing: latent mode only
+        seen = np.where(np.arange(data.n_time)[None, :, None] < data.n_enc, data.nan_spikes()[..., hi], np.nan)
+        sm = np.nan_to_num(gaussian_smooth(seen, cfg.esn.smooth_ms / 1000.0 / data.bin_width_s, axis=1))
+        x = np.log1p(sm / np.maximum(data.mean[hi], 1e-3)).astype("float32")
     x[:, data.n_enc :] = 0.0  # the forward-prediction bins are never seen
     u = np.concatenate([x, data.inputs], axis=-1)
     opts = family_options("esn", cfg.model.family_options, data.bin_width_s, seed)
@@ -161,7 +168,7 @@ def fit_esn(data: FitData, cfg: FitConfig, *, mode: str, seed: int) -> FitResult
         with torch.no_grad():
             fm.fb_mean.copy_(torch.as_tensor(data.mean[hi]))
             fm.fb_std.copy_(torch.as_tensor(data.std[hi]))
-            xt = torch.as_tensor(data.transform(data.y[..., hi]) * data.valid[..., hi])
+            xt = torch.as_tensor(data.transform(data.y[..., hi], hi) * data.valid[..., hi])
             out = fm.rollout(xt, torch.as_tensor(data.inputs), data.n_enc)
         fp = out.rates.numpy() if data.spikes else out.rates.numpy() * data.std + data.mean
         result.rates[:, data.n_enc :] = fp[:, data.n_enc :]
@@ -212,4 +219,4 @@ def fit_baseline(data: FitData, cfg: FitConfig, *, name: str, seed: int) -> FitR
 
     latents = np.asarray(res.latents, dtype="float32")
     return FitResult(rates=np.asarray(res.rates), states=latents, factors=latents if name == "fa" else None,
-                     n_params=n_params, epochs=None, seconds=seconds, save_model=save, info=info)
+                     n_params=n_params, epochs=None, seconds=seconds, save_model=save, info=info, forward=False)

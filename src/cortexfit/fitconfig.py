@@ -3,8 +3,8 @@
 A config file (YAML or JSON) has up to four sections, each a keyword-only frozen dataclass validated once
 when loaded; an unknown section or key raises :class:`~cortexfit.errors.ConfigError` listing the valid ones::
 
-    train:    {max_epochs: 300, lr: 0.005, batch_size: 16, patience: 40, heldout_frac: 0.25, ...}
-    model:    {hidden_size: 64, factors: 16, dropout: 0.2, family_options: {nonlinearity: tanh}, ...}
+    train:    {max_epochs: 300, lr: 0.01, batch_size: 16, patience: 50, heldout_frac: 0.25, ...}
+    model:    {hidden_size: 64, factors: 16, dropout: 0.3, coordinated_dropout: 0.5, controller: 8, ...}
     forecast: {schedule: inverse_sigmoid, k: 10.0, horizons: [1, 2, 5, 10, 20]}
     esn:      {readout: ridge, alphas: [0.1, 1, 10, 100, 1000]}
 
@@ -62,9 +62,9 @@ class TrainOptions:
     max_epochs: int = 300
     batch_size: int = 16
     lr: float = 0.01
-    weight_decay: float = 1e-4
+    weight_decay: float = 1e-2
     grad_clip: float = 5.0
-    patience: int = 40
+    patience: int = 50
     min_epochs: int = 0
     tbptt: int | None = None
     heldout_frac: float = 0.25
@@ -119,10 +119,10 @@ class ModelOptions:
     hidden_size: int = 64
     factors: int = 16
     encoder_size: int = 64
-    dropout: float = 0.2
-    coordinated_dropout: float = 0.0
+    dropout: float = 0.3
+    coordinated_dropout: float = 0.5
     ic_l2: float = 1e-3
-    controller: int = 0
+    controller: int = 8
     inputs: Literal["auto", "none"] = "auto"
     condition_coord: str = "condition"
     max_conditions: int = 32
@@ -180,14 +180,16 @@ class ForecastOptions:
 
 @dataclass(frozen=True, kw_only=True)
 class EsnOptions:
-    """Echo-state fits: reservoir size, readout (ridge to log smoothed counts with the penalty chosen by
-    k-fold CV over train trials, or a Poisson GLM with the penalty chosen on valid trials) and whether a
-    second reservoir run backwards in time adds its states to the readout (latent mode only)."""
+    """Echo-state fits: reservoir size, readout (ridge to ``log(smoothed counts + log_offset * mean)`` with
+    the penalty chosen by k-fold CV over train trials, or a Poisson GLM with the penalty chosen on valid
+    trials), input smoothing (latent mode) and whether a second reservoir run backwards in time adds its
+    states to the readout (latent mode only)."""
 
     hidden_size: int = 400
     readout: Literal["ridge", "poisson"] = "ridge"
-    alphas: tuple = (0.1, 1.0, 10.0, 100.0, 1000.0, 10000.0)
+    alphas: tuple = (1.0, 10.0, 100.0, 1e3, 1e4, 1e5, 1e6)
     smooth_ms: float = 40.0
+    log_offset: float = 1.0
     poisson_alphas: tuple = (1e-3, 1e-2, 1e-1)
     cv_folds: int = 5
     bidirectional: bool = True
@@ -199,6 +201,7 @@ class EsnOptions:
         _check(len(a) > 0 and all(x > 0 for x in a), s, "alphas", "must be positive numbers")
         object.__setattr__(self, "alphas", a)
         _check(self.smooth_ms >= 0, s, "smooth_ms", "must be >= 0")
+        _check(self.log_offset > 0, s, "log_offset", "must be > 0")
         p = tuple(float(x) for x in self.poisson_alphas)
         _check(len(p) > 0 and all(x >= 0 for x in p), s, "poisson_alphas", "must be numbers >= 0")
         object.__setattr__(self, "poisson_alphas", p)

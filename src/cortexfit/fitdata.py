@@ -97,16 +97,20 @@ class FitData:
         """Indices of the trials in split ``name``."""
         return np.flatnonzero(self.split == name)
 
-    def transform(self, x: np.ndarray) -> np.ndarray:
-        """The model-input scaling of activity: ``log1p`` of counts, z-scored traces otherwise."""
+    def transform(self, x: np.ndarray, units: np.ndarray | None = None) -> np.ndarray:
+        """The model-input scaling of activity: ``log1p`` of counts, z-scored traces otherwise.
+
+        ``units`` is the boolean mask of the columns of ``x`` (default: all units).
+        """
         if self.spikes:
             return np.log1p(np.clip(x, 0, None)).astype("float32")
-        return ((x - self.mean) / self.std).astype("float32")
+        sel = slice(None) if units is None else units
+        return ((x - self.mean[sel]) / self.std[sel]).astype("float32")
 
     def encoder_input(self) -> np.ndarray:
         """(trial, n_enc, held-in unit) transformed held-in activity, 0 in invalid bins."""
         hi = ~self.heldout
-        x = self.transform(self.y[:, : self.n_enc][..., hi])
+        x = self.transform(self.y[:, : self.n_enc][..., hi], hi)
         return (x * self.valid[:, : self.n_enc][..., hi]).astype("float32")
 
     def nan_spikes(self) -> np.ndarray:
@@ -121,7 +125,8 @@ class FitResult:
     ``rates`` (trial, time, unit) expected counts per bin (or predicted traces); ``states`` (trial, time,
     state) and ``factors`` (trial, time, factor) or None; ``variables`` extra ``fit.nc`` variables as
     ``{name: (dims, array)}``; ``history`` per-epoch rows; ``save_model(path)`` writes ``model.pt``;
-    ``json_files`` extra JSON outputs ``{file name: object}``.
+    ``json_files`` extra JSON outputs ``{file name: object}``; ``forward`` False for models that cannot run
+    into the forward-prediction bins (baselines: ``fp_bps`` is null).
     """
 
     rates: np.ndarray
@@ -135,6 +140,7 @@ class FitResult:
     variables: dict[str, tuple[tuple[str, ...], np.ndarray]] = field(default_factory=dict)
     json_files: dict[str, Any] = field(default_factory=dict)
     info: dict[str, Any] = field(default_factory=dict)
+    forward: bool = True
 
 
 def _where(ds: xr.Dataset, source: str) -> str:

@@ -1,4 +1,4 @@
-"""The gradient-training loop of ``cortexfit fit``: Adam, clipping, early stopping, checkpoints, resume.
+"""The gradient-training loop of ``cortexfit fit``: AdamW, clipping, early stopping, checkpoints, resume.
 
 :func:`train` is model-agnostic: it calls ``batch_loss(model, trial_indices, epoch)`` on shuffled mini-batches
 of the training trials and ``valid_loss(model)`` once per epoch, keeps the weights with the lowest validation
@@ -110,7 +110,9 @@ def train(
     desc: str = "fit",
     after_epoch: Callable[[int], None] | None = None,
 ) -> TrainResult:
-    """Train ``model`` with Adam, gradient-norm clipping and early stopping; leave it at its best weights.
+    """Train ``model`` with AdamW (decoupled weight decay on matrices only), gradient clipping, early stopping.
+
+    The model is left at the weights of its best validation epoch.
 
     Parameters
     ----------
@@ -145,7 +147,10 @@ def train(
     from tqdm.auto import tqdm
 
     params = [p for p in model.parameters() if p.requires_grad]
-    optim = torch.optim.Adam(params, lr=opts.lr, weight_decay=opts.weight_decay)
+    decay = [p for p in params if p.dim() > 1]  # no weight decay on biases, gains and initial states
+    rest = [p for p in params if p.dim() <= 1]
+    groups = [{"params": decay, "weight_decay": opts.weight_decay}, {"params": rest, "weight_decay": 0.0}]
+    optim = torch.optim.AdamW([g for g in groups if g["params"]], lr=opts.lr)
     best_state = _cpu_state(model)
     epoch, best_epoch, best_valid, bad, seconds = 0, 0, math.inf, 0, 0.0
     history: list[dict[str, float]] = []

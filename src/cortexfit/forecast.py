@@ -257,7 +257,7 @@ def fit_forecast(data, cfg, *, family: str, device: str, seed: int, checkpoint=N
     model = ForecastModel(dyn, n_heldin=n_hi, n_units=data.n_units, factors=m.factors, n_inputs=data.n_inputs,
                           dropout=m.dropout, exp_link=poisson).to(device)
     f32 = dict(dtype=torch.float32, device=device)
-    X = torch.as_tensor(data.transform(data.y[..., hi]) * data.valid[..., hi], **f32)
+    X = torch.as_tensor(data.transform(data.y[..., hi], hi) * data.valid[..., hi], **f32)
     U = torch.as_tensor(data.inputs, **f32)
     Y = torch.as_tensor(data.y if poisson else (data.y - data.mean) / data.std, **f32)
     W = torch.as_tensor(data.valid, **f32)

@@ -110,15 +110,15 @@ def _safe(fn: Callable[[], float], name: str) -> float | None:
     return v if np.isfinite(v) else None
 
 
-def compute_metrics(data: FitData, rates: np.ndarray) -> dict[str, float | None]:
-    """co_bps, fp_bps, vel_r2 and psth_r2 of predicted ``rates`` (null where not applicable)."""
+def compute_metrics(data: FitData, rates: np.ndarray, *, forward: bool = True) -> dict[str, float | None]:
+    """co_bps, fp_bps (when ``forward``), vel_r2 and psth_r2 of predicted ``rates`` (null where not applicable)."""
     out: dict[str, float | None] = {"co_bps": None, "fp_bps": None, "vel_r2": None, "psth_r2": None}
     te, tr = data.split == "test", data.split == "train"
     spikes = data.nan_spikes()
     if data.spikes:
         ho = data.heldout
         out["co_bps"] = metrics.co_bps(rates[te][:, : data.n_enc][..., ho], spikes[te][:, : data.n_enc][..., ho])
-        if data.n_fp > 0:
+        if data.n_fp > 0 and forward:
             out["fp_bps"] = _safe(lambda: metrics.fp_bps(rates[te][:, data.n_enc :], spikes[te][:, data.n_enc :]),
                                   "fp_bps")
         if data.conditions is not None and len(np.unique(data.conditions)) > 1:
@@ -186,8 +186,6 @@ def _fit(data: FitData, cfg: FitConfig, *, model: str, mode: str, seed: int, dev
     from cortexfit import fitclosed, fitloop
 
     if model in ("smoothing", "fa"):
-        if mode != "latent":
-            raise ConfigError(f"baseline {model!r} has no forecast mode; use --mode latent")
         return fitclosed.fit_baseline(data, cfg, name=model, seed=seed)
     if model == "esn":
         return fitclosed.fit_esn(data, cfg, mode=mode, seed=seed)
@@ -247,6 +245,8 @@ def run(activity: str | os.PathLike, out_dir: str | os.PathLike, *, model: str, 
         raise ConfigError(f"unknown model {model!r}; valid models: {', '.join(FIT_MODELS)}")
     if mode not in MODES:
         raise ConfigError(f"unknown mode {mode!r}; valid modes: {', '.join(MODES)}")
+    if mode != "latent" and model in ("smoothing", "fa"):
+        raise ConfigError(f"baseline {model!r} has no forecast mode; use --mode latent")
     cfg = load_config(config)
     dev = resolve_device(device)
     src = Path(activity)
@@ -267,7 +267,7 @@ def run(activity: str | os.PathLike, out_dir: str | os.PathLike, *, model: str, 
         with _deterministic(dev):
             res = _fit(data, cfg, model=model, mode=mode, seed=seed, device=dev, ckpt=ckpt,
                        fingerprint=fingerprint, resume=resume, after_epoch=after_epoch)
-        scores = compute_metrics(data, res.rates)
+        scores = compute_metrics(data, res.rates, forward=res.forward)
         result = {**scores, "train_seconds": round(float(res.seconds), 3), "n_params": int(res.n_params),
                   "epochs": res.epochs, "device": dev, "model": model, "mode": mode, "seed": int(seed)}
         attrs = {"model": model, "mode": mode, "seed": int(seed), "device": dev, "activity_file": str(src.resolve()),

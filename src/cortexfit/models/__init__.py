@@ -28,7 +28,13 @@ import torch
 from torch import nn
 
 from cortexfit.errors import ConfigError
-from cortexfit.models.base import REGISTRY, Dynamics, ModelFileError, parse_options, register
+from cortexfit.models.base import (
+    REGISTRY,
+    Dynamics,
+    ModelFileError,
+    parse_options,
+    register,
+)
 from cortexfit.models.esn import EchoStateNetwork, ESNDynamics, Readout, fit_readout
 from cortexfit.models.lstm import LSTMDynamics
 from cortexfit.models.rate import RateDynamics, VanillaDynamics, from_torch_rnn
@@ -123,7 +129,7 @@ def save_model(
     Parameters
     ----------
     path
-        Output file (e.g. ``OUT_DIR/model.pt``); its folder must exist.
+        Output file (e.g. ``OUT_DIR/model.pt``); missing folders are created.
     dynamics
         The recurrent model.
     modules
@@ -149,6 +155,7 @@ def save_model(
     True
     """
     path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     modules = dict(modules or {})
     specs = {k: dict(v) for k, v in (module_specs or {}).items()}
     for name, mod in modules.items():
@@ -216,7 +223,7 @@ def load_model(path_or_fit_dir: str | os.PathLike, device: str | torch.device = 
         raise ModelFileError(f"{path}: model file not found")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any unpickling failure is a bad file for the user
+    except Exception as exc:
         raise ModelFileError(f"{path}: cannot be read as a model file ({type(exc).__name__}: {exc})") from exc
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise ModelFileError(f"{path}: not a {FORMAT} file")

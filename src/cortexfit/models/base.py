@@ -16,6 +16,7 @@ Examples
 from __future__ import annotations
 
 import dataclasses
+import numbers
 import types
 import typing
 from collections.abc import Callable, Mapping
@@ -43,9 +44,10 @@ def register(name: str) -> Callable[[type[Dynamics]], type[Dynamics]]:
 
     Examples
     --------
+    >>> import cortexfit.models
     >>> from cortexfit.models.base import REGISTRY
-    >>> "rate" in REGISTRY or True
-    True
+    >>> REGISTRY["vanilla"].__name__
+    'VanillaDynamics'
     """
 
     def deco(cls: type[Dynamics]) -> type[Dynamics]:
@@ -142,7 +144,7 @@ class Dynamics(nn.Module):
     def __init__(self, *, input_size: int, hidden_size: int, options: Any = None) -> None:
         super().__init__()
         for name, v in (("input_size", input_size), ("hidden_size", hidden_size)):
-            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+            if not isinstance(v, numbers.Integral) or isinstance(v, bool) or v < 1:
                 raise ConfigError(f"model {self.family!r}: {name} must be a positive integer, got {v!r}")
         self.input_size = int(input_size)
         self.hidden_size = int(hidden_size)

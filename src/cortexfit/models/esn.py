@@ -23,7 +23,9 @@ torch.Size([6, 40, 1])
 
 from __future__ import annotations
 
+import contextlib
 import math
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -99,8 +101,8 @@ def _spectral_radius(W: np.ndarray) -> float:
         import scipy.sparse.linalg
 
         try:
-            vals = scipy.sparse.linalg.eigs(scipy.sparse.csr_matrix(W), k=1, which="LM", return_eigenvectors=False,
-                                            tol=1e-8, maxiter=50 * W.shape[0])
+            vals = scipy.sparse.linalg.eigs(scipy.sparse.csr_matrix(W), k=2, which="LM", return_eigenvectors=False,
+                                            v0=np.ones(W.shape[0]), tol=1e-9, maxiter=50 * W.shape[0])
             return float(np.abs(vals).max())
         except scipy.sparse.linalg.ArpackNoConvergence:
             pass
@@ -110,7 +112,8 @@ def _spectral_radius(W: np.ndarray) -> float:
 def run_reservoir(X: Tensor, W: Tensor, x0: Tensor, leak: float) -> Tensor:
     """Iterate the reservoir over a time-major drive ``X = W_in u + b``: (T, B, N), (B, N) -> (T, B, N).
 
-    ``W`` may be dense or sparse CSR.  No autograd graph is recorded (the reservoir is fixed).
+    ``W`` may be dense or sparse CSR.  The loop keeps states as (N, B) columns so each step is one
+    ``addmm(X_t, W, x)`` (a sparse-times-dense product for CSR).  No autograd graph is recorded.
 
     Examples
     --------
@@ -118,20 +121,29 @@ def run_reservoir(X: Tensor, W: Tensor, x0: Tensor, leak: float) -> Tensor:
     >>> run_reservoir(X, torch.eye(2), torch.ones(1, 2), 1.0)[-1]
     tensor([[0.5663, 0.5663]])
     """
-    T = X.shape[0]
-    out = torch.empty_like(X)
-    sparse = W.layout == torch.sparse_csr
     with torch.no_grad():
-        x = x0
-        Wt = None if sparse else W.t()
-        for t in range(T):
-            z = (W @ x.t()).t().add_(X[t]) if sparse else torch.addmm(X[t], x, Wt)
-            z.tanh_()
+        Xn = X.permute(0, 2, 1).contiguous()  # (T, N, B)
+        out = torch.empty_like(Xn)
+        x = x0.t().contiguous()
+        for t in range(Xn.shape[0]):
+            z = torch.addmm(Xn[t], W, x).tanh_()
             if leak == 1.0:
                 x = out[t].copy_(z)
             else:
-                x = torch.add(z, x, alpha=(1.0 - leak) / leak, out=out[t]).mul_(leak)
-    return out
+                x = torch.lerp(x, z, leak, out=out[t])
+    return out.permute(0, 2, 1)
+
+
+@contextlib.contextmanager
+def _torch_threads(n: int | None):
+    """Run the block with ``n`` torch intra-op threads (unchanged if None), restoring the old count."""
+    old = torch.get_num_threads()
+    if n is not None:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
 
 
 @register("esn")
@@ -208,9 +220,15 @@ class EchoStateNetwork:
         parallel as one batch, each started ``chunk_washout`` steps early from a zero state (the echo-state
         property makes the states agree with the sequential run to ~``contraction**chunk_washout``).
     chunk_washout
-        Overlap of parallel chunks (default ``max(200, L // 2)``).
+        Overlap of parallel chunks; default: steps for the bound ``(1 - leak_rate (1 - spectral_radius))**w`` on
+        the difference from the sequential run to fall below 1e-7.
     device, dtype
         Where and in which precision the reservoir runs (``"cuda"`` when available is fine).
+    loop_threads
+        torch threads for the step-by-step reservoir loop (None: unchanged).  Its per-step products are small;
+        on a busy CPU one thread avoids waiting for descheduled worker threads at every step.
+    reservoir
+        Optional ``(W, W_in, b)`` arrays to use instead of drawing them (e.g. another library's reservoir).
 
     Examples
     --------
@@ -228,24 +246,40 @@ class EchoStateNetwork:
         bias_scaling: float = 0.0, sparsity: float = 0.9, seed: int = 0, ridge: float | None = 1e-6,
         warmup: int = 100, chunk_length: int | None = None, chunk_washout: int | None = None,
         device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32,
+        reservoir: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None, loop_threads: int | None = None,
     ) -> None:
         self.options = ESNOptions(spectral_radius=spectral_radius, leak_rate=leak_rate, input_scaling=input_scaling,
                                   bias_scaling=bias_scaling, sparsity=sparsity, seed=seed, ridge=ridge)
         if units < 1 or warmup < 0 or (chunk_length is not None and chunk_length < 1):
             raise ConfigError("EchoStateNetwork: units and chunk_length must be positive and warmup >= 0")
         self.units, self.warmup, self.chunk_length = int(units), int(warmup), chunk_length
-        self.chunk_washout = chunk_washout if chunk_washout is not None else max(200, (chunk_length or 0) // 2)
+        if chunk_washout is None and chunk_length is not None:
+            contraction = 1.0 - leak_rate * (1.0 - spectral_radius)  # bound on the per-step forgetting factor
+            if contraction >= 1.0:
+                raise ConfigError("EchoStateNetwork: chunk_length needs spectral_radius < 1 or an explicit chunk_washout")
+            chunk_washout = math.ceil(math.log(1e-7) / math.log(contraction))
+        self.chunk_washout = int(chunk_washout or 0)
         self.device, self.dtype = torch.device(device), dtype
+        self.reservoir, self.loop_threads = reservoir, loop_threads
         self.readout_: Readout | None = None
         self.state_: Tensor | None = None
 
     def _build(self, n_in: int) -> None:
-        W, W_in, b = make_reservoir(self.units, n_in, self.options)
+        if self.reservoir is None:
+            W, W_in, b = make_reservoir(self.units, n_in, self.options)
+        else:
+            W, W_in, b = (np.asarray(a.toarray() if hasattr(a, "toarray") else a, dtype=float) for a in self.reservoir)
+            b = np.array(np.broadcast_to(b.reshape(-1), (W.shape[0],)))
+            if W.shape != (self.units, self.units) or W_in.shape != (self.units, n_in):
+                raise ConfigError(f"EchoStateNetwork: reservoir shapes {W.shape}, {W_in.shape} do not fit "
+                                  f"{self.units} units and {n_in} inputs")
         kw = {"device": self.device, "dtype": self.dtype}
         self.W_in_, self.b_ = torch.as_tensor(W_in, **kw), torch.as_tensor(b, **kw)
         self.W_ = torch.as_tensor(W, **kw)
-        if self.device.type == "cpu" and self.options.sparsity >= 0.8:
-            self.W_ = self.W_.to_sparse_csr()
+        if self.device.type == "cpu" and np.count_nonzero(W) <= 0.2 * W.size:  # CSR matmul is faster on CPU
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)  # "sparse CSR support is in beta"
+                self.W_ = self.W_.to_sparse_csr()
         self.n_in_ = n_in
 
     def states(self, X: np.ndarray | Tensor, x0: Tensor | None = None) -> Tensor:
@@ -253,12 +287,15 @@ class EchoStateNetwork:
         U = torch.as_tensor(np.asarray(X) if not torch.is_tensor(X) else X, dtype=self.dtype, device=self.device)
         if U.dim() == 1:
             U = U[:, None]
+        if getattr(self, "n_in_", None) != U.shape[1]:
+            self._build(U.shape[1])
         T = U.shape[0]
         drive = torch.addmm(self.b_, U, self.W_in_.t())  # (T, N)
         x0 = torch.zeros(1, self.units, dtype=self.dtype, device=self.device) if x0 is None else x0
         L, w = self.chunk_length, self.chunk_washout
         if L is None or T <= 2 * (L + w):
-            return run_reservoir(drive[:, None], self.W_, x0, self.options.leak_rate)[:, 0]
+            with _torch_threads(self.loop_threads):
+                return run_reservoir(drive[:, None], self.W_, x0, self.options.leak_rate)[:, 0]
         head = L + w  # chunk 0 runs exactly from x0; chunks c >= 1 start w steps early from zeros
         n_chunks = 1 + math.ceil((T - head) / L)
         pad = torch.zeros(max(0, head + (n_chunks - 1) * L - T), self.units, dtype=self.dtype, device=self.device)
@@ -267,7 +304,8 @@ class EchoStateNetwork:
         batch = torch.stack([padded[s : s + head] for s in starts], dim=1)  # (L + w, n_chunks, N)
         init = torch.zeros(n_chunks, self.units, dtype=self.dtype, device=self.device)
         init[0] = x0[0]
-        out = run_reservoir(batch, self.W_, init, self.options.leak_rate)
+        with _torch_threads(self.loop_threads):
+            out = run_reservoir(batch, self.W_, init, self.options.leak_rate)
         pieces = [out[:, 0]] + [out[w:, c] for c in range(1, n_chunks)]
         return torch.cat(pieces)[:T]
 

@@ -58,12 +58,11 @@ def dphi_from_phi(phi: Tensor, name: str) -> Tensor:
 def _forward_loop(X: Tensor, W: Tensor, h0: Tensor, alpha: float, name: str, E: Tensor | None):
     """Run the recurrence; returns (H (T,B,N), Phi (T,B,N))."""
     T = X.shape[0]
-    Wt = W.t()
+    Wt = W.t().contiguous()
     H = torch.empty_like(X)
     Phi = torch.empty_like(X)
     h = h0
     act = phi_of(name)
-    leak = 1.0 - alpha
     for t in range(T):
         p = torch.addmm(X[t], h, Wt, out=Phi[t])
         if name == "tanh":
@@ -75,7 +74,7 @@ def _forward_loop(X: Tensor, W: Tensor, h0: Tensor, alpha: float, name: str, E: 
         if alpha == 1.0:
             h = H[t].copy_(p) if E is None else torch.add(p, E[t], out=H[t])
         else:
-            h = torch.add(p, h, alpha=leak / alpha, out=H[t]).mul_(alpha)  # alpha*p + (1-alpha)*h
+            h = torch.lerp(h, p, alpha, out=H[t])  # (1 - alpha) h + alpha p
             if E is not None:
                 h.add_(E[t])
     return H, Phi
@@ -83,7 +82,7 @@ def _forward_loop(X: Tensor, W: Tensor, h0: Tensor, alpha: float, name: str, E: 
 
 class _LeakyRNN(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, X: Tensor, W: Tensor, h0: Tensor, alpha: float, name: str, E: Tensor | None):  # noqa: D401
+    def forward(ctx, X: Tensor, W: Tensor, h0: Tensor, alpha: float, name: str, E: Tensor | None):
         X = X.contiguous()
         H, Phi = _forward_loop(X, W, h0, alpha, name, E)
         ctx.save_for_backward(W, h0, H, Phi)

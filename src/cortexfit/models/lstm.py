@@ -59,7 +59,7 @@ class LSTMDynamics(Dynamics):
 
     def recurrent_weight(self) -> None:
         """None: the LSTM has no single state-to-state matrix; analyses use :meth:`step` and its Jacobian."""
-        return None
+        return
 
     def _gates(self, u: Tensor, h: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         lstm = self.lstm

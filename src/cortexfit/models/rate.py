@@ -9,7 +9,8 @@
 and either ``weight_hh`` (W, or under Dale's law its raw magnitudes) or, with ``rank``, ``m`` and ``n``
 (``W = g chi + m n^T / H`` with a fixed random ``chi``).  :meth:`RateDynamics.recurrent_weight` returns the
 effective W.  Without STP, :meth:`RateDynamics.forward` uses the fast custom backward of
-:mod:`cortexfit.models.fastrnn`; with STP it iterates :meth:`RateDynamics.step` under autograd.
+:mod:`cortexfit.models.fastrnn` (on CUDA with alpha = 1, tanh/relu and no noise: torch's fused RNN kernel);
+with STP it iterates :meth:`RateDynamics.step` under autograd.
 
 Examples
 --------
@@ -229,14 +230,24 @@ class RateDynamics(Dynamics):
         h0 = self.initial_state(B) if state0 is None else state0
         if T == 0:
             return u.new_zeros(B, 0, self.state_size)
+        noisy = self.training and self.options.noise_std > 0
+        if u.is_cuda and self.alpha == 1.0 and self.options.nonlinearity != "softplus" and not noisy:
+            return self.fused_rnn(u, h0)  # cuDNN: one kernel instead of a Python loop of small launches
         X = torch.addmm(self.bias, u.transpose(0, 1).reshape(T * B, -1), self.weight_ih.t()).view(T, B, -1)
         noise = None
-        if self.training and self.options.noise_std > 0:
+        if noisy:
             noise = torch.randn_like(X) * (self.options.noise_std * math.sqrt(self.alpha))
         Hs = leaky_rnn(
             X, self.recurrent_weight(), h0, alpha=self.alpha, nonlinearity=self.options.nonlinearity, noise=noise
         )
         return Hs.transpose(0, 1)
+
+    def fused_rnn(self, u: Tensor, h0: Tensor) -> Tensor:
+        """alpha = 1 without noise through torch's fused ``rnn_tanh``/``rnn_relu`` (used on CUDA): (B, T, S)."""
+        fn = torch.rnn_tanh if self.options.nonlinearity == "tanh" else torch.rnn_relu
+        params = [self.weight_ih, self.recurrent_weight(), self.bias, torch.zeros_like(self.bias)]
+        out, _ = fn(u, h0.unsqueeze(0).contiguous(), params, True, 1, 0.0, self.training, False, True)
+        return out
 
 
 @register("vanilla")

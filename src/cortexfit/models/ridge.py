@@ -50,6 +50,24 @@ class Readout(nn.Linear):
                 "alpha": self.alpha}
 
 
+def gram(X: Tensor) -> Tensor:
+    """``X^T X`` for (N, S) ``X``: BLAS ``syrk`` (half the work of a matmul) on CPU, a matmul elsewhere.
+
+    Examples
+    --------
+    >>> X = torch.randn(50, 3, dtype=torch.float64)
+    >>> torch.allclose(gram(X), X.t() @ X)
+    True
+    """
+    if X.device.type != "cpu" or X.dtype != torch.float64 or X.shape[1] < 64:
+        return X.t() @ X
+    from scipy.linalg import blas
+
+    A = X.numpy()  # C-ordered (N, S): A.T is Fortran-ordered (S, N), so syrk computes A.T @ A without a copy
+    G = torch.from_numpy(blas.dsyrk(1.0, A.T, trans=0))  # upper triangle filled
+    return torch.triu(G) + torch.triu(G, 1).t()
+
+
 def _as_2d(x: Tensor, name: str) -> Tensor:
     if x.dim() == 3:
         return x
@@ -95,7 +113,7 @@ def fit_readout(
     Raises
     ------
     FitError
-        Mismatched shapes or fewer than 2 samples per fold.
+        Mismatched shapes, non-finite values or fewer than 2 samples per fold.
 
     Examples
     --------
@@ -107,9 +125,11 @@ def fit_readout(
     """
     if targets.dim() == 1:
         targets = targets.unsqueeze(-1)
-    X, Y = _as_2d(states, "states"), _as_2d(targets, "targets")
+    X, Y = _as_2d(states.detach(), "states"), _as_2d(targets.detach(), "targets")
     if X.shape[:2] != Y.shape[:2]:
         raise FitError(f"fit_readout: states {tuple(states.shape)} and targets {tuple(targets.shape)} do not match")
+    if not (bool(torch.isfinite(X).all()) and bool(torch.isfinite(Y).all())):
+        raise FitError("fit_readout: states or targets contain NaN or inf (mask or fill them first)")
     B, T, S = X.shape
     O = Y.shape[-1]
     dev, f64 = X.device, torch.float64
@@ -117,21 +137,22 @@ def fit_readout(
     # shift by the global means (ridge with intercept is shift invariant; improves float32 Gram accuracy)
     X = X.to(work)
     Y = Y.to(device=dev, dtype=work)
-    cx, cy = X.mean(dim=(0, 1)), Y.mean(dim=(0, 1))
+    cx, cy = X.mean(dim=(0, 1)).to(f64), Y.mean(dim=(0, 1)).to(f64)
     grid = None if alphas is None else torch.as_tensor(alphas, dtype=f64, device=dev).flatten()
     k = 1 if grid is not None and grid.numel() == 1 else max(2, int(folds))
     ids, over_trials = _fold_ids(B, T, k, dev)
     stats = []  # per fold: n, sx, sy, G, C, yy (float64)
     for f in range(k):
-        sel = ids == f
-        Xf = (X[sel] if over_trials else X[:, sel]).reshape(-1, S) - cx
-        Yf = (Y[sel] if over_trials else Y[:, sel]).reshape(-1, O) - cy
+        if k == 1:
+            Xf, Yf = X.reshape(-1, S), Y.reshape(-1, O)
+        else:
+            sel = ids == f
+            Xf = (X[sel] if over_trials else X[:, sel]).reshape(-1, S)
+            Yf = (Y[sel] if over_trials else Y[:, sel]).reshape(-1, O)
         if Xf.shape[0] < 2:
             raise FitError(f"fit_readout: fold {f} has fewer than 2 samples ({B} trials x {T} steps, {k} folds)")
-        stats.append((
-            float(Xf.shape[0]), Xf.sum(0).to(f64), Yf.sum(0).to(f64),
-            (Xf.t() @ Xf).to(f64), (Xf.t() @ Yf).to(f64), (Yf * Yf).sum(0).to(f64),
-        ))
+        Xf, Yf = Xf.to(f64).sub_(cx), Yf.to(f64).sub_(cy)
+        stats.append((float(Xf.shape[0]), Xf.sum(0), Yf.sum(0), gram(Xf), Xf.t() @ Yf, (Yf * Yf).sum(0)))
     total = [sum(s[i] for s in stats) for i in range(6)]
 
     def centred(st):
@@ -162,9 +183,14 @@ def fit_readout(
     best = int(torch.argmin(cv)) if k > 1 else 0
     alpha = float(grid[best])
     Gc, Cc, mx, my = centred(total)
-    lam, V = torch.linalg.eigh(Gc)
-    W = V @ ((V.t() @ Cc) / (lam.clamp(min=0) + alpha)[:, None])  # (S, O)
-    b = my + cy.to(f64) - (mx + cx.to(f64)) @ W
+    W = None
+    if k == 1 and alpha > 0:  # one ridge value: a Cholesky solve is enough
+        L, info = torch.linalg.cholesky_ex(Gc + alpha * torch.eye(S, dtype=f64, device=dev))
+        W = torch.cholesky_solve(Cc, L) if int(info) == 0 else None
+    if W is None:
+        lam, V = torch.linalg.eigh(Gc)
+        W = V @ ((V.t() @ Cc) / (lam.clamp(min=0) + alpha).clamp(min=1e-300)[:, None])  # (S, O)
+    b = my + cy - (mx + cx) @ W
     out_dtype = torch.float64 if work == torch.float64 else torch.float32
     ro = Readout(S, O, alpha=alpha).to(device=dev, dtype=out_dtype)
     with torch.no_grad():

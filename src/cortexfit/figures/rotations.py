@@ -1,0 +1,152 @@
+"""Figure ``rotations``: rotational dynamics in motor cortex found by jPCA (Churchland et al. 2012).
+
+Condition-averaged rates around movement onset (the shared ``churchland2012_jpca_tensor.mat``: 61 times x
+50 neurons x 10 reach conditions, window -50..350 ms) go through the project's
+:func:`cortexfit.analysis.jpca.jpca`: cross-condition mean removed, 6 PCs, ``dX/dt = M X`` fitted with ``M``
+skew-symmetric (pure rotation) and unconstrained.  Rotation explains most of what any linear dynamics
+explains (``R2_skew / R2_full`` close to 1) and is concentrated in one plane, where the conditions rotate
+the same way.  Without the shared file a simulated rotational population (two rotating planes embedded in
+50 noisy neurons) stands in.
+
+Examples
+--------
+>>> import tempfile, pathlib
+>>> make(pathlib.Path(tempfile.mkdtemp()), quick=True).passed  # doctest: +SKIP
+True
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from cortexfit.figures._common import (
+    FigureResult,
+    check,
+    figure,
+    save_figure,
+    seeded,
+    shared_data_dir,
+)
+
+NAME = "rotations"
+TITLE = "jPCA: rotational dynamics of motor cortex around movement onset (Churchland et al. 2012)"
+SHARED_FILE = "churchland2012_jpca_tensor.mat"
+WINDOW_MS = (-50.0, 350.0)
+
+
+def simulated_rotations(rng: np.random.Generator, *, n_cond: int = 10, n_neurons: int = 50, dt: float = 0.01):
+    """A (condition, time, neuron) tensor of two rotating planes (1.5 and 0.6 Hz) in noisy neurons.
+
+    Examples
+    --------
+    >>> data, t = simulated_rotations(np.random.default_rng(0))
+    >>> data.shape, float(t[0]), float(t[-1])
+    ((10, 41, 50), -50.0, 350.0)
+    """
+    t_ms = np.arange(WINDOW_MS[0], WINDOW_MS[1] + 1e-9, dt * 1e3)
+    ts = (t_ms - t_ms[0]) / 1e3
+    phase = rng.uniform(0, 2 * np.pi, n_cond)[:, None]
+    amp = rng.uniform(0.6, 1.2, n_cond)[:, None]
+    growth = 1 - np.exp(-ts / 0.08)[None]
+    lat = np.stack([
+        amp * growth * np.cos(2 * np.pi * 1.5 * ts + phase), amp * growth * np.sin(2 * np.pi * 1.5 * ts + phase),
+        0.4 * amp * np.cos(2 * np.pi * 0.6 * ts + 2 * phase), 0.4 * amp * np.sin(2 * np.pi * 0.6 * ts + 2 * phase),
+    ], axis=-1)
+    embed = np.linalg.qr(rng.standard_normal((n_neurons, 4)))[0].T
+    common = np.sin(np.pi * ts / ts[-1])[None, :, None] * rng.uniform(0, 1, n_neurons)
+    data = lat @ embed + common + 0.02 * rng.standard_normal((n_cond, len(ts), n_neurons))
+    return data, t_ms
+
+
+def load_data(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, str]:
+    """(condition, time, neuron) rates in the window, times in ms, and where they came from."""
+    path = shared_data_dir() / SHARED_FILE
+    if path.is_file():
+        from scipy.io import loadmat
+
+        mat = loadmat(path)
+        t = np.asarray(mat["t"], float).ravel()
+        sel = (t >= WINDOW_MS[0]) & (t <= WINDOW_MS[1])
+        return np.transpose(np.asarray(mat["dataTensor"], float)[sel], (2, 0, 1)), t[sel], str(path)
+    data, t = simulated_rotations(rng)
+    return data, t, f"simulated rotational population ({path} absent)"
+
+
+def make(out_dir: Path, *, quick: bool, seed: int = 0) -> FigureResult:
+    """Build the figure (jPCA is cheap: quick and full are the same); returns the :class:`FigureResult`.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> r = make(pathlib.Path(tempfile.mkdtemp()), quick=True)  # doctest: +SKIP
+    >>> 0 < r.values["r2_skew"] <= r.values["r2_full"]  # doctest: +SKIP
+    True
+    """
+    from cortexfit.analysis.jpca import jpca
+
+    with seeded(seed) as rng:
+        data, t_ms, source = load_data(rng)
+    dt = float(np.median(np.diff(t_ms))) / 1e3
+    res = jpca(data, dt=dt, n_pcs=6)
+    omega2 = (2 * np.pi * res.frequencies_hz) ** 2
+    share = float(omega2[0] / omega2.sum())
+    proj = res.projections[:, :, 0, :]  # (condition, time, 2) in the top plane
+    vel = np.diff(proj, axis=1)
+    mid = 0.5 * (proj[:, 1:] + proj[:, :-1])
+    cross = mid[..., 0] * vel[..., 1] - mid[..., 1] * vel[..., 0]
+    ccw = float(np.mean(cross > 0))
+
+    result = FigureResult(
+        name=NAME,
+        title=TITLE,
+        params={"data": source, "window_ms": WINDOW_MS, "bin_s": dt, "n_pcs": 6, "soft_norm": None,
+                "method": "cortexfit.analysis.jpca.jpca (midpoint derivative, skew fit in k(k-1)/2 parameters)",
+                "seed": seed},
+        values={"shape_condition_time_neuron": data.shape, "r2_skew": res.r2_skew, "r2_full": res.r2_full,
+                "r2_ratio": res.r2_ratio, "frequencies_hz": res.frequencies_hz,
+                "full_frequencies_hz": res.full_frequencies_hz, "plane_variance_fraction": res.plane_variance_fraction,
+                "top_plane_rotation_share": share, "top_plane_ccw_fraction": ccw,
+                "pc_variance_explained": res.pc_variance_explained},
+        notes=["top_plane_rotation_share = omega_1^2 / sum_k omega_k^2 over the jPC planes",
+               "ccw fraction: share of (condition, time) samples whose in-plane velocity turns counter-clockwise"],
+    )
+    result.checks = [
+        check("r2_skew_over_full", res.r2_ratio, lo=0.7,
+              description="R2 of the rotational (skew) fit / R2 of the unconstrained linear fit of dX/dt"),
+        check("top_plane_rotation_share", share, lo=0.5,
+              description="fraction of the rotation strength (omega^2) in the top jPC plane (a clear top plane)"),
+        check("top_plane_ccw_fraction", ccw, lo=0.7,
+              description="conditions rotate the same way in the top plane (fraction of counter-clockwise steps)"),
+    ]
+
+    with figure(1, 3, width=14, height=4.2) as (fig, axes):
+        ax = axes[0]
+        var = data.var(axis=(0, 1))
+        for k, n in enumerate(np.argsort(var)[::-1][:3]):
+            for c in range(data.shape[0]):
+                ax.plot(t_ms, data[c, :, n] + 0.6 * k * np.ptp(data[:, :, n]), color=f"C{k}", lw=0.7, alpha=0.8)
+        ax.axvline(0, color="0.5", ls=":", lw=1)
+        ax.set(xlabel="time from movement onset (ms)", ylabel="normalised rate (a.u., offset per neuron)",
+               title="3 neurons, 10 conditions each")
+        ax = axes[1]
+        start = proj[:, 0, 0]
+        cmap = __import__("matplotlib").colormaps["RdYlGn_r"]
+        order = np.argsort(np.argsort(start))
+        for c in range(proj.shape[0]):
+            col = cmap(order[c] / max(1, proj.shape[0] - 1))
+            ax.plot(proj[c, :, 0], proj[c, :, 1], color=col, lw=1.3)
+            ax.plot(proj[c, 0, 0], proj[c, 0, 1], "o", color=col, ms=4)
+            ax.annotate("", xy=proj[c, -1], xytext=proj[c, -2], arrowprops={"arrowstyle": "->", "color": col, "lw": 1.3})
+        ax.set(xlabel="jPC 1 (a.u.)", ylabel="jPC 2 (a.u.)", aspect="equal",
+               title=f"top jPC plane: {res.frequencies_hz[0]:.2f} Hz, {ccw:.0%} ccw")
+        ax = axes[2]
+        planes = np.arange(1, len(res.frequencies_hz) + 1)
+        ax.bar(planes, res.frequencies_hz, 0.6, color=["C3"] + ["0.6"] * (len(planes) - 1))
+        for p, f, v in zip(planes, res.frequencies_hz, res.plane_variance_fraction):
+            ax.text(p, f + 0.02, f"{f:.2f} Hz\n{v:.0%} of variance", ha="center", va="bottom", fontsize=7)
+        ax.set_xticks(planes, [f"jPC plane {p}" for p in planes])
+        ax.set(ylabel="rotation frequency (Hz)", ylim=(0, 1.35 * max(res.frequencies_hz.max(), 1e-3)),
+               title=f"R2 of dX/dt: skew {res.r2_skew:.2f} / full {res.r2_full:.2f} = {res.r2_ratio:.2f}")
+        return save_figure(fig, out_dir, result, quick=quick, seed=seed)

@@ -1,0 +1,245 @@
+"""Tests of ``cortexfit fit``: registry, outputs, splits, determinism, resume and the bad-input errors."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from cortexfit import schema, train
+from cortexfit.cli import main
+from cortexfit.errors import ConfigError
+from cortexfit.fitconfig import load_config
+from cortexfit.fitdata import prepare, task_inputs
+from cortexfit.models import load_model
+from cortexfit.splits import split_units
+from fit_factory import oscillator_activity
+
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Small models train fastest on one thread (and the test machine's 2 cores are shared)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+SMALL = {"train": {"max_epochs": 4, "batch_size": 8, "patience": 10},
+         "model": {"hidden_size": 8, "factors": 3, "encoder_size": 8, "controller": 2}}
+
+
+@pytest.fixture(scope="module")
+def activity(tmp_path_factory):
+    ds, _ = oscillator_activity(n_trials=24, n_time=30, n_units=10, seed=0)
+    return schema.write_dataset(ds, tmp_path_factory.mktemp("act") / "act.nc")
+
+
+def fit_cli(activity, out, *args):
+    return main(["-q", "fit", str(activity), str(out), *args])
+
+
+@pytest.mark.parametrize("model", train.FIT_MODELS)
+def test_every_model_writes_the_same_outputs(activity, tmp_path, model):
+    out = tmp_path / model
+    assert fit_cli(activity, out, "--model", model, "--config", "smoke", "--device", "cpu") == 0
+    names = {p.name for p in out.iterdir()}
+    assert {"fit.nc", "model.pt", "metrics.json", "history.csv"} <= names
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert list(metrics) == list(train.METRIC_KEYS)
+    assert metrics["model"] == model and metrics["device"] == "cpu" and metrics["seed"] == 0
+    assert isinstance(metrics["co_bps"], float) and metrics["n_params"] > 0
+    assert metrics["vel_r2"] is None  # no behavior in this dataset
+    fit = schema.read_dataset(out / "fit.nc", "fit")
+    act = schema.read_dataset(activity)
+    assert fit["rates"].shape == act["activity"].shape
+    assert np.all(fit["rates"].values > 0)
+    assert set(fit["split"].values.tolist()) == {"train", "valid", "test"}
+    assert int(fit["heldout"].sum()) == round(0.25 * act.sizes["unit"])
+    assert fit.attrs["activity_sha256"] == train.file_sha256(activity)
+    assert json.loads(fit.attrs["config"])["train"]["max_epochs"] == 3
+    if model in ("smoothing", "fa"):
+        assert metrics["fp_bps"] is None and metrics["epochs"] is None
+    else:
+        assert isinstance(metrics["fp_bps"], float) and "factors" in fit and "states" in fit
+        net, rest = load_model(out)
+        assert net.family == model and "readout" in rest["modules"]
+        assert fit.sizes["state"] == net.state_size
+    if model in ("rate", "vanilla", "lstm"):
+        assert metrics["epochs"] == 3 and "encoder" in rest["modules"]
+        assert (out / "checkpoint.pt").is_file()
+
+
+def test_split_is_seeded_and_shared(activity, tmp_path):
+    for seed in (0, 1):
+        assert fit_cli(activity, tmp_path / f"s{seed}", "--model", "smoothing", "--config", "smoke",
+                       "--seed", str(seed)) == 0
+    a = schema.read_dataset(tmp_path / "s0" / "fit.nc", "fit")
+    b = schema.read_dataset(tmp_path / "s1" / "fit.nc", "fit")
+    data = prepare(schema.read_dataset(activity), load_config(), seed=0)
+    np.testing.assert_array_equal(a["heldout"].values == 1, data.heldout)
+    np.testing.assert_array_equal(a["split"].values, data.split)
+    assert not np.array_equal(a["heldout"].values, b["heldout"].values) or not np.array_equal(
+        a["split"].values, b["split"].values)
+
+
+def test_task_inputs_from_trial_coords(activity):
+    ds = schema.read_dataset(activity)
+    x, names = task_inputs(ds, load_config())
+    assert names == ["condition=a", "condition=b", "pulse:start_time"]
+    assert np.all(x[..., 0] + x[..., 1] == 1) and np.all(x[:, 0, 2] == 1) and np.all(x[:, 1:, 2] == 0)
+    assert task_inputs(ds, load_config({"model": {"inputs": "none"}}))[0].shape[-1] == 0
+
+
+def test_deterministic_for_a_seed(activity, tmp_path):
+    runs = [train.run(activity, tmp_path / f"r{i}", model="lstm", config=SMALL, seed=3, device="cpu") for i in (0, 1)]
+    a = schema.read_dataset(tmp_path / "r0" / "fit.nc", "fit")
+    b = schema.read_dataset(tmp_path / "r1" / "fit.nc", "fit")
+    np.testing.assert_array_equal(a["rates"].values, b["rates"].values)
+    assert runs[0]["co_bps"] == runs[1]["co_bps"]
+    c = train.run(activity, tmp_path / "r2", model="lstm", config=SMALL, seed=4, device="cpu")
+    assert c["co_bps"] != runs[0]["co_bps"]
+
+
+def test_resume_after_kill_matches_uninterrupted_run(activity, tmp_path):
+    full = train.run(activity, tmp_path / "full", model="vanilla", config=SMALL, seed=1, device="cpu")
+
+    def kill(epoch):
+        if epoch == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train.run(activity, tmp_path / "killed", model="vanilla", config=SMALL, seed=1, device="cpu", after_epoch=kill)
+    assert (tmp_path / "killed" / "checkpoint.pt").is_file()
+    assert not (tmp_path / "killed" / "metrics.json").exists()
+    ck = torch.load(tmp_path / "killed" / "checkpoint.pt", weights_only=True)
+    assert ck["epoch"] == 2
+    cfg = tmp_path / "small.json"
+    cfg.write_text(json.dumps(SMALL))
+    assert fit_cli(activity, tmp_path / "killed", "--model", "vanilla", "--config", str(cfg), "--seed", "1",
+                   "--device", "cpu", "--resume") == 0
+    a = schema.read_dataset(tmp_path / "full" / "fit.nc", "fit")
+    b = schema.read_dataset(tmp_path / "killed" / "fit.nc", "fit")
+    np.testing.assert_array_equal(a["rates"].values, b["rates"].values)
+    resumed = json.loads((tmp_path / "killed" / "metrics.json").read_text())
+    assert resumed["co_bps"] == full["co_bps"] and resumed["epochs"] == full["epochs"] == 4
+    hist = (tmp_path / "killed" / "history.csv").read_text().splitlines()
+    assert len(hist) == 5
+    # a checkpoint of another configuration is refused with one line
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps({**SMALL, "train": {**SMALL["train"], "lr": 0.001}}))
+    assert fit_cli(activity, tmp_path / "killed", "--model", "vanilla", "--config", str(other), "--seed", "1",
+                   "--resume") == 1
+
+
+def test_calcium_traces_use_gaussian_loss(tmp_path):
+    ds, rates = oscillator_activity(n_trials=20, n_time=25, n_units=8, seed=5)
+    traces = (rates + 0.1 * np.random.default_rng(0).normal(size=rates.shape)).astype("float32")
+    act = schema.new_activity(traces, time=ds["time"].values, bin_width_s=0.01, signal="dff", neuron="roi")
+    path = schema.write_dataset(act, tmp_path / "ca.nc")
+    for model in ("vanilla", "esn"):
+        m = train.run(path, tmp_path / model, model=model, config="smoke", device="cpu")
+        assert m["co_bps"] is None and m["fp_bps"] is None
+        fit = schema.read_dataset(tmp_path / model / "fit.nc", "fit")
+        assert fit["rates"].dims == ("trial", "time", "roi")
+    assert fit_cli(path, tmp_path / "sm", "--model", "smoothing", "--config", "smoke") == 1
+
+
+# ----------------------------------------------------------------------------- bad input: one line, exit 1
+
+
+def _assert_one_line_error(capsys, *needles):
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and err.startswith("cortexfit fit: error:"), err
+    for n in needles:
+        assert n in err, err
+
+
+def test_unknown_model_lists_valid_ones(activity, tmp_path, capsys):
+    assert fit_cli(activity, tmp_path / "o", "--model", "gru") == 1
+    _assert_one_line_error(capsys, "unknown model 'gru'", "esn, fa, lstm, rate, smoothing, vanilla")
+    assert not (tmp_path / "o").exists()
+
+
+def test_unknown_config_key_lists_valid_ones(activity, tmp_path, capsys):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("train:\n  epochs: 3\n")
+    assert fit_cli(activity, tmp_path / "o", "--model", "lstm", "--config", str(cfg)) == 1
+    _assert_one_line_error(capsys, "unknown key 'epochs'", "max_epochs")
+    assert not (tmp_path / "o").exists()
+    with pytest.raises(ConfigError, match="valid options"):
+        train.run(activity, tmp_path / "o", model="rate", config={"model": {"family_options": {"gain": 1.0}}})
+    assert not (tmp_path / "o").exists()
+
+
+def test_file_that_breaks_the_convention(tmp_path, capsys):
+    bad = tmp_path / "bad.nc"
+    bad.write_text("not netcdf")
+    assert fit_cli(bad, tmp_path / "o", "--model", "lstm") == 1
+    _assert_one_line_error(capsys, "bad.nc")
+    ds, _ = oscillator_activity(n_trials=8, n_time=10, n_units=6)
+    ds.attrs["cortexfit_kind"] = "truth"
+    ds.to_netcdf(tmp_path / "kind.nc", engine="h5netcdf")
+    assert fit_cli(tmp_path / "kind.nc", tmp_path / "o", "--model", "lstm") == 1
+    _assert_one_line_error(capsys, "expected a 'activity' dataset")
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize(("n_trials", "n_units", "needle"), [(4, 8, "too few trials"), (20, 3, "too few units")])
+def test_too_few_trials_or_units(tmp_path, capsys, n_trials, n_units, needle):
+    ds, _ = oscillator_activity(n_trials=n_trials, n_time=10, n_units=n_units)
+    path = schema.write_dataset(ds, tmp_path / "few.nc")
+    assert fit_cli(path, tmp_path / "o", "--model", "vanilla", "--config", "smoke") == 1
+    _assert_one_line_error(capsys, needle, "few.nc")
+    assert not (tmp_path / "o").exists()
+
+
+def test_silent_heldout_units(tmp_path, capsys):
+    ds, _ = oscillator_activity(n_trials=20, n_time=20, n_units=8)
+    held = split_units(8, 0.25, seed=0)
+    ds["activity"].values[..., held] = 0
+    path = schema.write_dataset(ds, tmp_path / "silent.nc")
+    assert fit_cli(path, tmp_path / "o", "--model", "vanilla", "--config", "smoke") == 1
+    _assert_one_line_error(capsys, "held-out units have no spikes")
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_cuda_request_without_cuda(activity, tmp_path, capsys):
+    assert fit_cli(activity, tmp_path / "o", "--model", "lstm", "--device", "cuda") == 1
+    _assert_one_line_error(capsys, "CUDA is not available")
+    assert not (tmp_path / "o").exists()
+
+
+def test_nan_loss_is_a_clear_error_and_leaves_nothing(activity, tmp_path, capsys, monkeypatch):
+    import cortexfit.latent as latent
+
+    monkeypatch.setattr(latent, "masked_loss", lambda *a, **k: torch.tensor(float("nan"), requires_grad=True))
+    assert fit_cli(activity, tmp_path / "o", "--model", "rate", "--config", "smoke") == 1
+    _assert_one_line_error(capsys, "training loss became nan", "train.lr")
+    assert not (tmp_path / "o").exists()
+
+
+def test_stale_outputs_are_removed_on_a_new_run(activity, tmp_path):
+    out = tmp_path / "o"
+    out.mkdir()
+    (out / "horizon.json").write_text("{}")
+    (out / "keep.txt").write_text("user file")
+    train.run(activity, out, model="smoothing", config="smoke")
+    assert not (out / "horizon.json").exists() and (out / "keep.txt").exists()
+
+
+@pytest.mark.realdata
+def test_real_recording_smoke(shared_data, tmp_path):
+    from cortexfit import ingest
+
+    nwb = shared_data / "sub-Jenkins_ses-small_desc-test_ecephys.nwb"
+    act = tmp_path / "mc.nc"
+    ingest.run(nwb, act, bin_ms=5.0, align="move_onset_time", window_ms=[-250.0, 450.0],
+               areas="unit-id:1xxx=PMd,2xxx=M1")
+    m = train.run(act, tmp_path / "fit", model="lstm", config="smoke", device="cpu")
+    fit = schema.read_dataset(tmp_path / "fit" / "fit.nc", "fit")
+    assert fit.sizes["unit"] == 107 and int(fit["heldout"].sum()) == 27
+    assert np.isfinite(m["co_bps"]) and set(fit["area"].values.tolist()) == {"PMd", "M1"}
