@@ -116,6 +116,7 @@ def _figures_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("out_dir", metavar="OUT_DIR")
     p.add_argument("--quick", action="store_true", help="reduced sizes (seconds, for tests)")
     p.add_argument("--only", nargs="*", default=None, help="run only these figures (by name)")
+    p.add_argument("--seed", type=int, default=0)
 
 
 def build_parser() -> argparse.ArgumentParser:
