@@ -2,20 +2,20 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 
 import numpy as np
 import pytest
 import torch
+from fit_factory import random_walk_activity
 
 from cortexfit import schema, train
 from cortexfit.cli import main
 from cortexfit.fitconfig import load_config
 from cortexfit.forecast import ForecastModel, horizon_errors, teacher_prob
 from cortexfit.models import build_dynamics
-from fit_factory import random_walk_activity
-
 
 
 @pytest.fixture(autouse=True)
@@ -50,7 +50,7 @@ def test_teacher_prob_values(schedule, step, kw, want):
 def test_schedules_decay_monotonically():
     for s in ("linear", "exponential", "inverse_sigmoid"):
         p = [teacher_prob(s, i) for i in range(0, 200, 10)]
-        assert all(a >= b for a, b in zip(p, p[1:])) and p[-1] < p[0]
+        assert all(a >= b for a, b in itertools.pairwise(p)) and p[-1] < p[0]
 
 
 def test_schedule_config_validation():

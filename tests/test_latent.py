@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from fit_factory import oscillator_activity
 
 from cortexfit import schema, train
 from cortexfit.latent import (
@@ -18,8 +19,6 @@ from cortexfit.latent import (
     run_dynamics,
 )
 from cortexfit.models import build_dynamics
-from fit_factory import oscillator_activity
-
 
 
 @pytest.fixture(autouse=True)

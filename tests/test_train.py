@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from fit_factory import oscillator_activity
 
 from cortexfit import schema, train
 from cortexfit.cli import main
@@ -15,8 +16,6 @@ from cortexfit.fitconfig import load_config
 from cortexfit.fitdata import prepare, task_inputs
 from cortexfit.models import load_model
 from cortexfit.splits import split_units
-from fit_factory import oscillator_activity
-
 
 
 @pytest.fixture(autouse=True)
@@ -214,7 +213,7 @@ def test_cuda_request_without_cuda(activity, tmp_path, capsys):
 
 
 def test_nan_loss_is_a_clear_error_and_leaves_nothing(activity, tmp_path, capsys, monkeypatch):
-    import cortexfit.latent as latent
+    from cortexfit import latent
 
     monkeypatch.setattr(latent, "masked_loss", lambda *a, **k: torch.tensor(float("nan"), requires_grad=True))
     assert fit_cli(activity, tmp_path / "o", "--model", "rate", "--config", "smoke") == 1
@@ -243,3 +242,15 @@ def test_real_recording_smoke(shared_data, tmp_path):
     fit = schema.read_dataset(tmp_path / "fit" / "fit.nc", "fit")
     assert fit.sizes["unit"] == 107 and int(fit["heldout"].sum()) == 27
     assert np.isfinite(m["co_bps"]) and set(fit["area"].values.tolist()) == {"PMd", "M1"}
+
+
+def test_velocity_and_psth_metrics(tmp_path):
+    ds, rates = oscillator_activity(n_trials=30, n_time=40, n_units=12, seed=4)
+    vel = np.stack([np.gradient(np.log(rates[..., 0]), axis=1), np.gradient(np.log(rates[..., 1]), axis=1)], -1)
+    ds["behavior"] = (("trial", "time", "behavior_channel"), vel.astype("float32"))
+    ds = ds.assign_coords(behavior_channel=["hand_vel_x", "hand_vel_y"], behavior_kind=("behavior_channel",
+                                                                                          ["velocity", "velocity"]))
+    path = schema.write_dataset(ds, tmp_path / "beh.nc")
+    m = train.run(path, tmp_path / "fit", model="lstm", config={**SMALL, "train": {"max_epochs": 30}}, device="cpu")
+    assert isinstance(m["vel_r2"], float) and m["vel_r2"] > 0.2
+    assert isinstance(m["psth_r2"], float)

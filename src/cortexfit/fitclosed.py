@@ -1,15 +1,15 @@
 """Fits without gradient training: the echo-state family (closed-form readouts) and the NLB baselines.
 
 ``esn``: a fixed reservoir (:class:`cortexfit.models.esn.ESNDynamics`) is driven by the held-in activity of
-the encoder window (zero in the forward-prediction bins; in latent mode Gaussian-smoothed over ``esn.smooth_ms``
-and scaled as ``log1p(smoothed / unit mean)``, in forecast mode causal ``log1p`` counts) and the task inputs.  In latent mode a
-second pass runs the same reservoir backwards in time (``esn.bidirectional``) so that each bin's features
-see the whole trial; in forecast mode the states are causal (state ``s_t`` has seen bins ``< t``).  The
+the encoder window (zero in the forward-prediction bins) and the task inputs.  In latent mode the activity is
+Gaussian-smoothed over ``esn.smooth_ms`` and scaled as ``log1p(smoothed / unit mean)`` and a second pass
+runs the reservoir backwards in time (``esn.bidirectional``), so each bin's features see the whole trial;
+in forecast mode the inputs are causal ``log1p`` counts and state ``s_t`` has seen bins ``< t`` only.  The
 readout to every unit is either ridge regression of ``log(smoothed counts + c)`` (``c`` = ``esn.log_offset``
-times the unit's mean count) with the penalty chosen by
-k-fold CV over train trials (:func:`cortexfit.models.fit_readout`), recalibrated per unit so mean predicted
-and observed counts agree, or a Poisson GLM (:func:`cortexfit.baselines.fit_poisson_glm`) with the penalty
-chosen on valid trials.  Rates are ``exp(.)`` of the readout, hence > 0.
+times the unit's mean count) with the penalty chosen by k-fold CV over train trials
+(:func:`cortexfit.models.fit_readout`), recalibrated per unit so mean predicted and observed counts agree,
+or a Poisson GLM (:func:`cortexfit.baselines.fit_poisson_glm`) with the penalty chosen on valid trials.
+Rates are ``exp(.)`` of the readout, hence > 0.
 
 ``smoothing`` / ``fa``: :data:`cortexfit.baselines.BASELINES` on the counts with the forward-prediction bins
 hidden (NaN), so co-bps is scored under the same conditions as the latent models; they have no forward
@@ -116,7 +116,20 @@ def _fit_readout(readout: StateReadout, feats: Tensor, data: FitData, cfg: FitCo
 
 
 def fit_esn(data: FitData, cfg: FitConfig, *, mode: str, seed: int) -> FitResult:
-    """Echo-state fit in ``latent`` or ``forecast`` mode (CPU; the reservoir is small)."""
+    """Echo-state fit in ``latent`` or ``forecast`` mode (CPU; the reservoir is small).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from cortexfit import schema
+    >>> from cortexfit.fitconfig import load_config
+    >>> from cortexfit.fitdata import prepare
+    >>> y = np.random.default_rng(0).poisson(0.5, (12, 20, 6)).astype("uint16")
+    >>> data = prepare(schema.new_activity(y, time=np.arange(20) * 0.01, bin_width_s=0.01), load_config(), seed=0)
+    >>> res = fit_esn(data, load_config("smoke"), mode="latent", seed=0)
+    >>> res.rates.shape, res.epochs is None
+    ((12, 20, 6), True)
+    """
     from cortexfit import models
     from cortexfit.forecast import ForecastModel, horizon_errors, horizon_table
     from cortexfit.latent import family_options
@@ -191,7 +204,20 @@ def fit_esn(data: FitData, cfg: FitConfig, *, mode: str, seed: int) -> FitResult
 
 
 def fit_baseline(data: FitData, cfg: FitConfig, *, name: str, seed: int) -> FitResult:
-    """Run one baseline of :data:`cortexfit.baselines.BASELINES` with the forward bins hidden."""
+    """Run one baseline of :data:`cortexfit.baselines.BASELINES` with the forward bins hidden.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from cortexfit import schema
+    >>> from cortexfit.fitconfig import load_config
+    >>> from cortexfit.fitdata import prepare
+    >>> y = np.random.default_rng(0).poisson(0.5, (12, 20, 6)).astype("uint16")
+    >>> data = prepare(schema.new_activity(y, time=np.arange(20) * 0.01, bin_width_s=0.01), load_config(), seed=0)
+    >>> res = fit_baseline(data, load_config("smoke"), name="fa", seed=0)
+    >>> res.rates.shape, res.forward
+    ((12, 20, 6), False)
+    """
     from cortexfit.baselines import BASELINES
     from cortexfit.fitloop import save_atomic
     from cortexfit.models import FORMAT

@@ -255,7 +255,8 @@ PRESETS: dict[str, dict[str, Any]] = {
         "model": {"hidden_size": 8, "factors": 3, "encoder_size": 8},
         "forecast": {"horizons": [1, 2, 4], "n_starts": 3},
         "esn": {"hidden_size": 30, "alphas": [1.0, 100.0], "cv_folds": 2, "poisson_alphas": [0.01]},
-        "baseline": {"smoothing": {"sigma_ms": 40.0, "alpha": 0.01}, "fa": {"n_factors": 2, "sigma_ms": 40.0, "alpha": 0.01}},
+        "baseline": {"smoothing": {"sigma_ms": 40.0, "alpha": 0.01},
+                     "fa": {"n_factors": 2, "sigma_ms": 40.0, "alpha": 0.01}},
     },
 }
 

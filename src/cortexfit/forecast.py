@@ -242,6 +242,17 @@ def fit_forecast(data, cfg, *, family: str, device: str, seed: int, checkpoint=N
 
     Rates of the encoder window are one-step-ahead predictions (teacher-forced on held-in activity); the
     forward-prediction bins are a closed-loop rollout.  Returns a :class:`cortexfit.fitdata.FitResult`.
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from cortexfit import schema
+    >>> from cortexfit.fitconfig import load_config
+    >>> from cortexfit.fitdata import prepare
+    >>> y = np.random.default_rng(0).poisson(0.5, (12, 20, 6)).astype("uint16")
+    >>> data = prepare(schema.new_activity(y, time=np.arange(20) * 0.01, bin_width_s=0.01), load_config(), seed=0)
+    >>> res = fit_forecast(data, load_config("smoke"), family="lstm", device="cpu", seed=0)
+    >>> res.rates.shape, sorted(res.json_files)
+    ((12, 20, 6), ['horizon.json'])
     """
     from cortexfit import fitloop, models
     from cortexfit.fitdata import FitResult
@@ -256,7 +267,8 @@ def fit_forecast(data, cfg, *, family: str, device: str, seed: int, checkpoint=N
     dyn = models.build_dynamics(family, input_size=n_hi + data.n_inputs, hidden_size=m.hidden_size, **opts)
     model = ForecastModel(dyn, n_heldin=n_hi, n_units=data.n_units, factors=m.factors, n_inputs=data.n_inputs,
                           dropout=m.dropout, exp_link=poisson).to(device)
-    f32 = dict(dtype=torch.float32, device=device)
+    f32 = {"dtype": torch.float32, "device": device}
+    std_t, mean_t = torch.as_tensor(data.std, **f32), torch.as_tensor(data.mean, **f32)
     X = torch.as_tensor(data.transform(data.y[..., hi], hi) * data.valid[..., hi], **f32)
     U = torch.as_tensor(data.inputs, **f32)
     Y = torch.as_tensor(data.y if poisson else (data.y - data.mean) / data.std, **f32)
@@ -285,7 +297,7 @@ def fit_forecast(data, cfg, *, family: str, device: str, seed: int, checkpoint=N
                         desc=f"fit {family} (forecast)", after_epoch=after_epoch)
     with torch.no_grad():
         out = model.rollout(X, U, data.n_enc)
-        rates = out.rates if poisson else out.rates * torch.as_tensor(data.std, **f32) + torch.as_tensor(data.mean, **f32)
+        rates = out.rates if poisson else out.rates * std_t + mean_t
         te = torch.as_tensor(data.trials("test"), device=device)
         hs, op, cl = horizon_errors(model, X[te], U[te], Y[te], W[te], fc.horizons, fc.n_starts)
     variables, json_files = horizon_table(hs, op, cl, poisson)

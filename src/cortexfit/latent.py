@@ -238,6 +238,17 @@ def fit_latent(data, cfg, *, family: str, device: str, seed: int, checkpoint=Non
     """Fit a gradient-trained family in latent mode and predict every trial (see :mod:`cortexfit.train`).
 
     Returns a :class:`cortexfit.fitdata.FitResult`.
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from cortexfit import schema
+    >>> from cortexfit.fitconfig import load_config
+    >>> from cortexfit.fitdata import prepare
+    >>> y = np.random.default_rng(0).poisson(0.5, (12, 20, 6)).astype("uint16")
+    >>> data = prepare(schema.new_activity(y, time=np.arange(20) * 0.01, bin_width_s=0.01), load_config(), seed=0)
+    >>> res = fit_latent(data, load_config("smoke"), family="vanilla", device="cpu", seed=0)
+    >>> res.rates.shape, res.epochs
+    ((12, 20, 6), 3)
     """
     from cortexfit import fitloop, models
     from cortexfit.fitdata import FitResult
@@ -252,7 +263,8 @@ def fit_latent(data, cfg, *, family: str, device: str, seed: int, checkpoint=Non
     model = LatentModel(dyn, n_heldin=int(hi.sum()), n_units=data.n_units, n_inputs=data.n_inputs,
                         factors=m.factors, encoder_size=m.encoder_size, controller=m.controller,
                         dropout=m.dropout, exp_link=poisson).to(device)
-    f32 = dict(dtype=torch.float32, device=device)
+    f32 = {"dtype": torch.float32, "device": device}
+    std_t, mean_t = torch.as_tensor(data.std, **f32), torch.as_tensor(data.mean, **f32)
     X = torch.as_tensor(data.encoder_input(), **f32)
     U = torch.as_tensor(data.inputs, **f32)
     Y = torch.as_tensor(data.y if poisson else (data.y - data.mean) / data.std, **f32)
@@ -294,15 +306,18 @@ def fit_latent(data, cfg, *, family: str, device: str, seed: int, checkpoint=Non
     with torch.no_grad():
         for a in range(0, data.n_trials, 64):
             out = model(LatentBatch(X[a : a + 64], U[a : a + 64]))
-            r = out.rates if poisson else out.rates * torch.as_tensor(data.std, **f32) + torch.as_tensor(data.mean, **f32)
+            r = out.rates if poisson else out.rates * std_t + mean_t
             rates.append(r.cpu().numpy())
             states.append(out.states.cpu().numpy())
             factors.append(out.factors.cpu().numpy())
+
+    gen_inputs = list(data.input_names) + [f"controller:{i}" for i in range(m.controller)] or ["zero"]
 
     def save(path):
         models.save_model(path, model.dynamics, modules={"encoder": model.encoder, "readout": model.readout},
                           meta={"dt_s": data.bin_width_s, "mode": "latent", "exp_link": poisson,
                                 "input_names": list(data.input_names), "controller": m.controller,
+                                "generator_inputs": gen_inputs,
                                 "n_enc_bins": data.n_enc})
 
     return FitResult(rates=np.concatenate(rates), states=np.concatenate(states), factors=np.concatenate(factors),

@@ -81,7 +81,15 @@ def resolve_device(device: str) -> str:
 
 
 def file_sha256(path: Path) -> str:
-    """Hex sha256 of a file, read in chunks."""
+    """Hex sha256 of a file, read in chunks.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> p = pathlib.Path(tempfile.mkdtemp()) / "x"; _ = p.write_bytes(b"")
+    >>> file_sha256(p)[:12]
+    'e3b0c44298fc'
+    """
     h = hashlib.sha256()
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
@@ -90,7 +98,15 @@ def file_sha256(path: Path) -> str:
 
 
 def write_text_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to a temp file beside ``path`` and ``os.replace`` it."""
+    """Write ``text`` to a temp file beside ``path`` and ``os.replace`` it.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> p = pathlib.Path(tempfile.mkdtemp()) / "a.json"
+    >>> write_text_atomic(p, "{}"); p.read_text()
+    '{}'
+    """
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w") as fh:
@@ -110,8 +126,24 @@ def _safe(fn: Callable[[], float], name: str) -> float | None:
     return v if np.isfinite(v) else None
 
 
-def compute_metrics(data: FitData, rates: np.ndarray, *, forward: bool = True) -> dict[str, float | None]:
-    """co_bps, fp_bps (when ``forward``), vel_r2 and psth_r2 of predicted ``rates`` (null where not applicable)."""
+def compute_metrics(data: FitData, rates: np.ndarray, *, forward: bool = True, vel_lag_ms: float = 100.0,
+                    psth_sigma_ms: float = 70.0) -> dict[str, float | None]:
+    """co_bps, fp_bps (when ``forward``), vel_r2 and psth_r2 of predicted ``rates`` (null where not applicable).
+
+    co_bps: held-out units, test trials, encoder window; fp_bps: all units, test trials, forward bins;
+    psth_r2: held-out units, test trials (needs >= 2 conditions; spikes smoothed with ``psth_sigma_ms``);
+    vel_r2: ridge decoder from all units' rates to velocity ``vel_lag_ms`` later (0 if that is over half
+    the window), fitted on train trials and scored on test trials.
+
+    Examples
+    --------
+    >>> from cortexfit.fitconfig import load_config
+    >>> y = np.random.default_rng(0).poisson(0.5, (12, 20, 6)).astype("uint16")
+    >>> data = prepare(schema.new_activity(y, time=np.arange(20) * 0.01, bin_width_s=0.01), load_config(), seed=0)
+    >>> m = compute_metrics(data, np.full(y.shape, 0.5))
+    >>> abs(m["co_bps"]) < 0.2, m["vel_r2"]
+    (True, None)
+    """
     out: dict[str, float | None] = {"co_bps": None, "fp_bps": None, "vel_r2": None, "psth_r2": None}
     te, tr = data.split == "test", data.split == "train"
     spikes = data.nan_spikes()
@@ -122,11 +154,11 @@ def compute_metrics(data: FitData, rates: np.ndarray, *, forward: bool = True) -
             out["fp_bps"] = _safe(lambda: metrics.fp_bps(rates[te][:, data.n_enc :], spikes[te][:, data.n_enc :]),
                                   "fp_bps")
         if data.conditions is not None and len(np.unique(data.conditions)) > 1:
-            sigma = 0.070 / data.bin_width_s
+            sigma = psth_sigma_ms / 1000.0 / data.bin_width_s
             out["psth_r2"] = _safe(lambda: metrics.psth_r2(rates[..., ho], spikes[..., ho], data.conditions,
                                                            sigma_bins=sigma, eval_trials=te), "psth_r2")
     if data.velocity is not None:
-        lag = int(round(0.1 / data.bin_width_s))
+        lag = round(vel_lag_ms / 1000.0 / data.bin_width_s)
         lag = lag if lag < data.n_time // 2 else 0
         out["vel_r2"] = _safe(lambda: metrics.velocity_r2(rates, data.velocity, train=tr, test=te, lag_bins=lag),
                               "vel_r2")
@@ -267,11 +299,14 @@ def run(activity: str | os.PathLike, out_dir: str | os.PathLike, *, model: str, 
         with _deterministic(dev):
             res = _fit(data, cfg, model=model, mode=mode, seed=seed, device=dev, ckpt=ckpt,
                        fingerprint=fingerprint, resume=resume, after_epoch=after_epoch)
-        scores = compute_metrics(data, res.rates, forward=res.forward)
+        scores = compute_metrics(data, res.rates, forward=res.forward, vel_lag_ms=cfg.train.vel_lag_ms,
+                                 psth_sigma_ms=cfg.train.psth_sigma_ms)
+        dev_used = dev if model in GRADIENT_FAMILIES else "cpu"  # closed-form fits run on the CPU
         result = {**scores, "train_seconds": round(float(res.seconds), 3), "n_params": int(res.n_params),
-                  "epochs": res.epochs, "device": dev, "model": model, "mode": mode, "seed": int(seed)}
-        attrs = {"model": model, "mode": mode, "seed": int(seed), "device": dev, "activity_file": str(src.resolve()),
-                 "activity_sha256": sha, "config": cfg.to_json(), "bin_width_s": data.bin_width_s,
+                  "epochs": res.epochs, "device": dev_used, "model": model, "mode": mode, "seed": int(seed)}
+        attrs = {"model": model, "mode": mode, "seed": int(seed), "device": dev_used,
+                 "activity_file": str(src.resolve()), "activity_sha256": sha, "config": cfg.to_json(),
+                 "bin_width_s": data.bin_width_s,
                  "signal": data.signal, "n_enc_bins": int(data.n_enc), "input_names": json.dumps(data.input_names),
                  "torch_version": str(torch.__version__), "fit_info": json.dumps(res.info, default=float)}
         fit_ds = _fit_dataset(ds, data, res, attrs)
