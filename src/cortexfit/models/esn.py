@@ -24,8 +24,10 @@ torch.Size([6, 40, 1])
 from __future__ import annotations
 
 import contextlib
+import itertools
 import math
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -36,7 +38,8 @@ from cortexfit.errors import ConfigError, FitError
 from cortexfit.models.base import Dynamics, register
 from cortexfit.models.ridge import Readout, fit_readout
 
-__all__ = ["ESNDynamics", "ESNOptions", "EchoStateNetwork", "Readout", "fit_readout", "run_reservoir"]
+__all__ = ["ESNDynamics", "ESNOptions", "EchoStateNetwork", "Readout", "fit_readout", "run_reservoir",
+           "run_reservoir_parallel"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -134,6 +137,30 @@ def run_reservoir(X: Tensor, W: Tensor, x0: Tensor, leak: float) -> Tensor:
     return out.permute(0, 2, 1)
 
 
+def run_reservoir_parallel(X: Tensor, W: Tensor, x0: Tensor, leak: float, workers: int | None = None) -> Tensor:
+    """:func:`run_reservoir` with the batch split over ``workers`` Python threads, one torch thread each (CPU).
+
+    Independent loops in Python threads (torch releases the GIL) need no synchronisation per step, unlike
+    intra-op threads, which wait for each other at every small product (very slow when the CPU is shared).
+    ``workers`` None: ``torch.get_num_threads()``.  On other devices, or with one worker, a plain call.
+
+    Examples
+    --------
+    >>> X, W = torch.randn(5, 4, 3), 0.5 * torch.eye(3)
+    >>> torch.equal(run_reservoir_parallel(X, W, torch.zeros(4, 3), 0.5, workers=2),
+    ...             run_reservoir(X, W, torch.zeros(4, 3), 0.5))
+    True
+    """
+    workers = min(workers or torch.get_num_threads(), X.shape[1])
+    if X.device.type != "cpu" or workers <= 1:
+        return run_reservoir(X, W, x0, leak)
+    bounds = np.linspace(0, X.shape[1], workers + 1).astype(int)
+    parts = [(int(a), int(b)) for a, b in itertools.pairwise(bounds)]
+    with _torch_threads(1), ThreadPoolExecutor(workers) as pool:  # run_reservoir disables grad in each thread
+        outs = list(pool.map(lambda ab: run_reservoir(X[:, ab[0] : ab[1]], W, x0[ab[0] : ab[1]], leak), parts))
+    return torch.cat(outs, dim=1)
+
+
 @contextlib.contextmanager
 def _torch_threads(n: int | None):
     """Run the block with ``n`` torch intra-op threads (unchanged if None), restoring the old count."""
@@ -186,7 +213,7 @@ class ESNDynamics(Dynamics):
         B, T = u.shape[:2]
         x0 = self.initial_state(B) if state0 is None else state0
         X = torch.addmm(self.bias, u.transpose(0, 1).reshape(T * B, -1), self.weight_ih.t()).view(T, B, -1)
-        return run_reservoir(X, self.weight_hh, x0, self.options.leak_rate).transpose(0, 1)
+        return run_reservoir_parallel(X, self.weight_hh, x0, self.options.leak_rate).transpose(0, 1)
 
     def fit_readout(self, states: Tensor, targets: Tensor, alphas: list[float] | None = None) -> Readout:
         """Ridge readout on states from :meth:`forward`; the ridge is ``options.ridge`` or chosen by CV.
@@ -225,8 +252,9 @@ class EchoStateNetwork:
     device, dtype
         Where and in which precision the reservoir runs (``"cuda"`` when available is fine).
     loop_threads
-        torch threads for the step-by-step reservoir loop (None: unchanged).  Its per-step products are small;
-        on a busy CPU one thread avoids waiting for descheduled worker threads at every step.
+        Parallelism of the reservoir loop on CPU (None: ``torch.get_num_threads()``).  Parallel chunks are split
+        over that many Python worker threads with one torch thread each; the exact sequential run uses
+        ``loop_threads`` torch threads (default 1: one sparse product per step is too small to share).
     reservoir
         Optional ``(W, W_in, b)`` arrays to use instead of drawing them (e.g. another library's reservoir).
 
@@ -294,7 +322,7 @@ class EchoStateNetwork:
         x0 = torch.zeros(1, self.units, dtype=self.dtype, device=self.device) if x0 is None else x0
         L, w = self.chunk_length, self.chunk_washout
         if L is None or T <= 2 * (L + w):
-            with _torch_threads(self.loop_threads):
+            with _torch_threads(self.loop_threads or 1):  # one small product per step: not worth sharing
                 return run_reservoir(drive[:, None], self.W_, x0, self.options.leak_rate)[:, 0]
         head = L + w  # chunk 0 runs exactly from x0; chunks c >= 1 start w steps early from zeros
         n_chunks = 1 + math.ceil((T - head) / L)
@@ -304,8 +332,7 @@ class EchoStateNetwork:
         batch = torch.stack([padded[s : s + head] for s in starts], dim=1)  # (L + w, n_chunks, N)
         init = torch.zeros(n_chunks, self.units, dtype=self.dtype, device=self.device)
         init[0] = x0[0]
-        with _torch_threads(self.loop_threads):
-            out = run_reservoir(batch, self.W_, init, self.options.leak_rate)
+        out = run_reservoir_parallel(batch, self.W_, init, self.options.leak_rate, self.loop_threads)
         pieces = [out[:, 0]] + [out[w:, c] for c in range(1, n_chunks)]
         return torch.cat(pieces)[:T]
 

@@ -55,15 +55,12 @@ def dphi_from_phi(phi: Tensor, name: str) -> Tensor:
     return -torch.expm1(-phi)
 
 
-def _forward_loop(X: Tensor, W: Tensor, h0: Tensor, alpha: float, name: str, E: Tensor | None):
-    """Run the recurrence; returns (H (T,B,N), Phi (T,B,N))."""
-    T = X.shape[0]
-    Wt = W.t().contiguous()
-    H = torch.empty_like(X)
-    Phi = torch.empty_like(X)
+def _forward_rows(X: Tensor, Wt: Tensor, h0: Tensor, alpha: float, name: str, E: Tensor | None, H: Tensor,
+                  Phi: Tensor) -> None:
+    """Run the recurrence, writing the states into ``H`` and phi(z_t) into ``Phi`` (both (T, B, N))."""
     h = h0
     act = phi_of(name)
-    for t in range(T):
+    for t in range(X.shape[0]):
         p = torch.addmm(X[t], h, Wt, out=Phi[t])
         if name == "tanh":
             p.tanh_()
@@ -77,14 +74,26 @@ def _forward_loop(X: Tensor, W: Tensor, h0: Tensor, alpha: float, name: str, E: 
             h = torch.lerp(h, p, alpha, out=H[t])  # (1 - alpha) h + alpha p
             if E is not None:
                 h.add_(E[t])
-    return H, Phi
+
+
+def _backward_rows(G: Tensor, A: Tensor, W: Tensor, alpha: float) -> Tensor:
+    """Backward in time: overwrites ``A`` (alpha phi'(z_t)) with dL/dz_t step by step; returns dL/dh0."""
+    carry = None
+    for t in range(G.shape[0] - 1, -1, -1):
+        g = G[t] if carry is None else G[t] + carry
+        d = A[t].mul_(g)
+        carry = torch.addmm(g, d, W, beta=1.0 - alpha) if alpha != 1.0 else torch.mm(d, W)
+    return carry if carry is not None else torch.zeros_like(G[0])
 
 
 class _LeakyRNN(torch.autograd.Function):
     @staticmethod
     def forward(ctx, X: Tensor, W: Tensor, h0: Tensor, alpha: float, name: str, E: Tensor | None):
         X = X.contiguous()
-        H, Phi = _forward_loop(X, W, h0, alpha, name, E)
+        Wt = W.t().contiguous()
+        H, Phi = torch.empty_like(X), torch.empty_like(X)
+
+        _forward_rows(X, Wt, h0, alpha, name, E, H, Phi)
         ctx.save_for_backward(W, h0, H, Phi)
         ctx.alpha, ctx.name = alpha, name
         return H
@@ -93,19 +102,14 @@ class _LeakyRNN(torch.autograd.Function):
     @once_differentiable
     def backward(ctx, G: Tensor):
         W, h0, H, Phi = ctx.saved_tensors
-        alpha, leak = ctx.alpha, 1.0 - ctx.alpha
-        A = dphi_from_phi(Phi, ctx.name)
+        alpha = ctx.alpha
+        Delta = dphi_from_phi(Phi, ctx.name)  # alpha phi'(z), overwritten step by step with dL/dz_t
         if alpha != 1.0:
-            A.mul_(alpha)
+            Delta.mul_(alpha)
         G = G.contiguous()
-        Delta = A  # overwritten in place, step by step, with dL/dz_t
-        carry = torch.zeros_like(h0)
-        for t in range(G.shape[0] - 1, -1, -1):
-            g = G[t] + carry if t < G.shape[0] - 1 else G[t]
-            d = torch.mul(g, A[t], out=Delta[t])
-            carry = torch.addmm(g, d, W, beta=leak) if alpha != 1.0 else torch.mm(d, W)
+        carry = _backward_rows(G, Delta, W, alpha)
         dW = dh0 = None
-        if ctx.needs_input_grad[1]:
+        if ctx.needs_input_grad[1]:  # ONE matmul over all steps: sum_t delta_t^T h_{t-1}
             N = H.shape[-1]
             dW = Delta[1:].reshape(-1, N).t() @ H[:-1].reshape(-1, N)
             dW.addmm_(Delta[0].t(), h0)

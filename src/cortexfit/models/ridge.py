@@ -13,7 +13,7 @@ True
 >>> S = torch.randn(8, 50, 6)                      # 8 trials, 50 steps, 6 state dims
 >>> Y = S @ torch.randn(6, 2) + 0.01 * torch.randn(8, 50, 2)
 >>> ro = fit_readout(S, Y)
->>> float(((ro(S) - Y) ** 2).mean()) < 1e-3
+>>> float(((ro(S) - Y) ** 2).mean().detach()) < 1e-3
 True
 """
 
@@ -120,7 +120,7 @@ def fit_readout(
     >>> import torch
     >>> X = torch.randn(200, 3)
     >>> ro = fit_readout(X, 2 * X[:, :1] + 1, alphas=[1e-6])
-    >>> round(float(ro.bias), 3), round(float(ro.weight[0, 0]), 3)
+    >>> round(float(ro.bias.detach()), 3), round(float(ro.weight.detach()[0, 0]), 3)
     (1.0, 2.0)
     """
     if targets.dim() == 1:
