@@ -28,7 +28,6 @@ import dataclasses
 import json
 import math
 import os
-import types
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -36,6 +35,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from cortexfit import schema
+from cortexfit._typecheck import type_ok
 from cortexfit.errors import ConfigError
 
 #: The ``fit`` dataset kind (``OUT_DIR/fit.nc``); states/factors are optional for baselines without them.
@@ -261,23 +261,6 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
-def _type_ok(value: Any, annotation: Any) -> bool:
-    origin = typing.get_origin(annotation)
-    if origin is Literal:
-        return value in typing.get_args(annotation)
-    if origin in (typing.Union, types.UnionType):
-        return any(_type_ok(value, a) for a in typing.get_args(annotation))
-    if annotation is type(None):
-        return value is None
-    if annotation is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-    if annotation is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    if annotation is tuple:
-        return isinstance(value, (list, tuple))
-    if isinstance(annotation, type):
-        return isinstance(value, annotation)
-    return True
 
 
 def _section(cls: type, name: str, values: Any, where: str) -> Any:
@@ -292,7 +275,7 @@ def _section(cls: type, name: str, values: Any, where: str) -> Any:
     hints = typing.get_type_hints(cls)
     clean = {}
     for key, value in values.items():
-        if not _type_ok(value, hints[key]):
+        if not type_ok(value, hints[key]):
             raise ConfigError(f"{where}: {name}.{key}={value!r} has the wrong type (expected {hints[key]})")
         if hints[key] is float and isinstance(value, int):
             value = float(value)

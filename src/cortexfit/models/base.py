@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import dataclasses
 import numbers
-import types
 import typing
 from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
@@ -25,6 +24,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
+from cortexfit._typecheck import type_ok
 from cortexfit.errors import ConfigError, CortexfitError
 
 REGISTRY: dict[str, type[Dynamics]] = {}
@@ -60,22 +60,6 @@ def register(name: str) -> Callable[[type[Dynamics]], type[Dynamics]]:
     return deco
 
 
-def _type_ok(value: Any, annotation: Any) -> bool:
-    """Loose runtime check of a dataclass field annotation (str, bool, int, float, Optional, Literal)."""
-    origin = typing.get_origin(annotation)
-    if origin is typing.Literal:
-        return value in typing.get_args(annotation)
-    if origin in (typing.Union, types.UnionType):
-        return any(_type_ok(value, a) for a in typing.get_args(annotation))
-    if annotation is type(None):
-        return value is None
-    if annotation is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-    if annotation is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    if isinstance(annotation, type):
-        return isinstance(value, annotation)
-    return True
 
 
 def parse_options(cls: type, family: str, options: Mapping[str, Any]) -> Any:
@@ -108,7 +92,7 @@ def parse_options(cls: type, family: str, options: Mapping[str, Any]) -> Any:
         raise ConfigError(f"model {family!r}: unknown option(s) {', '.join(unknown)}; valid options: {valid}")
     hints = typing.get_type_hints(cls)
     for key, value in options.items():
-        if not _type_ok(value, hints.get(key, Any)):
+        if not type_ok(value, hints.get(key, Any)):
             raise ConfigError(f"model {family!r}: option {key}={value!r} should be of type {hints[key]}")
     clean = {k: (float(v) if hints.get(k) is float and isinstance(v, int) else v) for k, v in options.items()}
     return cls(**clean)
