@@ -22,11 +22,16 @@ def shared_data() -> Path:
 
 
 @pytest.fixture(autouse=True)
-def _torch_threads():
-    """Keep torch to few threads in tests (the CI machine has 2 cores); no-op if torch is not imported."""
+def _torch_one_thread():
+    """Run torch on one thread in tests: the models are small, and thread hand-offs only cost time on the
+    2-core CI machine. No-op if torch is not imported; restores the previous count afterwards."""
     import sys
 
     torch = sys.modules.get("torch")
-    if torch is not None:
-        torch.set_num_threads(2)
+    if torch is None:
+        yield
+        return
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
     yield
+    torch.set_num_threads(threads)

@@ -18,15 +18,6 @@ from cortexfit.forecast import ForecastModel, horizon_errors, teacher_prob
 from cortexfit.models import build_dynamics
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small models train fastest on one thread (and the test machine's 2 cores are shared)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.mark.parametrize(
     ("schedule", "step", "kw", "want"),
     [

@@ -21,15 +21,6 @@ from cortexfit.latent import (
 from cortexfit.models import build_dynamics
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small models train fastest on one thread (and the test machine's 2 cores are shared)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.mark.parametrize("family", ["vanilla", "rate", "lstm"])
 def test_latent_model_shapes_and_initial_state(family):
     gen = build_dynamics(family, input_size=3, hidden_size=6)

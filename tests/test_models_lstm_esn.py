@@ -13,12 +13,8 @@ from cortexfit.models.esn import ESNOptions, make_reservoir
 
 @pytest.fixture(autouse=True)
 def _seed():
-    """Seed, and one thread: small tensors run faster without thread hand-offs on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+    """Seed torch for every test (tests/conftest.py already keeps torch to one thread)."""
     torch.manual_seed(0)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _iterate(net, u, s0):

@@ -17,15 +17,6 @@ from cortexfit.fitdata import prepare, task_inputs
 from cortexfit.models import load_model
 from cortexfit.splits import split_units
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small models train fastest on one thread (and the test machine's 2 cores are shared)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 SMALL = {"train": {"max_epochs": 4, "batch_size": 8, "patience": 10},
          "model": {"hidden_size": 8, "factors": 3, "encoder_size": 8, "controller": 2}}
 

@@ -23,8 +23,6 @@ True
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -35,6 +33,7 @@ import torch
 from torch import nn
 
 from cortexfit.errors import FitError
+from cortexfit.fileio import atomic_path
 from cortexfit.fitconfig import TrainOptions
 
 CHECKPOINT_FORMAT = "cortexfit-checkpoint/1"
@@ -72,15 +71,8 @@ def save_atomic(obj: Any, path: Path) -> None:
     >>> save_atomic({"epoch": 1}, p); torch.load(p, weights_only=True)
     {'epoch': 1}
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(obj, fh)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
 
 
 def _cpu_state(model: nn.Module) -> dict[str, torch.Tensor]:

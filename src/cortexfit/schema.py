@@ -47,7 +47,6 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import os
-import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -57,6 +56,7 @@ import numpy as np
 import xarray as xr
 
 from cortexfit.errors import SchemaError
+from cortexfit.fileio import atomic_path
 
 CONVENTION_VERSION = 1
 NEURON_DIMS = ("unit", "roi")
@@ -264,22 +264,9 @@ def write_dataset(ds: xr.Dataset, path: str | os.PathLike, kind: str | None = No
     for name in list(ds.variables):  # bool is not a netCDF type
         if ds[name].dtype == bool:
             ds[name] = ds[name].astype("int8")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         ds.to_netcdf(tmp, engine="h5netcdf", encoding=_encoding(ds, complevel))
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; give the file the usual permissions
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return path
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def read_dataset(path: str | os.PathLike, kind: str | None = None) -> xr.Dataset:

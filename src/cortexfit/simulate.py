@@ -42,6 +42,7 @@ import xarray as xr
 
 from cortexfit import schema
 from cortexfit.errors import ConfigError, SimulateError
+from cortexfit.fileio import atomic_path
 
 log = logging.getLogger("cortexfit.simulate")
 
@@ -266,12 +267,6 @@ def _nwbfile(rec: Recording):
     return nwb
 
 
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
 def write_nwb(recording: Recording, path: str | os.PathLike) -> Path:
     """Write a :class:`Recording` as NWB with pynwb, atomically (temp file in the same folder + rename).
 
@@ -284,19 +279,11 @@ def write_nwb(recording: Recording, path: str | os.PathLike) -> Path:
     from pynwb import NWBHDF5IO
 
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp.nwb", dir=path.parent)
-    os.close(fd)
-    try:
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; give the usual permissions
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)
-            nwb = _nwbfile(recording)
-            with NWBHDF5IO(tmp, "w") as io:
-                io.write(nwb)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path, suffix=".tmp.nwb") as tmp, warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        nwb = _nwbfile(recording)
+        with NWBHDF5IO(str(tmp), "w") as io:
+            io.write(nwb)
     return path
 
 

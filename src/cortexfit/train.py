@@ -37,7 +37,6 @@ import io
 import json
 import logging
 import os
-import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -47,6 +46,7 @@ import xarray as xr
 
 from cortexfit import metrics, schema
 from cortexfit.errors import ConfigError, CortexfitError, FitError
+from cortexfit.fileio import file_sha256, write_text_atomic
 from cortexfit.fitconfig import FitConfig, load_config
 from cortexfit.fitdata import FitData, FitResult, prepare
 
@@ -80,41 +80,8 @@ def resolve_device(device: str) -> str:
     return device
 
 
-def file_sha256(path: Path) -> str:
-    """Hex sha256 of a file, read in chunks.
-
-    Examples
-    --------
-    >>> import tempfile, pathlib
-    >>> p = pathlib.Path(tempfile.mkdtemp()) / "x"; _ = p.write_bytes(b"")
-    >>> file_sha256(p)[:12]
-    'e3b0c44298fc'
-    """
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to a temp file beside ``path`` and ``os.replace`` it.
-
-    Examples
-    --------
-    >>> import tempfile, pathlib
-    >>> p = pathlib.Path(tempfile.mkdtemp()) / "a.json"
-    >>> write_text_atomic(p, "{}"); p.read_text()
-    '{}'
-    """
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _safe(fn: Callable[[], float], name: str) -> float | None:

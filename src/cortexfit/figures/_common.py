@@ -18,7 +18,6 @@ import contextlib
 import json
 import math
 import os
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from cortexfit.errors import ReportError
+from cortexfit.fileio import atomic_path
 
 STYLE: dict[str, Any] = {
     "figure.dpi": 100,
@@ -157,15 +157,8 @@ def _plain(obj: Any) -> Any:
 
 def _atomic_write(path: Path, write) -> None:
     """Write via ``write(fh)`` into a temp file beside ``path``, then ``os.replace`` it into place."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        write(fh)
 
 
 def write_text(path: Path, text: str) -> Path:

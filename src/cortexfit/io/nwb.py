@@ -19,7 +19,6 @@ Examples
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import re
 from dataclasses import dataclass, field
@@ -29,16 +28,13 @@ import h5py
 import numpy as np
 
 from cortexfit.errors import ConfigError, IngestError
+from cortexfit.fileio import file_sha256  # noqa: F401  (re-exported for ingest)
 
 log = logging.getLogger("cortexfit.ingest")
 
 #: TimeSeries types that are never behaviour (raw ephys, imaging, intracellular, stimuli, events).
 NOT_BEHAVIOR = frozenset(
-    "ElectricalSeries SpikeEventSeries ImageSeries TwoPhotonSeries OnePhotonSeries OpticalSeries ImageMaskSeries "
-    "IndexSeries RoiResponseSeries DecompositionSeries PatchClampSeries CurrentClampSeries IZeroClampSeries "
-    "VoltageClampSeries CurrentClampStimulusSeries VoltageClampStimulusSeries OptogeneticSeries AnnotationSeries "
-    "IntervalSeries AbstractFeatureSeries BehavioralEvents BehavioralEpochs LFP FilteredEphys EventWaveform "
-    "FeatureExtraction EventDetection".split()
+    ["ElectricalSeries", "SpikeEventSeries", "ImageSeries", "TwoPhotonSeries", "OnePhotonSeries", "OpticalSeries", "ImageMaskSeries", "IndexSeries", "RoiResponseSeries", "DecompositionSeries", "PatchClampSeries", "CurrentClampSeries", "IZeroClampSeries", "VoltageClampSeries", "CurrentClampStimulusSeries", "VoltageClampStimulusSeries", "OptogeneticSeries", "AnnotationSeries", "IntervalSeries", "AbstractFeatureSeries", "BehavioralEvents", "BehavioralEpochs", "LFP", "FilteredEphys", "EventWaveform", "FeatureExtraction", "EventDetection"]
 )
 IMAGING_CONTAINERS = (("DfOverF", "dff"), ("Fluorescence", "fluorescence"))
 _AXES = "xyz"
@@ -81,19 +77,6 @@ class Series:
     roi_ids: np.ndarray | None = None
 
 
-def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
-    """SHA-256 of a file, read in chunks.
-
-    >>> import tempfile, pathlib
-    >>> p = pathlib.Path(tempfile.mkdtemp()) / "a"; _ = p.write_bytes(b"abc")
-    >>> file_sha256(p)[:12]
-    'ba7816bf8f01'
-    """
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 def parse_areas(spec: str) -> tuple[str, object]:

@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from cortexfit.errors import ConfigError
+from cortexfit.fileio import atomic_path
 from cortexfit.models.base import (
     REGISTRY,
     Dynamics,
@@ -175,15 +176,8 @@ def save_model(
         "module_specs": _plain(specs, "module_specs"),
         "meta": _plain(dict(meta or {}), "meta"),
     }
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(payload, fh)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
     return path
 
 
