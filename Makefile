@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 CORES  ?= all
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo figures test bench clean-results
+.PHONY: install demo figures test lint bench clean-results
 
 install: $(STAMP)
 
@@ -27,6 +27,12 @@ figures: install
 
 test: install
 	$(BIN)/python -m pytest -q
+
+# ruff (style and bugs, whole tree), mypy (core/, fit/, analysis/), snakemake --lint (the workflow).
+lint: install
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/mypy
+	$(BIN)/snakemake --lint --cores 1 -n
 
 bench: install
 	$(BIN)/python benchmarks/bench_ingest.py

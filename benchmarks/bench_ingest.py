@@ -66,7 +66,7 @@ def worker(tool: str, path: str, align: str, w0: float, w1: float) -> None:
     import psutil
 
     if tool == "ours":
-        from cortexfit import schema
+        from cortexfit.core import convention
         from cortexfit.ingest import ingest_nwb
     else:
         import logging
@@ -97,7 +97,7 @@ def worker(tool: str, path: str, align: str, w0: float, w1: float) -> None:
     if tool == "ours":
         with tempfile.TemporaryDirectory() as d:
             t2 = time.perf_counter()
-            schema.write_dataset(ds, Path(d) / "a.nc")
+            convention.write_dataset(ds, Path(d) / "a.nc")
             out["write_s"] = time.perf_counter() - t2
     print(json.dumps(out))
 

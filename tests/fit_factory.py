@@ -1,4 +1,4 @@
-"""Small synthetic activity datasets for the fit tests (``schema.new_activity`` + known Poisson rates).
+"""Small synthetic activity datasets for the fit tests (``convention.new_activity`` + known Poisson rates).
 
 ``oscillator_activity`` has low-dimensional latent dynamics (a rotation whose phase differs per trial), so
 held-out units are predictable from held-in ones; ``random_walk_activity`` has a latent random walk, so
@@ -10,13 +10,13 @@ from __future__ import annotations
 import numpy as np
 import xarray as xr
 
-from cortexfit import schema
+from cortexfit.core import convention
 
 
 def _dataset(counts: np.ndarray, bin_width_s: float, conditions: np.ndarray | None, rates: np.ndarray) -> xr.Dataset:
     n_trial, n_time, _ = counts.shape
     time = (np.arange(n_time) + 0.5) * bin_width_s
-    ds = schema.new_activity(counts.astype("uint16"), time=time, bin_width_s=bin_width_s, align_event="start_time")
+    ds = convention.new_activity(counts.astype("uint16"), time=time, bin_width_s=bin_width_s, align_event="start_time")
     start = np.arange(n_trial) * (n_time * bin_width_s + 0.5)
     ds = ds.assign_coords(start_time=("trial", start), stop_time=("trial", start + n_time * bin_width_s))
     if conditions is not None:

@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cortexfit import baselines
-from cortexfit.baselines import BASELINES, fit_poisson_glm
-from cortexfit.errors import ConfigError, FitError
-from cortexfit.metrics import co_bps
-from cortexfit.splits import split_trials, split_units
+from cortexfit.fit import baselines
+from cortexfit.fit.baselines import BASELINES, fit_poisson_glm
+from cortexfit.core.errors import ConfigError, FitError
+from cortexfit.fit.metrics import co_bps
+from cortexfit.fit.splits import split_trials, split_units
 
 FAST = {"smoothing": {"sigma_ms": (40.0, 80.0), "alpha": (0.01, 0.1)},
         "fa": {"n_factors": (2, 4), "sigma_ms": 50.0, "alpha": (1e-3, 1e-2)}}

@@ -42,5 +42,5 @@ def test_python_m_cortexfit_version():
 
 
 def test_cli_and_schema_do_not_import_torch():
-    code = "import cortexfit.cli, cortexfit.schema, sys; assert 'torch' not in sys.modules"
+    code = "import cortexfit.cli, cortexfit.core.convention, sys; assert 'torch' not in sys.modules"
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0

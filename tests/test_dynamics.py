@@ -9,9 +9,9 @@ import pytest
 import torch
 import xarray as xr
 
-from cortexfit import schema
+from cortexfit.core import convention
 from cortexfit.analysis import dynamics as dy
-from cortexfit.errors import AnalysisError, ConfigError
+from cortexfit.core.errors import AnalysisError, ConfigError
 from cortexfit.models import build_dynamics, save_model
 from cortexfit.models.base import Dynamics, NoOptions
 
@@ -117,10 +117,10 @@ def _fit_dir(tmp_path, net, with_fit=True):
              "states": (("trial", "time", "state"), states), "inputs": (("trial", "time", "input"), u.numpy())},
             coords={"trial": np.arange(5), "time": (np.arange(24) + 0.5) * 0.01, "unit": [0, 1],
                     "split": ("trial", ["train"] * 5), "heldout": ("unit", np.zeros(2, "int8"))},
-            attrs={**schema.base_attrs("fit"), "model": net.family, "mode": "latent", "seed": 0, "device": "cpu",
+            attrs={**convention.base_attrs("fit"), "model": net.family, "mode": "latent", "seed": 0, "device": "cpu",
                    "activity_file": "a.nc", "activity_sha256": "0", "config": "{}"},
         )
-        schema.write_dataset(ds, tmp_path / "fit.nc", "fit")
+        convention.write_dataset(ds, tmp_path / "fit.nc", "fit")
     return tmp_path
 
 
@@ -130,7 +130,7 @@ def test_run_end_to_end(tmp_path, family, options, with_fit):
     net = build_dynamics(family, input_size=2, hidden_size=4, **options)
     cfg = dy.DynamicsConfig(n_trials=3, n_steps=30, max_lag=15, n_lyap=4)
     ds = dy.run(_fit_dir(tmp_path, net, with_fit), tmp_path / "dyn.nc", seed=1, config=cfg)
-    back = schema.read_dataset(tmp_path / "dyn.nc", "dynamics")
+    back = convention.read_dataset(tmp_path / "dyn.nc", "dynamics")
     S = net.state_size
     assert back.sizes["eig_jac"] == S and back.sizes["lyap"] == 4 and back.sizes["time_lag"] == 16
     assert ("eig" in back.sizes) == (net.recurrent_weight() is not None)  # LSTM: Jacobian spectrum only
@@ -148,7 +148,7 @@ def test_cli_and_errors(tmp_path):
 
     fit = _fit_dir(tmp_path / "fit", build_dynamics("vanilla", input_size=1, hidden_size=3), with_fit=True)
     assert main(["-q", "dynamics", str(fit), str(tmp_path / "d.nc"), "--seed", "2"]) == 0
-    assert schema.read_dataset(tmp_path / "d.nc").attrs["seed"] == 2
+    assert convention.read_dataset(tmp_path / "d.nc").attrs["seed"] == 2
     with pytest.raises(AnalysisError, match="model"):
         dy.run(tmp_path / "missing", tmp_path / "o.nc")
     assert not (tmp_path / "o.nc").exists()

@@ -9,7 +9,7 @@ import types
 import pytest
 
 from cortexfit import figures
-from cortexfit.errors import ReportError
+from cortexfit.core.errors import ReportError
 from cortexfit.figures._common import (
     FigureResult,
     check,

@@ -10,9 +10,9 @@ import torch
 import xarray as xr
 from scipy.optimize import brentq
 
-from cortexfit import schema
+from cortexfit.core import convention
 from cortexfit.analysis import fixed_points as fp
-from cortexfit.errors import AnalysisError, ConfigError
+from cortexfit.core.errors import AnalysisError, ConfigError
 from cortexfit.models import build_dynamics, from_torch_rnn, save_model
 from cortexfit.models.base import Dynamics, NoOptions
 
@@ -50,10 +50,10 @@ def make_fit_dir(path, net, *, n_trials=6, n_time=20, with_fit=True, seed=0):
             "split": ("trial", ["train"] * n_trials), "heldout": ("unit", np.zeros(3, "int8")),
             "condition": ("trial", ["a"] * (n_trials // 2) + ["b"] * (n_trials - n_trials // 2)),
         },
-        attrs={**schema.base_attrs("fit"), "model": net.family, "mode": "latent", "seed": 0, "device": "cpu",
+        attrs={**convention.base_attrs("fit"), "model": net.family, "mode": "latent", "seed": 0, "device": "cpu",
                "activity_file": "x.nc", "activity_sha256": "0", "config": "{}"},
     )
-    schema.write_dataset(ds, path / "fit.nc", "fit")
+    convention.write_dataset(ds, path / "fit.nc", "fit")
     return path
 
 
@@ -108,7 +108,7 @@ def test_rate_stp_end_to_end_condition_mean(tmp_path):
     fit = make_fit_dir(tmp_path / "fit", net)
     out = tmp_path / "fp.nc"
     fp.run(fit, out, inputs="condition-mean", n_init=32, device="cpu", config=fp.FixedPointConfig(adam_max_iters=300))
-    ds = schema.read_dataset(out, "fixed_points")
+    ds = convention.read_dataset(out, "fixed_points")
     assert ds.sizes["state"] == 18 and ds.sizes["eig"] == 18 and ds.sizes["input"] == 2
     assert ds.sizes["point"] >= 2 and set(ds["condition"].values) == {"a", "b"}
     fit_ds = xr.open_dataset(fit / "fit.nc", engine="h5netcdf")
@@ -142,7 +142,7 @@ def test_cli_and_errors(tmp_path):
     net = build_dynamics("vanilla", input_size=1, hidden_size=3, g=0.5)
     fit = make_fit_dir(tmp_path / "fit", net, with_fit=False)
     assert main(["-q", "fixed-points", str(fit), str(tmp_path / "o.nc"), "--n-init", "16"]) == 0
-    assert schema.read_dataset(tmp_path / "o.nc").attrs["n_init"] == 16
+    assert convention.read_dataset(tmp_path / "o.nc").attrs["n_init"] == 16
     assert main(["-q", "fixed-points", str(tmp_path / "nope"), str(tmp_path / "p.nc")]) == 1
     with pytest.raises(AnalysisError, match="condition-mean"):
         fp.run(fit, tmp_path / "q.nc", inputs="condition-mean", n_init=8)

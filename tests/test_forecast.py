@@ -11,10 +11,11 @@ import pytest
 import torch
 from fit_factory import random_walk_activity
 
-from cortexfit import schema, train
+from cortexfit.core import convention
+from cortexfit import fit as fit_stage
 from cortexfit.cli import main
-from cortexfit.fitconfig import load_config
-from cortexfit.forecast import ForecastModel, horizon_errors, teacher_prob
+from cortexfit.fit.config import load_config
+from cortexfit.fit.forecast import ForecastModel, horizon_errors, teacher_prob
 from cortexfit.models import build_dynamics
 
 
@@ -96,25 +97,25 @@ def test_horizon_one_is_the_same_open_and_closed():
 
 def test_forecast_fit_closed_loop_worse_than_open_loop(tmp_path):
     ds, _ = random_walk_activity(n_trials=40, n_time=50, n_units=12, seed=2)
-    path = schema.write_dataset(ds, tmp_path / "rw.nc")
+    path = convention.write_dataset(ds, tmp_path / "rw.nc")
     cfg = {"train": {"max_epochs": 25, "batch_size": 8, "lr": 0.02, "patience": 10},
            "model": {"hidden_size": 16, "factors": 3, "dropout": 0.0},
            "forecast": {"schedule": "linear", "c": 0.02, "horizons": [1, 2, 5, 10], "n_starts": 5}}
-    m = train.run(path, tmp_path / "fit", model="vanilla", mode="forecast", config=cfg, seed=0, device="cpu")
+    m = fit_stage.run(path, tmp_path / "fit", model="vanilla", mode="forecast", config=cfg, seed=0, device="cpu")
     table = json.loads((tmp_path / "fit" / "horizon.json").read_text())
     assert table["horizon"] == [1, 2, 5, 10]
     op, cl = np.array(table["open_loop"]), np.array(table["closed_loop"])
     assert cl[0] == pytest.approx(op[0], rel=1e-5)
     assert np.all(cl[1:] >= op[1:]) and cl[-1] > op[-1]
     assert m["co_bps"] > 0 and m["mode"] == "forecast"
-    fit = schema.read_dataset(tmp_path / "fit" / "fit.nc", "fit")
+    fit = convention.read_dataset(tmp_path / "fit" / "fit.nc", "fit")
     assert fit["closed_loop_error"].dims == ("horizon",)
     np.testing.assert_allclose(fit["open_loop_error"].values, op)
 
 
 def test_esn_forecast_via_cli(tmp_path):
     ds, _ = random_walk_activity(n_trials=20, n_time=30, n_units=8, seed=3)
-    path = schema.write_dataset(ds, tmp_path / "rw.nc")
+    path = convention.write_dataset(ds, tmp_path / "rw.nc")
     rc = main(["-q", "fit", str(path), str(tmp_path / "esn"), "--model", "esn", "--mode", "forecast",
                "--config", "smoke", "--device", "cpu"])
     assert rc == 0
@@ -126,7 +127,7 @@ def test_esn_forecast_via_cli(tmp_path):
 
 def test_baseline_has_no_forecast_mode(tmp_path, capsys):
     ds, _ = random_walk_activity(n_trials=12, n_time=20, n_units=6)
-    path = schema.write_dataset(ds, tmp_path / "rw.nc")
+    path = convention.write_dataset(ds, tmp_path / "rw.nc")
     rc = main(["fit", str(path), str(tmp_path / "out"), "--model", "fa", "--mode", "forecast", "--config", "smoke"])
     assert rc == 1
     assert "no forecast mode" in capsys.readouterr().err

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from cortexfit import schema
+from cortexfit.core import convention
 from cortexfit.analysis import geometry
-from cortexfit.errors import AnalysisError, ConfigError, CortexfitError
+from cortexfit.core.errors import AnalysisError, ConfigError, CortexfitError
 
 BIN = 0.01
 F_HZ = 2.0
@@ -36,7 +36,7 @@ def true_rates(n_unit: int = 30, seed: int = 0) -> np.ndarray:
 def activity(seed: int = 0) -> xr.Dataset:
     t, cond, _ = latents(seed=seed)
     counts = np.random.default_rng(seed + 1).poisson(true_rates(seed=seed)).astype("uint16")
-    ds = schema.new_activity(counts, time=t, bin_width_s=BIN, align_event="move_onset_time")
+    ds = convention.new_activity(counts, time=t, bin_width_s=BIN, align_event="move_onset_time")
     return ds.assign_coords(condition=("trial", np.array([f"c{c}" for c in cond])))
 
 
@@ -51,7 +51,7 @@ def fit_dataset(act: xr.Dataset, states: np.ndarray | None, seed: int = 0) -> xr
     )
     if states is not None:
         ds["states"] = (("trial", "time", "state"), states.astype("float32"))
-    ds.attrs.update(schema.base_attrs("fit"))
+    ds.attrs.update(convention.base_attrs("fit"))
     ds.attrs.update(model="test", mode="latent", seed=seed, device="cpu", activity_file="activity.nc",
                     activity_sha256="0" * 64, config="{}")
     return ds
@@ -76,10 +76,10 @@ def bad_states(seed: int = 0) -> np.ndarray:
 def files(tmp_path_factory):
     root = tmp_path_factory.mktemp("geometry")
     act = activity()
-    schema.write_dataset(act, root / "activity.nc", "activity")
+    convention.write_dataset(act, root / "activity.nc", "activity")
     for name, states in (("good", good_states()), ("bad", bad_states()), ("nostates", None)):
         (root / name).mkdir()
-        schema.write_dataset(fit_dataset(act, states), root / name / "fit.nc", "fit")
+        convention.write_dataset(fit_dataset(act, states), root / name / "fit.nc", "fit")
     return root
 
 
@@ -88,7 +88,7 @@ def results(files):
     out = {}
     for name in ("good", "bad"):
         geometry.run(files / "activity.nc", files / name, files / f"{name}.nc", window_ms=(100, 500))
-        out[name] = schema.read_dataset(files / f"{name}.nc", kind="geometry")
+        out[name] = convention.read_dataset(files / f"{name}.nc", kind="geometry")
     return out
 
 
@@ -105,7 +105,7 @@ def test_smoothing_respects_the_valid_mask():
     valid = np.ones_like(counts, dtype="int8")
     counts[0, 5:10, 0], valid[0, 5:10, 0] = 0, 0  # unobserved, not silent
     valid[0, :, 1] = 0
-    ds = schema.new_activity(counts, time=np.arange(20) * BIN + BIN / 2, bin_width_s=BIN, valid=valid)
+    ds = convention.new_activity(counts, time=np.arange(20) * BIN + BIN / 2, bin_width_s=BIN, valid=valid)
     rates = geometry.smoothed_rates(ds, smooth_ms=30)
     assert np.allclose(rates[0, :, 0], 300.0)  # 3 spikes / 10 ms everywhere it was observed
     assert np.all(np.isnan(rates[0, :, 1]))
@@ -152,7 +152,7 @@ def test_alignment_metrics_prefer_the_matching_model(results):
 
 def test_run_without_states_uses_rates(files, results):
     geometry.run(files / "activity.nc", files / "nostates", files / "nostates.nc", cca_folds=3)
-    ds = schema.read_dataset(files / "nostates.nc", kind="geometry")
+    ds = convention.read_dataset(files / "nostates.nc", kind="geometry")
     assert ds.attrs["model_variable"] == "rates"
     # the "model" rates are the data's true rates: closer than the unrelated model
     assert ds.attrs["procrustes_similarity"] > max(0.7, results["bad"].attrs["procrustes_similarity"] + 0.2)
@@ -170,7 +170,7 @@ def test_run_errors(files, tmp_path):
     other = fit_dataset(activity(), good_states())
     other = other.assign_coords(trial=other["trial"].values + 1000)
     (tmp_path / "other").mkdir()
-    schema.write_dataset(other, tmp_path / "other" / "fit.nc", "fit")
+    convention.write_dataset(other, tmp_path / "other" / "fit.nc", "fit")
     with pytest.raises(AnalysisError, match="shares 0 trial ids"):
         geometry.run(files / "activity.nc", tmp_path / "other", tmp_path / "x.nc")
     assert not (tmp_path / "x.nc").exists()
@@ -180,7 +180,7 @@ def test_cli(files, tmp_path):
     from cortexfit.cli import main
 
     assert main(["geometry", str(files / "activity.nc"), str(files / "good"), str(tmp_path / "g.nc")]) == 0
-    assert schema.read_dataset(tmp_path / "g.nc", kind="geometry").attrs["fit_dir"] == str(files / "good")
+    assert convention.read_dataset(tmp_path / "g.nc", kind="geometry").attrs["fit_dir"] == str(files / "good")
     assert main(["geometry", str(files / "activity.nc"), str(tmp_path / "nope"), str(tmp_path / "h.nc")]) == 1
 
 

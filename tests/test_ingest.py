@@ -13,8 +13,9 @@ import numpy as np
 import pytest
 
 import nwb_factory as F
-from cortexfit import cli, schema
-from cortexfit.errors import ConfigError, IngestError
+from cortexfit import cli
+from cortexfit.core import convention
+from cortexfit.core.errors import ConfigError, IngestError
 from cortexfit.ingest import _coord_names, bin_spikes, ingest_nwb, inside, resample, run
 
 PMD_FILE = "sub-Jenkins_ses-small_desc-test_ecephys.nwb"
@@ -120,7 +121,7 @@ def test_coords_and_attrs(files):
     assert ds.attrs["align_event"] == "go_time" and ds.attrs["bin_width_s"] == 0.005
     assert (ds.attrs["window_start_s"], ds.attrs["window_stop_s"]) == pytest.approx((-0.2, 0.4))
     assert json.loads(ds.attrs["config"])["window_ms"] == [-200.0, 400.0]
-    schema.validate(ds, "activity")
+    convention.validate(ds, "activity")
 
 
 def test_coord_name_collisions():
@@ -208,7 +209,7 @@ def test_trials_table_in_processing(files):
 
 def test_run_roundtrip(files, tmp_path):
     out = run(files["units"], tmp_path / "a.nc", align="go_time", window_ms=[-200, 400])
-    back = schema.read_dataset(out, "activity")
+    back = convention.read_dataset(out, "activity")
     ds = ingest_nwb(files["units"], align="go_time", window_ms=[-200, 400])
     np.testing.assert_array_equal(back.activity, ds.activity)
     np.testing.assert_array_equal(back.behavior, ds.behavior)
@@ -281,7 +282,7 @@ def test_cli_bad_input(files, tmp_path, capsys, name, args, message):
 def test_cli_ok(files, tmp_path):
     out = tmp_path / "ok.nc"
     assert cli.main(["-q", "ingest", str(files["units"]), str(out), "--align", "go_time"]) == 0
-    assert schema.read_dataset(out).sizes["unit"] == 4
+    assert convention.read_dataset(out).sizes["unit"] == 4
 
 
 def test_import_does_not_pull_torch():

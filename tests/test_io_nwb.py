@@ -1,4 +1,4 @@
-"""Tests for cortexfit.io.nwb: the h5py-based NWB reader against pynwb's view of the same files."""
+"""Tests for cortexfit.ingest.nwb: the h5py-based NWB reader against pynwb's view of the same files."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 import nwb_factory as F
-from cortexfit.errors import ConfigError, IngestError
-from cortexfit.io.nwb import NWBReader, Units, file_sha256, parse_areas, unit_areas
+from cortexfit.core.errors import ConfigError, IngestError
+from cortexfit.ingest.nwb import NWBReader, Units, file_sha256, parse_areas, unit_areas
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ import pytest
 from scipy.linalg import expm
 
 from cortexfit.analysis.jpca import fit_linear, fit_skew_symmetric, jpca, r_squared, skew_basis
-from cortexfit.errors import AnalysisError
+from cortexfit.core.errors import AnalysisError
 
 DT = 0.01
 

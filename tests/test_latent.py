@@ -9,8 +9,9 @@ import pytest
 import torch
 from fit_factory import oscillator_activity
 
-from cortexfit import schema, train
-from cortexfit.latent import (
+from cortexfit.core import convention
+from cortexfit import fit as fit_stage
+from cortexfit.fit.latent import (
     Encoder,
     LatentBatch,
     LatentModel,
@@ -85,13 +86,13 @@ def test_family_options_defaults():
 
 def test_latent_fit_beats_null_on_simulated_poisson(tmp_path):
     ds, rates = oscillator_activity(n_trials=40, n_time=40, n_units=16, seed=1)
-    path = schema.write_dataset(ds, tmp_path / "osc.nc")
+    path = convention.write_dataset(ds, tmp_path / "osc.nc")
     cfg = {"train": {"max_epochs": 60, "batch_size": 8, "lr": 0.02, "patience": 15},
            "model": {"hidden_size": 16, "factors": 4, "encoder_size": 16, "dropout": 0.05, "controller": 4,
                      "coordinated_dropout": 0.3}}
-    m = train.run(path, tmp_path / "fit", model="vanilla", config=cfg, seed=0, device="cpu")
+    m = fit_stage.run(path, tmp_path / "fit", model="vanilla", config=cfg, seed=0, device="cpu")
     assert m["co_bps"] > 0.05
-    fit = schema.read_dataset(tmp_path / "fit" / "fit.nc", "fit")
+    fit = convention.read_dataset(tmp_path / "fit" / "fit.nc", "fit")
     # predicted rates track the true rates of the held-out units on test trials
     te = fit["split"].values == "test"
     ho = fit["heldout"].values == 1

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from scipy.special import gammaln
 
-from cortexfit import metrics
-from cortexfit.errors import CortexfitError, FitError
-from cortexfit.splits import split_trials, split_units
+from cortexfit.fit import metrics
+from cortexfit.core.errors import CortexfitError, FitError
+from cortexfit.fit.splits import split_trials, split_units
 
 
 def _nll(rates, spikes):

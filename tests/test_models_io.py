@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from cortexfit.errors import ConfigError
+from cortexfit.core.errors import ConfigError
 from cortexfit.models import (
     FORMAT,
     ModelFileError,

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from cortexfit.errors import ConfigError, FitError
+from cortexfit.core.errors import ConfigError, FitError
 from cortexfit.models import EchoStateNetwork, build_dynamics, fit_readout
 from cortexfit.models.esn import ESNOptions, make_reservoir
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from cortexfit.errors import ConfigError
+from cortexfit.core.errors import ConfigError
 from cortexfit.models import REGISTRY, build_dynamics, from_torch_rnn
 from cortexfit.models.fastrnn import leaky_rnn, leaky_rnn_reference
 

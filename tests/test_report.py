@@ -10,8 +10,10 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from cortexfit import cli, fitconfig, report, schema  # noqa: F401  (fitconfig registers the "fit" kind)
-from cortexfit.errors import ReportError
+from cortexfit import cli, report
+
+from cortexfit.core import convention
+from cortexfit.core.errors import ReportError
 
 
 def _activity(*, n_trials=12, n_time=24, n_units=10, seed=0, conditions=True, areas=True, behavior=False):
@@ -23,7 +25,7 @@ def _activity(*, n_trials=12, n_time=24, n_units=10, seed=0, conditions=True, ar
     valid = np.ones((n_trials, n_time, n_units), "int8")
     valid[0, -3:, 0] = 0  # an unobserved stretch
     counts = rng.poisson(rates) * valid
-    ds = schema.new_activity(counts.astype("uint16"), time=(t + 0.5) * 0.01, bin_width_s=0.01, valid=valid,
+    ds = convention.new_activity(counts.astype("uint16"), time=(t + 0.5) * 0.01, bin_width_s=0.01, valid=valid,
                              align_event="move_onset_time", source_file="synthetic.nwb")
     if conditions:
         ds = ds.assign_coords(condition=("trial", np.where(phase == 0, "left", "right")))
@@ -48,9 +50,9 @@ def _fit(act: xr.Dataset, out: Path, *, model: str, metrics: dict, states: np.nd
         fit = fit.assign_coords(condition=act.condition)
     if states is not None:
         fit["states"] = (("trial", "time", "state"), states.astype("float32"))
-    fit.attrs.update(schema.base_attrs("fit"), model=model, mode="latent", seed=0, device="cpu",
+    fit.attrs.update(convention.base_attrs("fit"), model=model, mode="latent", seed=0, device="cpu",
                      activity_file="activity.nc", activity_sha256="0" * 64, config="{}")
-    schema.write_dataset(fit, out / "fit.nc", "fit")
+    convention.write_dataset(fit, out / "fit.nc", "fit")
     base = {"co_bps": None, "fp_bps": None, "vel_r2": None, "psth_r2": None, "train_seconds": 1.0, "n_params": 10,
             "epochs": None, "device": "cpu", "model": model, "mode": "latent", "seed": 0}
     (out / "metrics.json").write_text(json.dumps({**base, **metrics}))
@@ -91,7 +93,7 @@ def _analyses(fit_dir: Path, act_path: Path, n_state: int, rng: np.random.Genera
 def make_dataset(folder: Path, *, seed: int = 0, best: str = "smoothing", analyses: bool = True, **kw) -> Path:
     """activity.nc + fits/rate (with analyses) + fits/smoothing (a baseline without analyses)."""
     act, z = _activity(seed=seed, **kw)
-    schema.write_dataset(act, folder / "activity.nc")
+    convention.write_dataset(act, folder / "activity.nc")
     rng = np.random.default_rng(seed)
     states = np.concatenate([np.tanh(z), rng.normal(0, 0.1, (*z.shape[:2], 4))], axis=-1)
     scores = {"rate": 0.25, "smoothing": 0.31} if best == "smoothing" else {"rate": 0.4, "smoothing": 0.31}
@@ -141,9 +143,9 @@ def test_report_without_behavior_and_conditions(tmp_path: Path):
 
 
 def test_tiny_nan_dataset(tmp_path: Path):
-    act = schema.new_activity(np.array([[[1], [0]]], "uint16"), time=[0.005, 0.015], bin_width_s=0.01,
+    act = convention.new_activity(np.array([[[1], [0]]], "uint16"), time=[0.005, 0.015], bin_width_s=0.01,
                               valid=np.array([[[1], [0]]], "int8"))
-    schema.write_dataset(act, tmp_path / "activity.nc")
+    convention.write_dataset(act, tmp_path / "activity.nc")
     _fit(act, tmp_path / "fits" / "vanilla", model="vanilla", states=np.full((1, 2, 3), np.nan),
          metrics={"co_bps": float("nan")}, history="epoch,train_loss,valid_loss,seconds\n1,nan,nan,0.1\n")
     (tmp_path / "fits" / "broken").mkdir()
@@ -177,7 +179,7 @@ def test_missing_activity_raises(tmp_path: Path):
 
 def test_cli(tmp_path: Path, capsys):
     dataset = tmp_path / "ds"
-    schema.write_dataset(_activity(n_trials=4, n_time=6, n_units=3)[0], dataset / "activity.nc")
+    convention.write_dataset(_activity(n_trials=4, n_time=6, n_units=3)[0], dataset / "activity.nc")
     out = tmp_path / "cli.html"
     assert cli.main(["report", str(dataset), str(out)]) == 0
     assert out.read_text().startswith("<!DOCTYPE html>")

@@ -8,20 +8,20 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from cortexfit import schema
-from cortexfit.errors import SchemaError
+from cortexfit.core import convention
+from cortexfit.core.errors import SchemaError
 
 
 def _ds(**kw):
     rng = np.random.default_rng(0)
     counts = rng.poisson(1.0, size=(3, 4, 5)).astype("uint16")
-    return schema.new_activity(counts, time=[0.0025, 0.0075, 0.0125, 0.0175], bin_width_s=0.005,
+    return convention.new_activity(counts, time=[0.0025, 0.0075, 0.0125, 0.0175], bin_width_s=0.005,
                                align_event="go_cue_time", config={"bin_ms": 5}, **kw)
 
 
 def test_new_activity_is_valid_and_has_provenance():
     ds = _ds()
-    schema.validate(ds, "activity")
+    convention.validate(ds, "activity")
     assert ds.activity.dims == ("trial", "time", "unit")
     assert ds.attrs["window_start_s"] == pytest.approx(0.0)
     assert ds.attrs["window_stop_s"] == pytest.approx(0.02)
@@ -32,8 +32,8 @@ def test_new_activity_is_valid_and_has_provenance():
 def test_roundtrip_is_lossless_and_compressed(tmp_path):
     ds = _ds()
     ds = ds.assign_coords(condition=("trial", np.array(["a", "b", "a"])), area=("unit", np.array(["M1"] * 5)))
-    path = schema.write_dataset(ds, tmp_path / "a.nc")
-    back = schema.read_dataset(path, "activity")
+    path = convention.write_dataset(ds, tmp_path / "a.nc")
+    back = convention.read_dataset(path, "activity")
     xr.testing.assert_identical(back.drop_attrs(), ds.drop_attrs())
     assert back.attrs["source_file"] == ""
     with xr.open_dataset(path, engine="h5netcdf") as raw:
@@ -42,10 +42,10 @@ def test_roundtrip_is_lossless_and_compressed(tmp_path):
 
 
 def test_roi_dim_is_a_neuron_dim():
-    ds = schema.new_activity(np.zeros((1, 2, 3), "float32"), time=[0.5, 1.5], bin_width_s=1.0,
+    ds = convention.new_activity(np.zeros((1, 2, 3), "float32"), time=[0.5, 1.5], bin_width_s=1.0,
                              signal="dff", neuron="roi")
-    schema.validate(ds, "activity")
-    assert schema.neuron_dim(ds) == "roi"
+    convention.validate(ds, "activity")
+    assert convention.neuron_dim(ds) == "roi"
 
 
 @pytest.mark.parametrize(
@@ -62,20 +62,20 @@ def test_roi_dim_is_a_neuron_dim():
 )
 def test_validate_rejects(mutate, message):
     with pytest.raises(SchemaError, match=message):
-        schema.validate(mutate(_ds()), "activity")
+        convention.validate(mutate(_ds()), "activity")
 
 
 def test_missing_attr_is_named():
     ds = _ds()
     del ds.attrs["source_sha256"]
     with pytest.raises(SchemaError, match="source_sha256"):
-        schema.validate(ds)
+        convention.validate(ds)
 
 
 def test_invalid_dataset_is_not_written(tmp_path):
     ds = _ds().drop_vars("valid")
     with pytest.raises(SchemaError):
-        schema.write_dataset(ds, tmp_path / "bad.nc")
+        convention.write_dataset(ds, tmp_path / "bad.nc")
     assert list(tmp_path.iterdir()) == []
 
 
@@ -83,12 +83,12 @@ def test_read_names_the_file(tmp_path):
     junk = tmp_path / "junk.nc"
     junk.write_bytes(b"definitely not netcdf")
     with pytest.raises(SchemaError, match="junk.nc: not a readable netCDF"):
-        schema.read_dataset(junk)
+        convention.read_dataset(junk)
     with pytest.raises(SchemaError, match="no such file"):
-        schema.read_dataset(tmp_path / "absent.nc")
+        convention.read_dataset(tmp_path / "absent.nc")
 
 
 def test_read_validates_kind(tmp_path):
-    path = schema.write_dataset(_ds(), tmp_path / "a.nc")
+    path = convention.write_dataset(_ds(), tmp_path / "a.nc")
     with pytest.raises(SchemaError, match="expected a 'truth' dataset"):
-        schema.read_dataset(path, "truth")
+        convention.read_dataset(path, "truth")

@@ -14,7 +14,7 @@ from cortexfit.analysis.similarity import (
     hankel_embed,
     procrustes_similarity,
 )
-from cortexfit.errors import AnalysisError
+from cortexfit.core.errors import AnalysisError
 
 DT = 0.01
 W = 2 * np.pi * 2.0

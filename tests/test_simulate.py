@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 import scipy.linalg
 
-from cortexfit import schema, simulate
-from cortexfit.errors import ConfigError, SimulateError
-from cortexfit.simulate_tasks import FlipflopConfig, ReachConfig, find_fixed_points, flipflop_task
+from cortexfit import simulate
+from cortexfit.core import convention
+from cortexfit.core.errors import ConfigError, SimulateError
+from cortexfit.simulate.tasks import FlipflopConfig, ReachConfig, find_fixed_points, flipflop_task
 
 
 def _read_nwb(path):
@@ -81,7 +82,7 @@ def test_reach_nwb_layout(reach):
 
 
 def test_reach_truth(reach):
-    truth = schema.read_dataset(simulate.truth_path(reach), "truth")
+    truth = convention.read_dataset(simulate.truth_path(reach), "truth")
     assert truth.attrs["task"] == "reach" and truth.attrs["align_event"] == "move_onset_time"
     assert truth.sizes["trial"] >= 100 and truth.sizes["unit"] == 100
     dt = truth.attrs["dt_s"]
@@ -102,7 +103,7 @@ def test_reach_truth(reach):
 
 
 def test_reach_spikes_follow_truth(reach):
-    truth = schema.read_dataset(simulate.truth_path(reach), "truth")
+    truth = convention.read_dataset(simulate.truth_path(reach), "truth")
     io, nwb = _read_nwb(reach)
     with io:
         spikes = [np.asarray(s) for s in nwb.units.to_dataframe()["spike_times"]]
@@ -146,7 +147,7 @@ def test_flipflop_nwb_layout(flipflop):
 
 
 def test_flipflop_teacher_solves_task(flipflop):
-    truth = schema.read_dataset(simulate.truth_path(flipflop), "truth")
+    truth = convention.read_dataset(simulate.truth_path(flipflop), "truth")
     assert truth.attrs["task"] == "flipflop" and truth.attrs["align_event"] == "start_time"
     W, U, b = truth.W.values, truth.U.values, truth.b.values
     u = truth.inputs.values.reshape(-1, 3)  # trials are consecutive windows of one session
@@ -171,7 +172,7 @@ def test_flipflop_teacher_solves_task(flipflop):
 
 
 def test_flipflop_eight_stable_fixed_points(flipflop):
-    truth = schema.read_dataset(simulate.truth_path(flipflop), "truth")
+    truth = convention.read_dataset(simulate.truth_path(flipflop), "truth")
     W, b = truth.W.values, truth.b.values
     fp = truth.fixed_points.values
     assert fp.shape == (8, truth.sizes["latent"])
@@ -195,7 +196,7 @@ def test_flipflop_teacher_model_file(flipflop):
     models = pytest.importorskip("cortexfit.models", exc_type=ImportError)
     import torch
 
-    truth = schema.read_dataset(simulate.truth_path(flipflop), "truth")
+    truth = convention.read_dataset(simulate.truth_path(flipflop), "truth")
     net, rest = models.load_model(simulate.teacher_dir(flipflop))
     h = torch.from_numpy(truth.fixed_points.values).float()
     with torch.no_grad():
@@ -229,7 +230,7 @@ def test_cli_and_configs(tmp_path, capsys):
 
     assert main(["-q", "simulate", "reach", str(tmp_path / "r.nwb"), "--seed", "2", "--n-trials", "8"]) == 0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r.nwb", "r.truth.nc"]
-    assert schema.read_dataset(tmp_path / "r.truth.nc").sizes["trial"] == 8
+    assert convention.read_dataset(tmp_path / "r.truth.nc").sizes["trial"] == 8
     assert main(["simulate", "reach", str(tmp_path / "r.nwb" / "x.nwb")]) == 1
     assert capsys.readouterr().err.count("\n") == 1
     assert ReachConfig().n_trials >= 100 and FlipflopConfig().n_trials >= 100
@@ -238,5 +239,5 @@ def test_cli_and_configs(tmp_path, capsys):
 
 
 def test_import_does_not_load_torch():
-    code = "import sys, cortexfit.simulate, cortexfit.simulate_tasks; assert 'torch' not in sys.modules"
+    code = "import sys, cortexfit.simulate, cortexfit.simulate.tasks; assert 'torch' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -9,13 +9,14 @@ import pytest
 import torch
 from fit_factory import oscillator_activity
 
-from cortexfit import schema, train
+from cortexfit.core import convention
+from cortexfit import fit as fit_stage
 from cortexfit.cli import main
-from cortexfit.errors import ConfigError
-from cortexfit.fitconfig import load_config
-from cortexfit.fitdata import prepare, task_inputs
+from cortexfit.core.errors import ConfigError
+from cortexfit.fit.config import load_config
+from cortexfit.fit.data import prepare, task_inputs
 from cortexfit.models import load_model
-from cortexfit.splits import split_units
+from cortexfit.fit.splits import split_units
 
 SMALL = {"train": {"max_epochs": 4, "batch_size": 8, "patience": 10},
          "model": {"hidden_size": 8, "factors": 3, "encoder_size": 8, "controller": 2}}
@@ -24,26 +25,26 @@ SMALL = {"train": {"max_epochs": 4, "batch_size": 8, "patience": 10},
 @pytest.fixture(scope="module")
 def activity(tmp_path_factory):
     ds, _ = oscillator_activity(n_trials=24, n_time=30, n_units=10, seed=0)
-    return schema.write_dataset(ds, tmp_path_factory.mktemp("act") / "act.nc")
+    return convention.write_dataset(ds, tmp_path_factory.mktemp("act") / "act.nc")
 
 
 def fit_cli(activity, out, *args):
     return main(["-q", "fit", str(activity), str(out), *args])
 
 
-@pytest.mark.parametrize("model", train.FIT_MODELS)
+@pytest.mark.parametrize("model", fit_stage.FIT_MODELS)
 def test_every_model_writes_the_same_outputs(activity, tmp_path, model):
     out = tmp_path / model
     assert fit_cli(activity, out, "--model", model, "--config", "smoke", "--device", "cpu") == 0
     names = {p.name for p in out.iterdir()}
     assert {"fit.nc", "model.pt", "metrics.json", "history.csv"} <= names
     metrics = json.loads((out / "metrics.json").read_text())
-    assert list(metrics) == list(train.METRIC_KEYS)
+    assert list(metrics) == list(fit_stage.METRIC_KEYS)
     assert metrics["model"] == model and metrics["device"] == "cpu" and metrics["seed"] == 0
     assert isinstance(metrics["co_bps"], float) and metrics["n_params"] > 0
     assert metrics["vel_r2"] is None  # no behavior in this dataset
-    fit = schema.read_dataset(out / "fit.nc", "fit")
-    act = schema.read_dataset(activity)
+    fit = convention.read_dataset(out / "fit.nc", "fit")
+    act = convention.read_dataset(activity)
     assert fit["rates"].shape == act["activity"].shape
     assert np.all(fit["rates"].values > 0)
     assert set(fit["split"].values.tolist()) == {"train", "valid", "test"}
@@ -66,9 +67,9 @@ def test_split_is_seeded_and_shared(activity, tmp_path):
     for seed in (0, 1):
         assert fit_cli(activity, tmp_path / f"s{seed}", "--model", "smoothing", "--config", "smoke",
                        "--seed", str(seed)) == 0
-    a = schema.read_dataset(tmp_path / "s0" / "fit.nc", "fit")
-    b = schema.read_dataset(tmp_path / "s1" / "fit.nc", "fit")
-    data = prepare(schema.read_dataset(activity), load_config(), seed=0)
+    a = convention.read_dataset(tmp_path / "s0" / "fit.nc", "fit")
+    b = convention.read_dataset(tmp_path / "s1" / "fit.nc", "fit")
+    data = prepare(convention.read_dataset(activity), load_config(), seed=0)
     np.testing.assert_array_equal(a["heldout"].values == 1, data.heldout)
     np.testing.assert_array_equal(a["split"].values, data.split)
     assert not np.array_equal(a["heldout"].values, b["heldout"].values) or not np.array_equal(
@@ -76,7 +77,7 @@ def test_split_is_seeded_and_shared(activity, tmp_path):
 
 
 def test_task_inputs_from_trial_coords(activity):
-    ds = schema.read_dataset(activity)
+    ds = convention.read_dataset(activity)
     x, names = task_inputs(ds, load_config())
     assert names == ["condition=a", "condition=b", "pulse:start_time"]
     assert np.all(x[..., 0] + x[..., 1] == 1) and np.all(x[:, 0, 2] == 1) and np.all(x[:, 1:, 2] == 0)
@@ -84,24 +85,24 @@ def test_task_inputs_from_trial_coords(activity):
 
 
 def test_deterministic_for_a_seed(activity, tmp_path):
-    runs = [train.run(activity, tmp_path / f"r{i}", model="lstm", config=SMALL, seed=3, device="cpu") for i in (0, 1)]
-    a = schema.read_dataset(tmp_path / "r0" / "fit.nc", "fit")
-    b = schema.read_dataset(tmp_path / "r1" / "fit.nc", "fit")
+    runs = [fit_stage.run(activity, tmp_path / f"r{i}", model="lstm", config=SMALL, seed=3, device="cpu") for i in (0, 1)]
+    a = convention.read_dataset(tmp_path / "r0" / "fit.nc", "fit")
+    b = convention.read_dataset(tmp_path / "r1" / "fit.nc", "fit")
     np.testing.assert_array_equal(a["rates"].values, b["rates"].values)
     assert runs[0]["co_bps"] == runs[1]["co_bps"]
-    c = train.run(activity, tmp_path / "r2", model="lstm", config=SMALL, seed=4, device="cpu")
+    c = fit_stage.run(activity, tmp_path / "r2", model="lstm", config=SMALL, seed=4, device="cpu")
     assert c["co_bps"] != runs[0]["co_bps"]
 
 
 def test_resume_after_kill_matches_uninterrupted_run(activity, tmp_path):
-    full = train.run(activity, tmp_path / "full", model="vanilla", config=SMALL, seed=1, device="cpu")
+    full = fit_stage.run(activity, tmp_path / "full", model="vanilla", config=SMALL, seed=1, device="cpu")
 
     def kill(epoch):
         if epoch == 2:
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        train.run(activity, tmp_path / "killed", model="vanilla", config=SMALL, seed=1, device="cpu", after_epoch=kill)
+        fit_stage.run(activity, tmp_path / "killed", model="vanilla", config=SMALL, seed=1, device="cpu", after_epoch=kill)
     assert (tmp_path / "killed" / "checkpoint.pt").is_file()
     assert not (tmp_path / "killed" / "metrics.json").exists()
     ck = torch.load(tmp_path / "killed" / "checkpoint.pt", weights_only=True)
@@ -110,8 +111,8 @@ def test_resume_after_kill_matches_uninterrupted_run(activity, tmp_path):
     cfg.write_text(json.dumps(SMALL))
     assert fit_cli(activity, tmp_path / "killed", "--model", "vanilla", "--config", str(cfg), "--seed", "1",
                    "--device", "cpu", "--resume") == 0
-    a = schema.read_dataset(tmp_path / "full" / "fit.nc", "fit")
-    b = schema.read_dataset(tmp_path / "killed" / "fit.nc", "fit")
+    a = convention.read_dataset(tmp_path / "full" / "fit.nc", "fit")
+    b = convention.read_dataset(tmp_path / "killed" / "fit.nc", "fit")
     np.testing.assert_array_equal(a["rates"].values, b["rates"].values)
     resumed = json.loads((tmp_path / "killed" / "metrics.json").read_text())
     assert resumed["co_bps"] == full["co_bps"] and resumed["epochs"] == full["epochs"] == 4
@@ -127,12 +128,12 @@ def test_resume_after_kill_matches_uninterrupted_run(activity, tmp_path):
 def test_calcium_traces_use_gaussian_loss(tmp_path):
     ds, rates = oscillator_activity(n_trials=20, n_time=25, n_units=8, seed=5)
     traces = (rates + 0.1 * np.random.default_rng(0).normal(size=rates.shape)).astype("float32")
-    act = schema.new_activity(traces, time=ds["time"].values, bin_width_s=0.01, signal="dff", neuron="roi")
-    path = schema.write_dataset(act, tmp_path / "ca.nc")
+    act = convention.new_activity(traces, time=ds["time"].values, bin_width_s=0.01, signal="dff", neuron="roi")
+    path = convention.write_dataset(act, tmp_path / "ca.nc")
     for model in ("vanilla", "esn"):
-        m = train.run(path, tmp_path / model, model=model, config="smoke", device="cpu")
+        m = fit_stage.run(path, tmp_path / model, model=model, config="smoke", device="cpu")
         assert m["co_bps"] is None and m["fp_bps"] is None
-        fit = schema.read_dataset(tmp_path / model / "fit.nc", "fit")
+        fit = convention.read_dataset(tmp_path / model / "fit.nc", "fit")
         assert fit["rates"].dims == ("trial", "time", "roi")
     assert fit_cli(path, tmp_path / "sm", "--model", "smoothing", "--config", "smoke") == 1
 
@@ -160,7 +161,7 @@ def test_unknown_config_key_lists_valid_ones(activity, tmp_path, capsys):
     _assert_one_line_error(capsys, "unknown key 'epochs'", "max_epochs")
     assert not (tmp_path / "o").exists()
     with pytest.raises(ConfigError, match="valid options"):
-        train.run(activity, tmp_path / "o", model="rate", config={"model": {"family_options": {"gain": 1.0}}})
+        fit_stage.run(activity, tmp_path / "o", model="rate", config={"model": {"family_options": {"gain": 1.0}}})
     assert not (tmp_path / "o").exists()
 
 
@@ -180,7 +181,7 @@ def test_file_that_breaks_the_convention(tmp_path, capsys):
 @pytest.mark.parametrize(("n_trials", "n_units", "needle"), [(4, 8, "too few trials"), (20, 3, "too few units")])
 def test_too_few_trials_or_units(tmp_path, capsys, n_trials, n_units, needle):
     ds, _ = oscillator_activity(n_trials=n_trials, n_time=10, n_units=n_units)
-    path = schema.write_dataset(ds, tmp_path / "few.nc")
+    path = convention.write_dataset(ds, tmp_path / "few.nc")
     assert fit_cli(path, tmp_path / "o", "--model", "vanilla", "--config", "smoke") == 1
     _assert_one_line_error(capsys, needle, "few.nc")
     assert not (tmp_path / "o").exists()
@@ -190,7 +191,7 @@ def test_silent_heldout_units(tmp_path, capsys):
     ds, _ = oscillator_activity(n_trials=20, n_time=20, n_units=8)
     held = split_units(8, 0.25, seed=0)
     ds["activity"].values[..., held] = 0
-    path = schema.write_dataset(ds, tmp_path / "silent.nc")
+    path = convention.write_dataset(ds, tmp_path / "silent.nc")
     assert fit_cli(path, tmp_path / "o", "--model", "vanilla", "--config", "smoke") == 1
     _assert_one_line_error(capsys, "held-out units have no spikes")
     assert not (tmp_path / "o").exists()
@@ -204,7 +205,7 @@ def test_cuda_request_without_cuda(activity, tmp_path, capsys):
 
 
 def test_nan_loss_is_a_clear_error_and_leaves_nothing(activity, tmp_path, capsys, monkeypatch):
-    from cortexfit import latent
+    from cortexfit.fit import latent
 
     monkeypatch.setattr(latent, "masked_loss", lambda *a, **k: torch.tensor(float("nan"), requires_grad=True))
     assert fit_cli(activity, tmp_path / "o", "--model", "rate", "--config", "smoke") == 1
@@ -217,7 +218,7 @@ def test_stale_outputs_are_removed_on_a_new_run(activity, tmp_path):
     out.mkdir()
     (out / "horizon.json").write_text("{}")
     (out / "keep.txt").write_text("user file")
-    train.run(activity, out, model="smoothing", config="smoke")
+    fit_stage.run(activity, out, model="smoothing", config="smoke")
     assert not (out / "horizon.json").exists() and (out / "keep.txt").exists()
 
 
@@ -229,8 +230,8 @@ def test_real_recording_smoke(shared_data, tmp_path):
     act = tmp_path / "mc.nc"
     ingest.run(nwb, act, bin_ms=5.0, align="move_onset_time", window_ms=[-250.0, 450.0],
                areas="unit-id:1xxx=PMd,2xxx=M1")
-    m = train.run(act, tmp_path / "fit", model="lstm", config="smoke", device="cpu")
-    fit = schema.read_dataset(tmp_path / "fit" / "fit.nc", "fit")
+    m = fit_stage.run(act, tmp_path / "fit", model="lstm", config="smoke", device="cpu")
+    fit = convention.read_dataset(tmp_path / "fit" / "fit.nc", "fit")
     assert fit.sizes["unit"] == 107 and int(fit["heldout"].sum()) == 27
     assert np.isfinite(m["co_bps"]) and set(fit["area"].values.tolist()) == {"PMd", "M1"}
 
@@ -241,7 +242,7 @@ def test_velocity_and_psth_metrics(tmp_path):
     ds["behavior"] = (("trial", "time", "behavior_channel"), vel.astype("float32"))
     ds = ds.assign_coords(behavior_channel=["hand_vel_x", "hand_vel_y"], behavior_kind=("behavior_channel",
                                                                                           ["velocity", "velocity"]))
-    path = schema.write_dataset(ds, tmp_path / "beh.nc")
-    m = train.run(path, tmp_path / "fit", model="lstm", config={**SMALL, "train": {"max_epochs": 30}}, device="cpu")
+    path = convention.write_dataset(ds, tmp_path / "beh.nc")
+    m = fit_stage.run(path, tmp_path / "fit", model="lstm", config={**SMALL, "train": {"max_epochs": 30}}, device="cpu")
     assert isinstance(m["vel_r2"], float) and m["vel_r2"] > 0.2
     assert isinstance(m["psth_r2"], float)

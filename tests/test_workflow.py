@@ -80,9 +80,9 @@ def test_simulate_and_ingest_end_to_end(tmp_path):
     work = _workdir(tmp_path, sheet, "models: []\nreport: false\n")
     out = _run(work)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
-    from cortexfit import schema
+    from cortexfit.core import convention
 
-    ds = schema.read_dataset(work / "results" / "sim_reach" / "activity.nc", "activity")
+    ds = convention.read_dataset(work / "results" / "sim_reach" / "activity.nc", "activity")
     assert ds.sizes["trial"] >= 100 and ds.sizes["time"] == 140
     assert int(ds.activity.sum()) > 0
     assert (work / "results" / "logs" / "sim_reach" / "ingest.log").is_file()

@@ -4,7 +4,7 @@ Argument parsing only: each subcommand calls one library function, ``cortexfit.<
 the same arguments, so everything a Snakemake rule does is reachable from Python too.  Stage modules are
 imported lazily, so ``cortexfit ingest`` never imports torch.
 
-Errors caused by bad input (:class:`~cortexfit.errors.CortexfitError`) are printed as one line,
+Errors caused by bad input (:class:`~cortexfit.core.errors.CortexfitError`) are printed as one line,
 ``cortexfit <stage>: error: <message>``, and exit with status 1.
 """
 
@@ -18,7 +18,9 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from cortexfit import __version__
-from cortexfit.errors import CortexfitError
+from cortexfit.core.errors import CortexfitError
+from cortexfit.core.runtime import DEVICES
+from cortexfit.fit import registry
 
 log = logging.getLogger("cortexfit")
 
@@ -69,15 +71,16 @@ def _ingest_args(p: argparse.ArgumentParser) -> None:
     )
 
 
-@command("fit", "cortexfit.train", "fit a model family to an activity dataset")
+@command("fit", "cortexfit.fit", "fit a model family to an activity dataset")
 def _fit_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("activity", metavar="IN.nc")
     p.add_argument("out_dir", metavar="OUT_DIR")
-    p.add_argument("--model", required=True, help="model name from the registry (e.g. rate, lstm, esn)")
-    p.add_argument("--mode", choices=["latent", "forecast"], default="latent")
+    p.add_argument("--model", required=True, choices=registry.names(), metavar="MODEL",
+                   help=f"model from the registry: {', '.join(registry.names())}")
+    p.add_argument("--mode", choices=registry.MODES, default="latent")
     p.add_argument("--config", default=None, help="YAML/JSON file with model and training options")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    p.add_argument("--device", choices=DEVICES, default="auto")
     p.add_argument("--resume", action="store_true", help="continue from OUT_DIR's last checkpoint")
 
 
@@ -88,7 +91,7 @@ def _fp_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--inputs", choices=["zero", "condition-mean"], default="zero")
     p.add_argument("--n-init", type=int, default=1024)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    p.add_argument("--device", choices=DEVICES, default="auto")
 
 
 @command("geometry", "cortexfit.analysis.geometry", "PCA, jPCA and model-data alignment")
@@ -126,6 +129,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"cortexfit {__version__}")
     parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
+    parser.add_argument("--threads", type=int, default=None, metavar="N",
+                        help="CPU threads for torch and BLAS (default: all this process may use)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, (_module, _func, help_, builder) in _COMMANDS.items():
         builder(sub.add_parser(name, help=help_, description=help_))
@@ -133,8 +138,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _kwargs(args: argparse.Namespace) -> dict[str, Any]:
-    skip = {"command", "quiet"}
+    skip = {"command", "quiet", "threads"}
     return {k: v for k, v in vars(args).items() if k not in skip}
+
+
+def _limit_threads(n: int) -> None:
+    """Thread counts for libraries not imported yet (torch and BLAS read these when they load)."""
+    import os
+
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ[var] = str(n)
+    os.environ["CORTEXFIT_THREADS"] = str(n)
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(n)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -146,8 +162,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         datefmt="%H:%M:%S",
     )
     module_name, func_name, _help, _builder = _COMMANDS[args.command]
+    if args.threads is not None:
+        if args.threads < 1:
+            parser.error(f"--threads must be >= 1, got {args.threads}")
+        _limit_threads(args.threads)
     try:
         func = getattr(importlib.import_module(module_name), func_name)
+        if args.threads is not None and "torch" in sys.modules:
+            sys.modules["torch"].set_num_threads(args.threads)
         func(**_kwargs(args))
     except CortexfitError as exc:
         print(f"cortexfit {args.command}: error: {exc}", file=sys.stderr)

@@ -1,4 +1,4 @@
-# NWB -> binned trial x time x unit activity (xarray / netCDF, validated by cortexfit.schema).
+# NWB -> binned trial x time x unit activity (xarray / netCDF, validated by cortexfit.core.convention).
 
 
 rule ingest:

@@ -37,24 +37,11 @@ import torch
 import xarray as xr
 from torch import Tensor
 
-from cortexfit import fitconfig as _fitconfig  # noqa: F401  (registers the "fit" kind)
-from cortexfit import schema
-from cortexfit.errors import AnalysisError, ConfigError, CortexfitError
+from cortexfit.core import convention
+from cortexfit.core.errors import AnalysisError, ConfigError, CortexfitError
 
 log = logging.getLogger(__name__)
 
-DYNAMICS_KIND = schema.KindSpec(
-    variables={
-        "jacobian_eig_real": ("eig_jac",),
-        "jacobian_eig_imag": ("eig_jac",),
-        "lyapunov": ("lyap",),
-        "grad_norm": ("time_lag",),
-        "echo_distance": ("echo_step",),
-    },
-    attrs=("family", "dt_s", "spectral_radius", "bulk_radius", "lyapunov_max_per_step", "lyapunov_max_per_s"),
-    optional={"weight_eig_real": ("eig",), "weight_eig_imag": ("eig",), "weight_eig_outlier": ("eig",)},
-)
-schema.register_kind("dynamics", DYNAMICS_KIND)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -288,7 +275,7 @@ def load_fit(fit_dir: str | Path, *, seed: int = 0, n_trials: int = 64, n_steps:
     except CortexfitError as exc:
         raise AnalysisError(str(exc)) from None
     meta = dict(rest.get("meta") or {})
-    ds = schema.read_dataset(fit_dir / "fit.nc", "fit") if (fit_dir / "fit.nc").is_file() else None
+    ds = convention.read_dataset(fit_dir / "fit.nc", "fit") if (fit_dir / "fit.nc").is_file() else None
     inputs = states = conditions = None
     dt = meta.get("dt_s")
     if ds is not None:
@@ -386,7 +373,7 @@ def run(fit_dir: str | Path, out: str | Path, *, seed: int = 0, config: Dynamics
             "echo_time_s": ("echo_step", np.arange(len(echo)) * data.dt_s),
         },
     )
-    ds.attrs.update(schema.base_attrs("dynamics"))
+    ds.attrs.update(convention.base_attrs("dynamics"))
     ds.attrs.update(
         family=str(data.dynamics.family),
         fit_dir=str(fit_dir),
@@ -407,6 +394,6 @@ def run(fit_dir: str | Path, out: str | Path, *, seed: int = 0, config: Dynamics
         trajectories="simulated (random pulses)" if data.simulated else "fit.nc states",
         config=json.dumps(dataclasses.asdict(cfg), sort_keys=True),
     )
-    schema.write_dataset(ds, out, "dynamics")
+    convention.write_dataset(ds, out, "dynamics")
     log.info("dynamics: lambda_max %.4f/step, spectral radius %.3f -> %s", lyap[0], main["spectral_radius"], out)
     return ds

@@ -52,18 +52,12 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 from torch import Tensor
 
-from cortexfit import schema
+from cortexfit.core import convention
 from cortexfit.analysis.dynamics import batched_jacobian, frozen_copy, load_fit, resolve_device
-from cortexfit.errors import AnalysisError, ConfigError
+from cortexfit.core.errors import AnalysisError, ConfigError
 
 log = logging.getLogger(__name__)
 
-FIXED_POINTS_KIND = schema.KindSpec(
-    variables={"xstar": ("point", "state"), "q": ("point",), "eig_real": ("point", "eig"), "eig_imag": ("point", "eig"),
-               "label": ("point",), "point_type": ("point",), "u_star": ("point", "input"), "pc_projection": ("point", "pc")},
-    attrs=("family", "inputs", "n_init", "seed", "n_stable", "n_fixed"),
-)
-schema.register_kind("fixed_points", FIXED_POINTS_KIND)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -473,7 +467,7 @@ def run(fit_dir: str | Path, out: str | Path, *, inputs: str = "zero", n_init: i
                 "condition": ("point", cond_of[fps.init_index].astype(str)), "trajectory": names, "time": t},
     )
     ds["time"].attrs["units"] = "s"
-    ds.attrs.update(schema.base_attrs("fixed_points"))
+    ds.attrs.update(convention.base_attrs("fixed_points"))
     ds.attrs.update(
         family=str(data.dynamics.family), fit_dir=str(fit_dir), inputs=inputs, n_init=int(len(x0)), seed=int(seed),
         device=str(dev), n_stable=fps.n_stable, n_fixed=int(np.sum(fps.point_type == "fixed")),
@@ -482,5 +476,5 @@ def run(fit_dir: str | Path, out: str | Path, *, inputs: str = "zero", n_init: i
         config=json.dumps(dataclasses.asdict(cfg), sort_keys=True),
         **{k: float(v) for k, v in fps.info.items() if k != "n_init"},
     )
-    schema.write_dataset(ds, out, "fixed_points")
+    convention.write_dataset(ds, out, "fixed_points")
     return ds

@@ -30,31 +30,16 @@ from scipy.ndimage import gaussian_filter1d
 from sklearn.decomposition import PCA
 from threadpoolctl import threadpool_limits
 
-from cortexfit import fitconfig as _fitconfig  # noqa: F401  (registers the "fit" kind, torch-free)
-from cortexfit import schema
+from cortexfit.core import convention
 from cortexfit.analysis.jpca import JPCAResult, jpca
 from cortexfit.analysis.similarity import cv_cca, dsa_distance, procrustes_similarity
-from cortexfit.errors import AnalysisError, ConfigError
+from cortexfit.core.errors import AnalysisError, ConfigError
 
 log = logging.getLogger(__name__)
 
 #: DSA's DMD rank is capped at the number of PCs holding this fraction of either system's variance.
 DSA_VARIANCE = 0.95
-#: Scalar results stored as global attrs of a ``geometry`` file.
-SCALARS = (
-    "data_participation_ratio", "state_participation_ratio", "jpca_r2_skew", "jpca_r2_full",
-    "jpca_window_start_s", "jpca_window_stop_s", "state_jpca_r2_skew", "state_jpca_r2_full",
-    "cca_cv_mean_corr", "cca_cv_mean_corr_shuffled", "procrustes_similarity", "dsa_distance",
-)
-GEOMETRY_KIND = schema.KindSpec(
-    variables={"data_variance_explained": ("data_pc",), "state_variance_explained": ("state_pc",),
-               "jpca_projection": ("condition", "jpca_time", "jpc_plane", "jpc_axis"),
-               "jpca_frequency_hz": ("jpc_plane",), "jpca_plane_variance_fraction": ("jpc_plane",),
-               "cca_corr": ("cca_component",)},
-    coords=("condition",),
-    attrs=("activity_file", "fit_dir", "config", "conditions_from", "model_variable", *SCALARS),
-)
-schema.register_kind("geometry", GEOMETRY_KIND)
+SCALARS = convention.GEOMETRY_SCALARS
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -133,7 +118,7 @@ def _masked_smooth(num: np.ndarray, den: np.ndarray, sigma_bins: float) -> np.nd
 
 
 def _counts(ds: xr.Dataset) -> tuple[np.ndarray, np.ndarray, float]:
-    nd = schema.neuron_dim(ds)
+    nd = convention.neuron_dim(ds)
     act = ds["activity"].transpose("trial", "time", nd).values.astype(float)
     valid = ds["valid"].transpose("trial", "time", nd).values.astype(float)
     return act * valid, valid, float(ds.attrs["bin_width_s"])
@@ -144,7 +129,7 @@ def smoothed_rates(ds: xr.Dataset, *, smooth_ms: float = 20.0) -> np.ndarray:
 
     Examples
     --------
-    >>> ds = schema.new_activity(np.ones((2, 10, 3), "uint16"), time=np.arange(10) * 0.01 + 0.005,
+    >>> ds = convention.new_activity(np.ones((2, 10, 3), "uint16"), time=np.arange(10) * 0.01 + 0.005,
     ...                          bin_width_s=0.01)
     >>> float(smoothed_rates(ds, smooth_ms=20)[0, 5, 0])
     100.0
@@ -170,7 +155,7 @@ def condition_average(
 
     Examples
     --------
-    >>> ds = schema.new_activity(np.ones((4, 10, 3), "uint16"), time=np.arange(10) * 0.01 + 0.005,
+    >>> ds = convention.new_activity(np.ones((4, 10, 3), "uint16"), time=np.arange(10) * 0.01 + 0.005,
     ...                          bin_width_s=0.01).assign_coords(condition=("trial", ["a", "b", "a", "b"]))
     >>> condition_average(ds).sizes["condition"]
     2
@@ -182,7 +167,7 @@ def condition_average(
     num_c = np.stack([num[m].sum(axis=0) for m in idx])
     den_c = np.stack([den[m].sum(axis=0) for m in idx])
     rates = _masked_smooth(num_c, den_c, smooth_ms / 1000.0 / bw) / bw
-    nd = schema.neuron_dim(ds)
+    nd = convention.neuron_dim(ds)
     return xr.DataArray(rates, dims=("condition", "time", nd),
                         coords={"condition": np.asarray(conds), "time": ds["time"].values, nd: ds[nd].values})
 
@@ -223,7 +208,7 @@ def jpca_from_activity(
     >>> lat = np.stack([np.cos(4 * np.pi * t + phase), np.sin(4 * np.pi * t + phase)], -1)  # 2 Hz
     >>> embed = np.linalg.qr(rng.normal(size=(30, 2)))[0].T
     >>> counts = rng.poisson(1 + 1.5 * lat @ embed).astype("uint16")
-    >>> ds = schema.new_activity(counts, time=t, bin_width_s=0.01)
+    >>> ds = convention.new_activity(counts, time=t, bin_width_s=0.01)
     >>> ds = ds.assign_coords(condition=("trial", np.repeat(np.arange(6), 10)))
     >>> res = jpca_from_activity(ds, n_pcs=2, window=(0.1, 0.5))
     >>> bool(1.8 < res.frequencies_hz[0] < 2.2)
@@ -295,7 +280,7 @@ def analyse(act: xr.Dataset, fit: xr.Dataset, cfg: GeometryConfig, *, fit_path: 
 
     Examples
     --------
-    >>> geo = analyse(schema.read_dataset("activity.nc"), schema.read_dataset("fit/fit.nc"),
+    >>> geo = analyse(convention.read_dataset("activity.nc"), convention.read_dataset("fit/fit.nc"),
     ...               GeometryConfig(window_ms=(-50, 350)))  # doctest: +SKIP
     >>> float(geo.jpca_frequency_hz[0]), geo.attrs["cca_cv_mean_corr"]  # doctest: +SKIP
     """
@@ -387,10 +372,10 @@ def run(activity: str | Path, fit_dir: str | Path, out: str | Path, **options: A
         raise ConfigError(f"geometry: unknown option(s) {', '.join(unknown)} (valid: {', '.join(sorted(names))})")
     cfg = GeometryConfig(**options)
     fit_dir = Path(fit_dir)
-    act = schema.read_dataset(activity, kind="activity")
-    fit = schema.read_dataset(fit_dir / "fit.nc", kind="fit")
+    act = convention.read_dataset(activity, kind="activity")
+    fit = convention.read_dataset(fit_dir / "fit.nc", kind="fit")
     ds = analyse(act, fit, cfg, fit_path=str(fit_dir / "fit.nc"))
-    ds.attrs.update(schema.base_attrs("geometry"))
+    ds.attrs.update(convention.base_attrs("geometry"))
     ds.attrs.update(activity_file=str(activity), fit_dir=str(fit_dir),
                     config=json.dumps(dataclasses.asdict(cfg), sort_keys=True))
-    return schema.write_dataset(ds, out, kind="geometry")
+    return convention.write_dataset(ds, out, kind="geometry")

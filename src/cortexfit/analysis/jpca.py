@@ -27,7 +27,7 @@ from scipy.linalg import schur
 from sklearn.decomposition import PCA
 from threadpoolctl import threadpool_limits
 
-from cortexfit.errors import AnalysisError
+from cortexfit.core.errors import AnalysisError
 
 __all__ = ["JPCAResult", "fit_linear", "fit_skew_symmetric", "jpca", "r_squared", "skew_basis"]
 

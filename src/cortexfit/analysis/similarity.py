@@ -33,7 +33,7 @@ from sklearn.decomposition import PCA
 from sklearn.model_selection import KFold
 from threadpoolctl import threadpool_limits
 
-from cortexfit.errors import AnalysisError
+from cortexfit.core.errors import AnalysisError
 
 __all__ = [
     "CCAResult",

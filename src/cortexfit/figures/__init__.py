@@ -4,7 +4,7 @@ Each figure module (``cortexfit.figures.<module>``) defines ``NAME``, ``TITLE`` 
 ``make(out_dir, *, quick, seed) -> FigureResult``, which writes ``OUT_DIR/<name>.png`` and
 ``OUT_DIR/<name>.json`` (its check values and a pass/fail per check).  :func:`run` runs the selected
 figures, writes ``OUT_DIR/index.html`` (figures embedded as base64, so it opens offline) and raises
-:class:`~cortexfit.errors.ReportError` after writing everything if any check failed.
+:class:`~cortexfit.core.errors.ReportError` after writing everything if any check failed.
 
 ===============  ==========================================================================
 name             what it shows
@@ -41,7 +41,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from cortexfit.errors import ReportError
+from cortexfit.core.errors import ReportError
 from cortexfit.figures._common import (
     FigureResult,
     compute_context,

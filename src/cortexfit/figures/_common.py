@@ -25,8 +25,8 @@ from typing import Any
 
 import numpy as np
 
-from cortexfit.errors import ReportError
-from cortexfit.fileio import atomic_path
+from cortexfit.core.errors import ReportError
+from cortexfit.core.fileio import atomic_path
 
 STYLE: dict[str, Any] = {
     "figure.dpi": 100,

@@ -27,8 +27,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from cortexfit.errors import ConfigError
-from cortexfit.fileio import atomic_path
+from cortexfit.core.errors import ConfigError
+from cortexfit.core.fileio import atomic_path
 from cortexfit.models.base import (
     REGISTRY,
     Dynamics,

@@ -3,7 +3,7 @@
 Every recurrent family is a :class:`torch.nn.Module` subclass of :class:`Dynamics` registered by name with
 :func:`register`.  Options are a frozen, keyword-only dataclass per family (``Family.Options``), validated
 once when the model is built; :func:`parse_options` turns a plain ``dict`` into that dataclass and raises
-:class:`~cortexfit.errors.ConfigError` naming the valid options for an unknown one.
+:class:`~cortexfit.core.errors.ConfigError` naming the valid options for an unknown one.
 
 Examples
 --------
@@ -24,8 +24,8 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
-from cortexfit._typecheck import type_ok
-from cortexfit.errors import ConfigError, CortexfitError
+from cortexfit.core.options import type_ok
+from cortexfit.core.errors import ConfigError, CortexfitError
 
 REGISTRY: dict[str, type[Dynamics]] = {}
 

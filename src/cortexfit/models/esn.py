@@ -34,7 +34,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from cortexfit.errors import ConfigError, FitError
+from cortexfit.core.errors import ConfigError, FitError
 from cortexfit.models.base import Dynamics, register
 from cortexfit.models.ridge import Readout, fit_readout
 

@@ -33,7 +33,7 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from cortexfit.errors import ConfigError
+from cortexfit.core.errors import ConfigError
 from cortexfit.models.base import Dynamics, register
 from cortexfit.models.fastrnn import leaky_rnn, phi_of
 from cortexfit.models.stp import SYNAPSE_TYPES, stp_parameters, stp_update

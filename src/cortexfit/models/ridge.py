@@ -22,7 +22,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from cortexfit.errors import FitError
+from cortexfit.core.errors import FitError
 
 #: Default ridge grid, relative to the mean eigenvalue of the centred training Gram matrix.
 RELATIVE_ALPHAS = tuple(float(10.0**e) for e in range(-10, 2))

@@ -10,7 +10,7 @@
 
 Pages are single HTML files (figures as base64 PNG, inline CSS, no scripts or external assets) written
 atomically.  Missing pieces (a model without analyses, a dataset without behavior) are skipped with a
-short note; a folder with neither layout raises :class:`~cortexfit.errors.ReportError`.
+short note; a folder with neither layout raises :class:`~cortexfit.core.errors.ReportError`.
 
 Layout read (written by the other stages)::
 
@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from cortexfit.errors import ReportError
+from cortexfit.core.errors import ReportError
 from cortexfit.report import html as H
 
 log = logging.getLogger(__name__)
@@ -165,11 +165,11 @@ def load_dataset(folder: str | os.PathLike) -> DatasetResults:
     path = folder / "activity.nc"
     if not path.is_file():
         raise ReportError(f"{folder}: no activity.nc (not a dataset results folder)")
-    from cortexfit import schema
-    from cortexfit.errors import SchemaError
+    from cortexfit.core import convention
+    from cortexfit.core.errors import SchemaError
 
     try:
-        activity = schema.read_dataset(path, "activity")
+        activity = convention.read_dataset(path, "activity")
     except SchemaError as exc:
         raise ReportError(str(exc)) from None
     fits_dir = folder / "fits"

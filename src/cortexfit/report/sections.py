@@ -315,7 +315,7 @@ def _reorder(da: xr.DataArray, names: list[str]) -> np.ndarray:
 
 
 def _try_jpca(avg, dt, soft_norm, sec, who) -> tuple[np.ndarray | None, float, float]:
-    from cortexfit.errors import AnalysisError
+    from cortexfit.core.errors import AnalysisError
 
     try:
         return _jpca2(avg, dt, soft_norm)

@@ -7,7 +7,7 @@ table's ragged ``spike_times`` column is its flat ``VectorData`` plus its ``Vect
 a per-unit loop.  This skips pynwb's object construction (about 50 ms and its deprecation warnings per
 file) without losing anything ingest uses; ``tests/test_io_nwb.py`` checks the arrays against pynwb's.
 
-Every problem with the file becomes one :class:`~cortexfit.errors.IngestError` line naming the file.
+Every problem with the file becomes one :class:`~cortexfit.core.errors.IngestError` line naming the file.
 
 Examples
 --------
@@ -27,8 +27,8 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from cortexfit.errors import ConfigError, IngestError
-from cortexfit.fileio import file_sha256  # noqa: F401  (re-exported for ingest)
+from cortexfit.core.errors import ConfigError, IngestError
+from cortexfit.core.fileio import file_sha256  # noqa: F401  (re-exported for ingest)
 
 log = logging.getLogger("cortexfit.ingest")
 

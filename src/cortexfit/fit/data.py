@@ -2,16 +2,16 @@
 
 :func:`prepare` draws the seeded unit split (held-out units) and trial split (train/valid/test), builds task
 inputs from the trial coordinates (condition one-hot, event pulses) and checks that the data can be
-evaluated, raising :class:`~cortexfit.errors.FitError` with one line naming the file otherwise.  Numpy only:
+evaluated, raising :class:`~cortexfit.core.errors.FitError` with one line naming the file otherwise.  Numpy only:
 no torch here.
 
 Examples
 --------
 >>> import numpy as np
->>> from cortexfit import schema
->>> from cortexfit.fitconfig import load_config
+>>> from cortexfit.core import convention
+>>> from cortexfit.fit.config import load_config
 >>> y = np.random.default_rng(0).poisson(1.0, (20, 30, 8)).astype("uint16")
->>> ds = schema.new_activity(y, time=np.arange(30) * 0.01, bin_width_s=0.01)
+>>> ds = convention.new_activity(y, time=np.arange(30) * 0.01, bin_width_s=0.01)
 >>> data = prepare(ds, load_config(), seed=0)
 >>> data.n_units, int(data.heldout.sum()), data.n_enc, sorted(set(data.split.tolist()))
 (8, 2, 24, ['test', 'train', 'valid'])
@@ -27,10 +27,10 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from cortexfit import schema
-from cortexfit.errors import FitError
-from cortexfit.fitconfig import FitConfig
-from cortexfit.splits import split_trials, split_units
+from cortexfit.core import convention
+from cortexfit.core.errors import FitError
+from cortexfit.fit.config import FitConfig
+from cortexfit.fit.splits import split_trials, split_units
 
 MIN_TRIALS = 5
 
@@ -114,13 +114,13 @@ class FitData:
         return (x * self.valid[:, : self.n_enc][..., hi]).astype("float32")
 
     def nan_spikes(self) -> np.ndarray:
-        """Activity as float with NaN where not observed (what :mod:`cortexfit.metrics` expects)."""
+        """Activity as float with NaN where not observed (what :mod:`cortexfit.fit.metrics` expects)."""
         return np.where(self.valid > 0, self.y, np.nan)
 
 
 @dataclass(kw_only=True)
 class FitResult:
-    """What a family's fit returns to :mod:`cortexfit.train` (numpy arrays over all trials).
+    """What a family's fit returns to :mod:`cortexfit.fit` (numpy arrays over all trials).
 
     ``rates`` (trial, time, unit) expected counts per bin (or predicted traces); ``states`` (trial, time,
     state) and ``factors`` (trial, time, factor) or None; ``variables`` extra ``fit.nc`` variables as
@@ -157,8 +157,8 @@ def task_inputs(ds: xr.Dataset, cfg: FitConfig) -> tuple[np.ndarray, list[str]]:
     Examples
     --------
     >>> import numpy as np
-    >>> from cortexfit.fitconfig import load_config
-    >>> ds = schema.new_activity(np.zeros((2, 4, 1), "uint16"), time=[0.5, 1.5, 2.5, 3.5], bin_width_s=1.0)
+    >>> from cortexfit.fit.config import load_config
+    >>> ds = convention.new_activity(np.zeros((2, 4, 1), "uint16"), time=[0.5, 1.5, 2.5, 3.5], bin_width_s=1.0)
     >>> ds = ds.assign_coords(start_time=("trial", [10.0, 20.0]), go_time=("trial", [12.2, 21.0]),
     ...                       condition=("trial", ["a", "b"]))
     >>> x, names = task_inputs(ds, load_config())
@@ -231,15 +231,15 @@ def prepare(ds: xr.Dataset, cfg: FitConfig, *, seed: int, source: str = "") -> F
     Examples
     --------
     >>> import numpy as np
-    >>> from cortexfit.fitconfig import load_config
+    >>> from cortexfit.fit.config import load_config
     >>> y = np.zeros((3, 10, 4), "uint16")
-    >>> prepare(schema.new_activity(y, time=np.arange(10.0), bin_width_s=1.0), load_config(), seed=0)
+    >>> prepare(convention.new_activity(y, time=np.arange(10.0), bin_width_s=1.0), load_config(), seed=0)
     Traceback (most recent call last):
     ...
-    cortexfit.errors.FitError: activity: too few trials for a train/valid/test split: 3 (need at least 5)
+    cortexfit.core.errors.FitError: activity: too few trials for a train/valid/test split: 3 (need at least 5)
     """
     where = _where(ds, source)
-    nd = schema.neuron_dim(ds)
+    nd = convention.neuron_dim(ds)
     ds = ds.transpose("trial", "time", nd, ...)
     tr = cfg.train
     n_trial, n_time, n_unit = (ds.sizes[d] for d in ("trial", "time", nd))

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import scipy.linalg
 
-from cortexfit.errors import SimulateError
+from cortexfit.core.errors import SimulateError
 from cortexfit.simulate import (
     CommonConfig,
     Recording,

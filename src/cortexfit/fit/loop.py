@@ -10,7 +10,7 @@ from ``(seed, epoch)``, not carried over, so a resumed run is identical to an un
 Examples
 --------
 >>> import torch
->>> from cortexfit.fitconfig import TrainOptions
+>>> from cortexfit.fit.config import TrainOptions
 >>> net = torch.nn.Linear(1, 1)
 >>> x = torch.linspace(-1, 1, 20)[:, None]; y = 3 * x
 >>> loss = lambda m, idx, epoch: ((m(x[idx]) - y[idx]) ** 2).mean()
@@ -32,9 +32,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from cortexfit.errors import FitError
-from cortexfit.fileio import atomic_path
-from cortexfit.fitconfig import TrainOptions
+from cortexfit.core.errors import FitError
+from cortexfit.core.fileio import atomic_path
+from cortexfit.fit.config import TrainOptions
 
 CHECKPOINT_FORMAT = "cortexfit-checkpoint/1"
 

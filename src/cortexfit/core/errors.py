@@ -17,7 +17,7 @@ class ConfigError(CortexfitError):
 
 
 class SchemaError(CortexfitError):
-    """A dataset does not follow the cortexfit xarray convention (see :mod:`cortexfit.schema`)."""
+    """A dataset does not follow the cortexfit xarray convention (see :mod:`cortexfit.core.convention`)."""
 
 
 class IngestError(CortexfitError):

@@ -15,13 +15,13 @@ Options given as sequences are searched on a grid by the bits per spike of the h
 ``valid`` trials (or on a seeded 20 % of the train trials when there are none, or the held-out units are silent
 on them); the GLM fitted on the train trials at the best setting is kept.  The Poisson GLM
 (:func:`fit_poisson_glm`) minimises scikit-learn's ``PoissonRegressor`` objective for all units at once with
-L-BFGS.  Smoothing ignores NaN bins (:func:`cortexfit.metrics.gaussian_smooth`); bins with no observed bin
+L-BFGS.  Smoothing ignores NaN bins (:func:`cortexfit.fit.metrics.gaussian_smooth`); bins with no observed bin
 within the kernel take the train mean, and only fully observed bins enter the FA fit and feature scaling.
 
 Examples
 --------
 >>> import numpy as np
->>> from cortexfit.baselines import BASELINES
+>>> from cortexfit.fit.baselines import BASELINES
 >>> rng = np.random.default_rng(0)
 >>> rate = 0.2 * (1 + np.sin(np.linspace(0, 6, 50)))[None, :, None] * rng.uniform(0.5, 2, (1, 1, 12))
 >>> counts = rng.poisson(np.broadcast_to(rate, (30, 50, 12))).astype(float)
@@ -45,8 +45,8 @@ from scipy.optimize import minimize
 from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
-from cortexfit.errors import ConfigError, FitError
-from cortexfit.metrics import bits_per_spike, gaussian_smooth
+from cortexfit.core.errors import ConfigError, FitError
+from cortexfit.fit.metrics import bits_per_spike, gaussian_smooth
 
 TRANSFORMS = ("sqrt", "log", "raw")
 

@@ -1,7 +1,7 @@
 """Typed options of ``cortexfit fit``: training, model, forecast and echo-state settings.
 
 A config file (YAML or JSON) has up to four sections, each a keyword-only frozen dataclass validated once
-when loaded; an unknown section or key raises :class:`~cortexfit.errors.ConfigError` listing the valid ones::
+when loaded; an unknown section or key raises :class:`~cortexfit.core.errors.ConfigError` listing the valid ones::
 
     train:    {max_epochs: 300, lr: 0.01, batch_size: 16, patience: 50, heldout_frac: 0.25, ...}
     model:    {hidden_size: 64, factors: 16, dropout: 0.3, coordinated_dropout: 0.5, controller: 8, ...}
@@ -19,7 +19,7 @@ Examples
 >>> load_config({"train": {"epochs": 5}})
 Traceback (most recent call last):
 ...
-cortexfit.errors.ConfigError: config: unknown key 'epochs' in section 'train'; valid keys: ...
+cortexfit.core.errors.ConfigError: config: unknown key 'epochs' in section 'train'; valid keys: ...
 """
 
 from __future__ import annotations
@@ -34,18 +34,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from cortexfit import schema
-from cortexfit._typecheck import type_ok
-from cortexfit.errors import ConfigError
+from cortexfit.core import convention
+from cortexfit.core.options import type_ok
+from cortexfit.core.errors import ConfigError
 
-#: The ``fit`` dataset kind (``OUT_DIR/fit.nc``); states/factors are optional for baselines without them.
-FIT_KIND = schema.KindSpec(
-    variables={"rates": ("trial", "time", "neuron")},
-    coords=("trial", "time", "split", "heldout"),
-    attrs=("model", "mode", "seed", "device", "activity_file", "activity_sha256", "config"),
-    optional={"states": ("trial", "time", "state"), "factors": ("trial", "time", "factor")},
-)
-schema.register_kind("fit", FIT_KIND)
 
 SCHEDULES = ("teacher", "linear", "exponential", "inverse_sigmoid")
 
@@ -143,7 +135,7 @@ class ModelOptions:
 class ForecastOptions:
     """Forecast mode: scheduled sampling of the teacher probability and the horizons evaluated.
 
-    ``schedule`` (per epoch ``i``, see :func:`cortexfit.forecast.teacher_prob`): ``teacher`` always 1,
+    ``schedule`` (per epoch ``i``, see :func:`cortexfit.fit.forecast.teacher_prob`): ``teacher`` always 1,
     ``linear`` ``max(min_prob, k - c i)``, ``exponential`` ``max(min_prob, k ** i)`` with ``k < 1``,
     ``inverse_sigmoid`` ``max(min_prob, k / (k + exp(i / k)))`` with ``k >= 1``.  ``k`` defaults to
     1.0, 0.97 and 10.0 respectively.
@@ -211,7 +203,7 @@ class EsnOptions:
 
 @dataclass(frozen=True, kw_only=True)
 class BaselineOptions:
-    """Options passed unchanged to :data:`cortexfit.baselines.BASELINES` (validated there)."""
+    """Options passed unchanged to :data:`cortexfit.fit.baselines.BASELINES` (validated there)."""
 
     smoothing: dict = field(default_factory=dict)
     fa: dict = field(default_factory=dict)

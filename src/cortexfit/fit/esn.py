@@ -8,10 +8,10 @@ in forecast mode the inputs are causal ``log1p`` counts and state ``s_t`` has se
 readout to every unit is either ridge regression of ``log(smoothed counts + c)`` (``c`` = ``esn.log_offset``
 times the unit's mean count) with the penalty chosen by k-fold CV over train trials
 (:func:`cortexfit.models.fit_readout`), recalibrated per unit so mean predicted and observed counts agree,
-or a Poisson GLM (:func:`cortexfit.baselines.fit_poisson_glm`) with the penalty chosen on valid trials.
+or a Poisson GLM (:func:`cortexfit.fit.baselines.fit_poisson_glm`) with the penalty chosen on valid trials.
 Rates are ``exp(.)`` of the readout, hence > 0.
 
-``smoothing`` / ``fa``: :data:`cortexfit.baselines.BASELINES` on the counts with the forward-prediction bins
+``smoothing`` / ``fa``: :data:`cortexfit.fit.baselines.BASELINES` on the counts with the forward-prediction bins
 hidden (NaN), so co-bps is scored under the same conditions as the latent models; they have no forward
 model, so their ``fp_bps`` is null.
 """
@@ -26,10 +26,10 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from cortexfit.errors import FitError
-from cortexfit.fitconfig import FitConfig
-from cortexfit.fitdata import FitData, FitResult
-from cortexfit.metrics import bits_per_spike, gaussian_smooth
+from cortexfit.core.errors import FitError
+from cortexfit.fit.config import FitConfig
+from cortexfit.fit.data import FitData, FitResult
+from cortexfit.fit.metrics import bits_per_spike, gaussian_smooth
 
 
 class StateReadout(nn.Module):
@@ -97,7 +97,7 @@ def _fit_readout(readout: StateReadout, feats: Tensor, data: FitData, cfg: FitCo
         with torch.no_grad():
             readout.linear.bias += torch.as_tensor(np.log(np.maximum(scale, 1e-6)), dtype=feats.dtype)
         return {"readout": "ridge", "alpha": ro.alpha}
-    from cortexfit.baselines import fit_poisson_glm
+    from cortexfit.fit.baselines import fit_poisson_glm
 
     x = feats.numpy().astype("float64")
     best, best_bps, init = None, -np.inf, None
@@ -121,18 +121,18 @@ def fit_esn(data: FitData, cfg: FitConfig, *, mode: str, seed: int) -> FitResult
     Examples
     --------
     >>> import numpy as np
-    >>> from cortexfit import schema
-    >>> from cortexfit.fitconfig import load_config
-    >>> from cortexfit.fitdata import prepare
+    >>> from cortexfit.core import convention
+    >>> from cortexfit.fit.config import load_config
+    >>> from cortexfit.fit.data import prepare
     >>> y = np.random.default_rng(0).poisson(0.5, (12, 20, 6)).astype("uint16")
-    >>> data = prepare(schema.new_activity(y, time=np.arange(20) * 0.01, bin_width_s=0.01), load_config(), seed=0)
+    >>> data = prepare(convention.new_activity(y, time=np.arange(20) * 0.01, bin_width_s=0.01), load_config(), seed=0)
     >>> res = fit_esn(data, load_config("smoke"), mode="latent", seed=0)
     >>> res.rates.shape, res.epochs is None
     ((12, 20, 6), True)
     """
     from cortexfit import models
-    from cortexfit.forecast import ForecastModel, horizon_errors, horizon_table
-    from cortexfit.latent import family_options
+    from cortexfit.fit.forecast import ForecastModel, horizon_errors, horizon_table
+    from cortexfit.fit.latent import family_options
 
     t0 = time.perf_counter()
     torch.manual_seed(seed)
@@ -204,22 +204,22 @@ def fit_esn(data: FitData, cfg: FitConfig, *, mode: str, seed: int) -> FitResult
 
 
 def fit_baseline(data: FitData, cfg: FitConfig, *, name: str, seed: int) -> FitResult:
-    """Run one baseline of :data:`cortexfit.baselines.BASELINES` with the forward bins hidden.
+    """Run one baseline of :data:`cortexfit.fit.baselines.BASELINES` with the forward bins hidden.
 
     Examples
     --------
     >>> import numpy as np
-    >>> from cortexfit import schema
-    >>> from cortexfit.fitconfig import load_config
-    >>> from cortexfit.fitdata import prepare
+    >>> from cortexfit.core import convention
+    >>> from cortexfit.fit.config import load_config
+    >>> from cortexfit.fit.data import prepare
     >>> y = np.random.default_rng(0).poisson(0.5, (12, 20, 6)).astype("uint16")
-    >>> data = prepare(schema.new_activity(y, time=np.arange(20) * 0.01, bin_width_s=0.01), load_config(), seed=0)
+    >>> data = prepare(convention.new_activity(y, time=np.arange(20) * 0.01, bin_width_s=0.01), load_config(), seed=0)
     >>> res = fit_baseline(data, load_config("smoke"), name="fa", seed=0)
     >>> res.rates.shape, res.forward
     ((12, 20, 6), False)
     """
-    from cortexfit.baselines import BASELINES
-    from cortexfit.fitloop import save_atomic
+    from cortexfit.fit.baselines import BASELINES
+    from cortexfit.fit.loop import save_atomic
     from cortexfit.models import FORMAT
 
     if not data.spikes:

@@ -1,9 +1,9 @@
 """``cortexfit fit``: fit one model by name to an activity dataset and write a fit directory.
 
 Models (:data:`FIT_MODELS`): the gradient-trained families ``rate``, ``vanilla``, ``lstm``
-(:mod:`cortexfit.latent`, :mod:`cortexfit.forecast`), the echo-state family ``esn`` and the baselines
-``smoothing`` and ``fa`` (:mod:`cortexfit.fitclosed`).  All share the seeded unit/trial split
-(:func:`cortexfit.fitdata.prepare`), the outputs and the metrics:
+(:mod:`cortexfit.fit.latent`, :mod:`cortexfit.fit.forecast`), the echo-state family ``esn`` and the baselines
+``smoothing`` and ``fa`` (:mod:`cortexfit.fit.esn`).  All share the seeded unit/trial split
+(:func:`cortexfit.fit.data.prepare`), the outputs and the metrics:
 
 * ``co_bps`` -- held-out units on test trials over the encoder window, given only held-in activity;
 * ``fp_bps`` -- all units on test trials over the last ``fp_bins`` bins, which no model ever sees;
@@ -19,10 +19,10 @@ checkpoint survives a kill so that ``--resume`` continues from the last finished
 Examples
 --------
 >>> import numpy as np, tempfile, pathlib
->>> from cortexfit import schema
+>>> from cortexfit.core import convention
 >>> y = np.random.default_rng(0).poisson(0.5, (12, 20, 6)).astype("uint16")
 >>> d = pathlib.Path(tempfile.mkdtemp())
->>> _ = schema.write_dataset(schema.new_activity(y, time=np.arange(20) * 0.01, bin_width_s=0.01), d / "a.nc")
+>>> _ = convention.write_dataset(convention.new_activity(y, time=np.arange(20) * 0.01, bin_width_s=0.01), d / "a.nc")
 >>> m = run(d / "a.nc", d / "fit", model="smoothing", config="smoke")
 >>> sorted(p.name for p in (d / "fit").iterdir())
 ['fit.nc', 'history.csv', 'metrics.json', 'model.pt']
@@ -44,13 +44,14 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from cortexfit import metrics, schema
-from cortexfit.errors import ConfigError, CortexfitError, FitError
-from cortexfit.fileio import file_sha256, write_text_atomic
-from cortexfit.fitconfig import FitConfig, load_config
-from cortexfit.fitdata import FitData, FitResult, prepare
+from cortexfit.fit import metrics
+from cortexfit.core import convention
+from cortexfit.core.errors import ConfigError, CortexfitError, FitError
+from cortexfit.core.fileio import file_sha256, write_text_atomic
+from cortexfit.fit.config import FitConfig, load_config
+from cortexfit.fit.data import FitData, FitResult, prepare
 
-log = logging.getLogger("cortexfit.train")
+log = logging.getLogger("cortexfit.fit")
 
 GRADIENT_FAMILIES = ("lstm", "rate", "vanilla")
 FIT_MODELS = ("esn", "fa", "lstm", "rate", "smoothing", "vanilla")
@@ -104,9 +105,9 @@ def compute_metrics(data: FitData, rates: np.ndarray, *, forward: bool = True, v
 
     Examples
     --------
-    >>> from cortexfit.fitconfig import load_config
+    >>> from cortexfit.fit.config import load_config
     >>> y = np.random.default_rng(0).poisson(0.5, (12, 20, 6)).astype("uint16")
-    >>> data = prepare(schema.new_activity(y, time=np.arange(20) * 0.01, bin_width_s=0.01), load_config(), seed=0)
+    >>> data = prepare(convention.new_activity(y, time=np.arange(20) * 0.01, bin_width_s=0.01), load_config(), seed=0)
     >>> m = compute_metrics(data, np.full(y.shape, 0.5))
     >>> abs(m["co_bps"]) < 0.2, m["vel_r2"]
     (True, None)
@@ -133,7 +134,7 @@ def compute_metrics(data: FitData, rates: np.ndarray, *, forward: bool = True, v
 
 
 def _fit_dataset(ds: xr.Dataset, data: FitData, res: FitResult, attrs: Mapping[str, Any]) -> xr.Dataset:
-    nd = schema.neuron_dim(ds)
+    nd = convention.neuron_dim(ds)
     coords: dict[str, Any] = {"trial": ds["trial"].values, "time": ds["time"], nd: ds[nd].values}
     for name, c in ds.coords.items():
         if name not in coords and c.dims in (("trial",), (nd,)):
@@ -152,7 +153,7 @@ def _fit_dataset(ds: xr.Dataset, data: FitData, res: FitResult, attrs: Mapping[s
             out = out.assign_coords({name: (dims, arr)})
         else:
             out[name] = (dims, arr)
-    out.attrs.update(schema.base_attrs("fit"))
+    out.attrs.update(convention.base_attrs("fit"))
     out.attrs.update({k: v for k, v in attrs.items()})
     return out
 
@@ -182,22 +183,23 @@ def _deterministic(device: str):
 
 def _fit(data: FitData, cfg: FitConfig, *, model: str, mode: str, seed: int, device: str, ckpt: Path,
          fingerprint: str, resume: bool, after_epoch: Callable[[int], None] | None) -> FitResult:
-    from cortexfit import fitclosed, fitloop
+    from cortexfit.fit import esn
+    from cortexfit.fit import loop
 
     if model in ("smoothing", "fa"):
-        return fitclosed.fit_baseline(data, cfg, name=model, seed=seed)
+        return esn.fit_baseline(data, cfg, name=model, seed=seed)
     if model == "esn":
-        return fitclosed.fit_esn(data, cfg, mode=mode, seed=seed)
+        return esn.fit_esn(data, cfg, mode=mode, seed=seed)
     state = None
     if resume and ckpt.is_file():
-        state = fitloop.load_checkpoint(ckpt, fingerprint)
+        state = loop.load_checkpoint(ckpt, fingerprint)
         log.info("resuming %s from epoch %d (%s)", model, int(state["epoch"]), ckpt)
     elif resume:
         log.info("no checkpoint in %s: starting from scratch", ckpt.parent)
     if mode == "latent":
-        from cortexfit.latent import fit_latent as fit_fn
+        from cortexfit.fit.latent import fit_latent as fit_fn
     else:
-        from cortexfit.forecast import fit_forecast as fit_fn
+        from cortexfit.fit.forecast import fit_forecast as fit_fn
     return fit_fn(data, cfg, family=model, device=device, seed=seed, checkpoint=ckpt, fingerprint=fingerprint,
                   resume=state, after_epoch=after_epoch)
 
@@ -219,7 +221,7 @@ def run(activity: str | os.PathLike, out_dir: str | os.PathLike, *, model: str, 
     mode : {"latent", "forecast"}
         Latent-variable model (encoder -> generator -> readout) or next-bin forecasting.
     config : FitConfig, mapping, path or preset name, optional
-        Options (:func:`cortexfit.fitconfig.load_config`); ``"smoke"`` trains in seconds.
+        Options (:func:`cortexfit.fit.config.load_config`); ``"smoke"`` trains in seconds.
     seed : int
         Seed of the splits, initialisation and training.
     device : {"auto", "cpu", "cuda"}
@@ -249,7 +251,7 @@ def run(activity: str | os.PathLike, out_dir: str | os.PathLike, *, model: str, 
     cfg = load_config(config)
     dev = resolve_device(device)
     src = Path(activity)
-    ds = schema.read_dataset(src, "activity")
+    ds = convention.read_dataset(src, "activity")
     data = prepare(ds, cfg, seed=seed, source=str(src))
     out = Path(out_dir)
     sha = file_sha256(src)
@@ -283,7 +285,7 @@ def run(activity: str | os.PathLike, out_dir: str | os.PathLike, *, model: str, 
             written.append(out / name)
             write_text_atomic(out / name, text)
         written.append(out / "fit.nc")
-        schema.write_dataset(fit_ds, out / "fit.nc", "fit")
+        convention.write_dataset(fit_ds, out / "fit.nc", "fit")
         written.append(out / "model.pt")
         res.save_model(out / "model.pt")
         written.append(out / "metrics.json")

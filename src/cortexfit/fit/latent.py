@@ -235,23 +235,24 @@ def family_options(family: str, cfg_options: dict, bin_width_s: float, seed: int
 
 def fit_latent(data, cfg, *, family: str, device: str, seed: int, checkpoint=None, fingerprint: str = "",
                resume=None, after_epoch=None):
-    """Fit a gradient-trained family in latent mode and predict every trial (see :mod:`cortexfit.train`).
+    """Fit a gradient-trained family in latent mode and predict every trial (see :mod:`cortexfit.fit`).
 
-    Returns a :class:`cortexfit.fitdata.FitResult`.
+    Returns a :class:`cortexfit.fit.data.FitResult`.
     Examples
     --------
     >>> import numpy as np
-    >>> from cortexfit import schema
-    >>> from cortexfit.fitconfig import load_config
-    >>> from cortexfit.fitdata import prepare
+    >>> from cortexfit.core import convention
+    >>> from cortexfit.fit.config import load_config
+    >>> from cortexfit.fit.data import prepare
     >>> y = np.random.default_rng(0).poisson(0.5, (12, 20, 6)).astype("uint16")
-    >>> data = prepare(schema.new_activity(y, time=np.arange(20) * 0.01, bin_width_s=0.01), load_config(), seed=0)
+    >>> data = prepare(convention.new_activity(y, time=np.arange(20) * 0.01, bin_width_s=0.01), load_config(), seed=0)
     >>> res = fit_latent(data, load_config("smoke"), family="vanilla", device="cpu", seed=0)
     >>> res.rates.shape, res.epochs
     ((12, 20, 6), 3)
     """
-    from cortexfit import fitloop, models
-    from cortexfit.fitdata import FitResult
+    from cortexfit import models
+    from cortexfit.fit import loop
+    from cortexfit.fit.data import FitResult
 
     torch.manual_seed(seed)
     m = cfg.model
@@ -299,7 +300,7 @@ def fit_latent(data, cfg, *, family: str, device: str, seed: int, checkpoint=Non
         out = model(LatentBatch(X[valid_idx], U[valid_idx]))
         return float(loss_on(out, valid_idx, W[valid_idx] * eval_mask))
 
-    res = fitloop.train(model, batch_loss, valid_loss, n_train=len(train_idx), opts=cfg.train, seed=seed,
+    res = loop.train(model, batch_loss, valid_loss, n_train=len(train_idx), opts=cfg.train, seed=seed,
                         checkpoint=checkpoint, fingerprint=fingerprint, resume=resume, where=data.source,
                         desc=f"fit {family}", after_epoch=after_epoch)
     rates, states, factors = [], [], []

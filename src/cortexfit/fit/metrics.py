@@ -7,7 +7,7 @@ Definitions follow ``nlb_tools.evaluation`` (Pei et al. 2021), re-implemented he
   neuron's mean count per bin over *all evaluated bins* (last axis = neuron); NaN spike bins are not
   evaluated.  As in nlb, a null rate of exactly 0 (a silent neuron) is replaced by 1e-9.  Unlike nlb, which
   warns and substitutes 1e-9 for zero model rates, a model rate that is <= 0 or not finite in an evaluated bin
-  raises :class:`~cortexfit.errors.FitError`, and so do evaluated spikes that sum to zero.
+  raises :class:`~cortexfit.core.errors.FitError`, and so do evaluated spikes that sum to zero.
 * **co-bps** -- bits per spike of the held-out units on test trials; **fp-bps** -- the same formula on the
   forward-prediction bins (held-in and held-out units together, as nlb does).
 * **velocity R2** -- ridge regression from rates at bin ``t`` to velocity at bin ``t + lag_bins`` fitted on
@@ -26,7 +26,7 @@ Numpy in, Python floats out; this module does not import torch.
 Examples
 --------
 >>> import numpy as np
->>> from cortexfit import metrics
+>>> from cortexfit.fit import metrics
 >>> spikes = np.array([[[0.0], [2.0], [1.0]]])          # 1 trial, 3 bins, 1 neuron
 >>> round(metrics.bits_per_spike(np.array([[[0.1], [2.0], [0.9]]]), spikes), 4)
 0.616
@@ -41,8 +41,8 @@ import numpy as np
 from scipy.ndimage import gaussian_filter1d
 from scipy.special import gammaln
 
-from cortexfit.errors import FitError
-from cortexfit.splits import split_trials, split_units
+from cortexfit.core.errors import FitError
+from cortexfit.fit.splits import split_trials, split_units
 
 __all__ = [
     "bits_per_spike",

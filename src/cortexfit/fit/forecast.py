@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from cortexfit.latent import MAX_LOG_RATE, Readout
+from cortexfit.fit.latent import MAX_LOG_RATE, Readout
 from cortexfit.models.base import Dynamics
 
 
@@ -241,22 +241,23 @@ def fit_forecast(data, cfg, *, family: str, device: str, seed: int, checkpoint=N
     """Fit a gradient-trained family in forecast mode with scheduled sampling; predict every trial.
 
     Rates of the encoder window are one-step-ahead predictions (teacher-forced on held-in activity); the
-    forward-prediction bins are a closed-loop rollout.  Returns a :class:`cortexfit.fitdata.FitResult`.
+    forward-prediction bins are a closed-loop rollout.  Returns a :class:`cortexfit.fit.data.FitResult`.
     Examples
     --------
     >>> import numpy as np
-    >>> from cortexfit import schema
-    >>> from cortexfit.fitconfig import load_config
-    >>> from cortexfit.fitdata import prepare
+    >>> from cortexfit.core import convention
+    >>> from cortexfit.fit.config import load_config
+    >>> from cortexfit.fit.data import prepare
     >>> y = np.random.default_rng(0).poisson(0.5, (12, 20, 6)).astype("uint16")
-    >>> data = prepare(schema.new_activity(y, time=np.arange(20) * 0.01, bin_width_s=0.01), load_config(), seed=0)
+    >>> data = prepare(convention.new_activity(y, time=np.arange(20) * 0.01, bin_width_s=0.01), load_config(), seed=0)
     >>> res = fit_forecast(data, load_config("smoke"), family="lstm", device="cpu", seed=0)
     >>> res.rates.shape, sorted(res.json_files)
     ((12, 20, 6), ['horizon.json'])
     """
-    from cortexfit import fitloop, models
-    from cortexfit.fitdata import FitResult
-    from cortexfit.latent import family_options, masked_loss
+    from cortexfit import models
+    from cortexfit.fit import loop
+    from cortexfit.fit.data import FitResult
+    from cortexfit.fit.latent import family_options, masked_loss
 
     torch.manual_seed(seed)
     m, fc = cfg.model, cfg.forecast
@@ -292,7 +293,7 @@ def fit_forecast(data, cfg, *, family: str, device: str, seed: int, checkpoint=N
         out = model.rollout(X[valid_idx], U[valid_idx], data.n_enc)
         return float(masked_loss(out.rates, out.log_rates, Y[valid_idx], W[valid_idx], poisson=poisson))
 
-    res = fitloop.train(model, batch_loss, valid_loss, n_train=len(train_idx), opts=cfg.train, seed=seed,
+    res = loop.train(model, batch_loss, valid_loss, n_train=len(train_idx), opts=cfg.train, seed=seed,
                         checkpoint=checkpoint, fingerprint=fingerprint, resume=resume, where=data.source,
                         desc=f"fit {family} (forecast)", after_epoch=after_epoch)
     with torch.no_grad():

@@ -6,7 +6,7 @@ scoring).  These helpers draw both deterministically from a seed with numpy's ``
 
 Examples
 --------
->>> from cortexfit.splits import split_trials, split_units
+>>> from cortexfit.fit.splits import split_trials, split_units
 >>> heldout = split_units(8, heldout_frac=0.25, seed=0)
 >>> int(heldout.sum())
 2
@@ -21,7 +21,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from cortexfit.errors import FitError
+from cortexfit.core.errors import FitError
 
 SPLIT_NAMES = ("train", "valid", "test")
 

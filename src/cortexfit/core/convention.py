@@ -34,10 +34,10 @@ Kind ``activity`` (written by ``cortexfit ingest``)
 Examples
 --------
 >>> import numpy as np
->>> from cortexfit import schema
->>> ds = schema.new_activity(np.zeros((2, 3, 4), dtype="uint16"), time=[0.0025, 0.0075, 0.0125],
+>>> from cortexfit.core import convention
+>>> ds = convention.new_activity(np.zeros((2, 3, 4), dtype="uint16"), time=[0.0025, 0.0075, 0.0125],
 ...                          bin_width_s=0.005, align_event="move_onset_time")
->>> schema.validate(ds, "activity")
+>>> convention.validate(ds, "activity")
 >>> ds.activity.dims
 ('trial', 'time', 'unit')
 """
@@ -55,8 +55,8 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from cortexfit.errors import SchemaError
-from cortexfit.fileio import atomic_path
+from cortexfit.core.errors import SchemaError
+from cortexfit.core.fileio import atomic_path
 
 CONVENTION_VERSION = 1
 NEURON_DIMS = ("unit", "roi")
@@ -79,8 +79,16 @@ class KindSpec:
     optional: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
 
-#: Registry of kinds.  Later stages add theirs with :func:`register_kind`.
+#: Scalar results stored as global attrs of a ``geometry`` file.
+GEOMETRY_SCALARS = (
+    "data_participation_ratio", "state_participation_ratio", "jpca_r2_skew", "jpca_r2_full",
+    "jpca_window_start_s", "jpca_window_stop_s", "state_jpca_r2_skew", "state_jpca_r2_full",
+    "cca_cv_mean_corr", "cca_cv_mean_corr_shuffled", "procrustes_similarity", "dsa_distance",
+)
+
+#: Every file kind of the pipeline, in the order the stages write them.
 KINDS: dict[str, KindSpec] = {
+    # ``cortexfit ingest``: binned activity of one recording.
     "activity": KindSpec(
         variables={"activity": ("trial", "time", "neuron"), "valid": ("trial", "time", "neuron")},
         coords=("trial", "time"),
@@ -96,17 +104,48 @@ KINDS: dict[str, KindSpec] = {
         ),
         optional={"behavior": ("trial", "time", "behavior_channel")},
     ),
+    # ``cortexfit simulate``: ground truth beside a simulated NWB file (``<name>.truth.nc``).
     "truth": KindSpec(
         variables={"rates": ("trial", "time", "unit"), "latents": ("trial", "time", "latent")},
         coords=("trial", "time"),
         attrs=("task", "seed", "dt_s"),
     ),
+    # ``cortexfit fit``: ``OUT_DIR/fit.nc``; states/factors are optional for baselines without them.
+    "fit": KindSpec(
+        variables={"rates": ("trial", "time", "neuron")},
+        coords=("trial", "time", "split", "heldout"),
+        attrs=("model", "mode", "seed", "device", "activity_file", "activity_sha256", "config"),
+        optional={"states": ("trial", "time", "state"), "factors": ("trial", "time", "factor")},
+    ),
+    # ``cortexfit fixed-points``: fixed and slow points of a fitted model.
+    "fixed_points": KindSpec(
+        variables={"xstar": ("point", "state"), "q": ("point",), "eig_real": ("point", "eig"),
+                   "eig_imag": ("point", "eig"), "label": ("point",), "point_type": ("point",),
+                   "u_star": ("point", "input"), "pc_projection": ("point", "pc")},
+        attrs=("family", "inputs", "n_init", "seed", "n_stable", "n_fixed"),
+    ),
+    # ``cortexfit geometry``: PCA, jPCA and model-data alignment.
+    "geometry": KindSpec(
+        variables={"data_variance_explained": ("data_pc",), "state_variance_explained": ("state_pc",),
+                   "jpca_projection": ("condition", "jpca_time", "jpc_plane", "jpc_axis"),
+                   "jpca_frequency_hz": ("jpc_plane",), "jpca_plane_variance_fraction": ("jpc_plane",),
+                   "cca_corr": ("cca_component",)},
+        coords=("condition",),
+        attrs=("activity_file", "fit_dir", "config", "conditions_from", "model_variable", *GEOMETRY_SCALARS),
+    ),
+    # ``cortexfit dynamics``: spectra, Lyapunov exponents, echo-state and gradient tests.
+    "dynamics": KindSpec(
+        variables={
+            "jacobian_eig_real": ("eig_jac",),
+            "jacobian_eig_imag": ("eig_jac",),
+            "lyapunov": ("lyap",),
+            "grad_norm": ("time_lag",),
+            "echo_distance": ("echo_step",),
+        },
+        attrs=("family", "dt_s", "spectral_radius", "bulk_radius", "lyapunov_max_per_step", "lyapunov_max_per_s"),
+        optional={"weight_eig_real": ("eig",), "weight_eig_imag": ("eig",), "weight_eig_outlier": ("eig",)},
+    ),
 }
-
-
-def register_kind(name: str, spec: KindSpec) -> None:
-    """Register (or replace) the spec of a file kind, e.g. ``"fit"`` or ``"fixed_points"``."""
-    KINDS[name] = spec
 
 
 def neuron_dim(ds: xr.Dataset) -> str:
@@ -194,7 +233,7 @@ def _where(ds: xr.Dataset) -> str:
 def validate(ds: xr.Dataset, kind: str | None = None) -> None:
     """Check that ``ds`` follows the convention for ``kind`` (default: its ``cortexfit_kind`` attr).
 
-    Raises :class:`~cortexfit.errors.SchemaError` with one line naming the problem.
+    Raises :class:`~cortexfit.core.errors.SchemaError` with one line naming the problem.
     """
     where = _where(ds)
     actual = ds.attrs.get("cortexfit_kind")
@@ -272,7 +311,7 @@ def write_dataset(ds: xr.Dataset, path: str | os.PathLike, kind: str | None = No
 def read_dataset(path: str | os.PathLike, kind: str | None = None) -> xr.Dataset:
     """Read a cortexfit netCDF file fully into memory and validate it.
 
-    Raises :class:`~cortexfit.errors.SchemaError` (one line, naming the file) if the file is missing,
+    Raises :class:`~cortexfit.core.errors.SchemaError` (one line, naming the file) if the file is missing,
     unreadable or does not follow the convention for ``kind``.
     """
     path = Path(path)

@@ -15,7 +15,7 @@
 * flipflop only, where :mod:`cortexfit.models` is importable: ``OUT.teacher/model.pt``, the teacher RNN in
   the project's model format (family ``vanilla``, tanh), so ``cortexfit fixed-points OUT.teacher`` runs on it.
 
-The tasks themselves live in :mod:`cortexfit.simulate_tasks`.  Every output appears only once complete
+The tasks themselves live in :mod:`cortexfit.simulate.tasks`.  Every output appears only once complete
 (temp file in the same folder + ``os.replace``).  Importing this module does not import torch.
 
 Examples
@@ -40,9 +40,9 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from cortexfit import schema
-from cortexfit.errors import ConfigError, SimulateError
-from cortexfit.fileio import atomic_path
+from cortexfit.core import convention
+from cortexfit.core.errors import ConfigError, SimulateError
+from cortexfit.core.fileio import atomic_path
 
 log = logging.getLogger("cortexfit.simulate")
 
@@ -72,7 +72,7 @@ def check_option(name: str, ok: bool, what: str) -> None:
 
 @dataclass(frozen=True, kw_only=True)
 class CommonConfig:
-    """Options shared by the tasks (see :class:`cortexfit.simulate_tasks.ReachConfig` and ``FlipflopConfig``)."""
+    """Options shared by the tasks (see :class:`cortexfit.simulate.tasks.ReachConfig` and ``FlipflopConfig``)."""
 
     n_trials: int
     dt_s: float = 0.005  # simulation step = rate bin = behaviour sample interval
@@ -190,24 +190,24 @@ def new_truth(task: str, seed: int, cfg: CommonConfig, rates: np.ndarray, latent
         coords={"trial": np.arange(rates.shape[0]), "unit": np.arange(rates.shape[2]),
                 "time": ("time", np.asarray(time, float), {"units": "s"}), "latent": np.arange(latents.shape[2])},
     )
-    ds.attrs.update(schema.base_attrs("truth"))
+    ds.attrs.update(convention.base_attrs("truth"))
     ds.attrs.update(task=task, seed=int(seed), dt_s=float(cfg.dt_s), n_trials=int(cfg.n_trials),
                     config=cfg.to_json(), **attrs)
     return ds
 
 
 def simulate_reach(*, seed: int = 0, n_trials: int | None = None, config: Any = None) -> Recording:
-    """Reach task; see :func:`cortexfit.simulate_tasks.simulate_reach`."""
-    from cortexfit import simulate_tasks
+    """Reach task; see :func:`cortexfit.simulate.tasks.simulate_reach`."""
+    from cortexfit.simulate import tasks
 
-    return simulate_tasks.simulate_reach(seed=seed, n_trials=n_trials, config=config)
+    return tasks.simulate_reach(seed=seed, n_trials=n_trials, config=config)
 
 
 def simulate_flipflop(*, seed: int = 0, n_trials: int | None = None, config: Any = None) -> Recording:
-    """3-bit flip-flop task; see :func:`cortexfit.simulate_tasks.simulate_flipflop` (imports torch)."""
-    from cortexfit import simulate_tasks
+    """3-bit flip-flop task; see :func:`cortexfit.simulate.tasks.simulate_flipflop` (imports torch)."""
+    from cortexfit.simulate import tasks
 
-    return simulate_tasks.simulate_flipflop(seed=seed, n_trials=n_trials, config=config)
+    return tasks.simulate_flipflop(seed=seed, n_trials=n_trials, config=config)
 
 
 # ---------------------------------------------------------------------------------------------- output
@@ -375,7 +375,7 @@ def run(task: str, out: str | os.PathLike, *, seed: int = 0, n_trials: int | Non
     rec = simulate(seed=seed, n_trials=n_trials)
     truth = truth_path(out)
     try:
-        schema.write_dataset(rec.truth, truth, "truth")
+        convention.write_dataset(rec.truth, truth, "truth")
         try:
             write_nwb(rec, out)
         except BaseException:

@@ -27,9 +27,9 @@ import numpy as np
 import xarray as xr
 from tqdm.auto import tqdm
 
-from cortexfit import schema
-from cortexfit.errors import ConfigError, IngestError
-from cortexfit.io.nwb import NWBReader, Series, Units, file_sha256, parse_areas, unit_areas
+from cortexfit.core import convention
+from cortexfit.core.errors import ConfigError, IngestError
+from cortexfit.ingest.nwb import NWBReader, Series, Units, file_sha256, parse_areas, unit_areas
 
 log = logging.getLogger("cortexfit.ingest")
 _RESERVED = {"trial", "time", "unit", "roi", "activity", "valid", "behavior", "behavior_channel", "behavior_kind"}
@@ -348,7 +348,7 @@ def ingest_nwb(path: str | Path, *, bin_ms: float = 5.0, align: str = "start_tim
                 "roi_id": np.concatenate([s.roi_ids for s in imaging])}
     if not valid.all():
         np.copyto(activity, 0, where=valid == 0)
-    ds = schema.new_activity(activity, time=ws + (k[:-1] + 0.5) * bw, bin_width_s=bw, trial=tr.ids, unit=ids,
+    ds = convention.new_activity(activity, time=ws + (k[:-1] + 0.5) * bw, bin_width_s=bw, trial=tr.ids, unit=ids,
                              valid=valid, align_event=cfg.align, signal=signal, source_file=str(path),
                              source_sha256=file_sha256(path), config=asdict(cfg), neuron=neuron)
     ds.attrs.update(window_start_s=float(ws), window_stop_s=float(ws + n * bw))
@@ -360,7 +360,7 @@ def ingest_nwb(path: str | Path, *, bin_ms: float = 5.0, align: str = "start_tim
         ds["behavior"] = beh.assign_coords(trial=ds.trial, time=ds.time)
     log.info("%s: %d trials x %d bins of %g ms x %d %ss (%s) in %.2f s", path, len(tr.ids), n, cfg.bin_ms,
              len(ids), neuron, signal, _time.perf_counter() - t0)
-    schema.validate(ds, "activity")
+    convention.validate(ds, "activity")
     return ds
 
 
@@ -378,6 +378,6 @@ def run(nwb: str | Path, out: str | Path, *, bin_ms: float = 5.0, align: str = "
         raise ConfigError(f"{out}: output would overwrite the input file")
     ds = ingest_nwb(nwb, bin_ms=bin_ms, align=align, window_ms=window_ms, trials_table=trials_table, areas=areas,
                     session_window_ms=session_window_ms)
-    path = schema.write_dataset(ds, out, "activity")
+    path = convention.write_dataset(ds, out, "activity")
     log.info("wrote %s", path)
     return path

@@ -1,1 +1,0 @@
-"""Readers for recording formats (NWB)."""
