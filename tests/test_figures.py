@@ -59,8 +59,10 @@ def test_index_embeds_every_figure(quick_run):
     html = (out / "index.html").read_text()
     assert summary["index"] == str(out / "index.html")
     assert html.count("data:image/png;base64,") == len(figures.names())
-    assert f"<b>{len(figures.names())} / {len(figures.names())}</b>" in html
-    assert "class='fail'" not in html
+    n = len(figures.names())
+    assert f"{n} / {n} figures pass all checks" in html
+    assert 'class="fail"' not in html
+    assert "<nav>" in html and html.count("<section") == n + 1  # the report's Page: summary + one per figure
 
 
 def test_headline_numbers(quick_run):
@@ -80,6 +82,20 @@ def test_headline_numbers(quick_run):
     assert stp["facilitating"] > 1 > stp["depressing"]
     echo = values("echo_state")
     assert 0 < echo["mc_total"]["0.9"] <= 50
+
+
+@pytest.mark.parametrize("name", figures.names())
+def test_figure_modules_split_compute_check_plot(name):
+    """Every module has the compute -> check -> plot steps that its make() composes."""
+    import importlib
+    import inspect
+
+    mod = importlib.import_module(f"cortexfit.figures.{figures.FIGURES[name]}")
+    for step in ("compute", "check", "plot", "record", "make"):
+        assert callable(getattr(mod, step, None)), (name, step)
+    assert list(inspect.signature(mod.compute).parameters)[:2] == ["quick", "seed"]
+    src = inspect.getsource(mod)
+    assert len(src.splitlines()) < 400
 
 
 def test_unknown_figure_is_rejected_before_running(tmp_path):
@@ -109,7 +125,7 @@ def test_failed_check_raises_after_writing_everything(tmp_path, monkeypatch):
     assert json.loads((tmp_path / "fake.json").read_text())["passed"] is False
     assert json.loads((tmp_path / "stp.json").read_text())["passed"] is True
     html = (tmp_path / "index.html").read_text()
-    assert "class='fail'" in html and "too_small" in html and html.count("data:image/png;base64,") == 2
+    assert 'class="fail"' in html and "too_small" in html and html.count("data:image/png;base64,") == 2
 
 
 def test_crashing_figure_is_reported(tmp_path, monkeypatch):

@@ -32,7 +32,6 @@ Examples
 from __future__ import annotations
 
 import base64
-import html
 import importlib
 import logging
 import time
@@ -48,6 +47,7 @@ from cortexfit.figures._common import (
     write_json,
     write_text,
 )
+from cortexfit.report import html as H
 
 log = logging.getLogger(__name__)
 
@@ -166,62 +166,43 @@ def run(out_dir: str | Path, quick: bool = False, only: Sequence[str] | None = N
     return summary
 
 
-def _fmt(v: Any) -> str:
-    if v is None:
-        return ""
-    if isinstance(v, float):
-        return f"{v:.4g}"
-    return html.escape(str(v))
+def _bounds(c: dict[str, Any]) -> str:
+    lo = "-inf" if c["lo"] is None else f"{c['lo']:.4g}"
+    hi = "inf" if c["hi"] is None else f"{c['hi']:.4g}"
+    return f"[{lo}, {hi}]"
+
+
+def _checks_table(checks: list[dict[str, Any]]) -> str:
+    """The checks of one figure: value, unit, expected interval, PASS/FAIL (failed rows highlighted)."""
+    rows = [[c["name"], f"{c['value']:.4g}", c["unit"], _bounds(c), "PASS" if c["passed"] else "FAIL",
+             c["description"]] for c in checks]
+    return H.table(["check", "value", "unit", "expected", "result", "what"], rows, numeric=[1],
+                   row_classes=["pass" if c["passed"] else "fail" for c in checks])
+
+
+def _figure_section(page: H.Page, r: FigureResult, secs: float) -> None:
+    """One section of the index: status, files, the PNG inline, the checks table and the notes."""
+    sec = page.section(f"{r.name}: {r.title}")
+    sec.add(f"<p>{H.status(r.passed)} {secs:.1f} s. Files: {H.esc(r.name)}.png, {H.esc(r.name)}.json</p>")
+    if r.error:
+        sec.add(f'<p class="fail">error: {H.esc(r.error)}</p>')
+    if r.png is not None and r.png.is_file():
+        sec.add(H.image(base64.b64encode(r.png.read_bytes()).decode("ascii"), r.name))
+    if r.checks:
+        sec.add(_checks_table(r.checks))
+    sec.add(H.bullets(r.notes))
 
 
 def _index_html(results: list[tuple[FigureResult, float, float]], *, quick: bool, seed: int) -> str:
-    """Self-contained HTML page: one section per figure, PNG inline as base64, the checks as a table."""
-    from cortexfit import __version__
-
+    """Self-contained HTML page (:class:`cortexfit.report.html.Page`): one section per figure, PNGs inline."""
     n_pass = sum(r.passed for r, *_ in results)
-    parts = [
-        "<!DOCTYPE html><html><head><meta charset='utf-8'><title>cortexfit mechanism figures</title>",
-        (
-            "<style>body{font-family:sans-serif;max-width:1400px;margin:auto;padding:1em}"
-            "table{border-collapse:collapse;font-size:13px;margin:0.5em 0}td,th{border:1px solid #ccc;padding:3px 8px}"
-            ".pass{color:#1a7f37;font-weight:bold}.fail{color:#cf222e;font-weight:bold}img{max-width:100%}"
-            "section{border-top:2px solid #ddd;margin-top:1.5em}</style></head><body>"
-        ),
-        (
-            f"<h1>cortexfit mechanism figures</h1><p>cortexfit {html.escape(__version__)}, "
-            f"{'quick' if quick else 'full'} mode, seed {seed}: <b>{n_pass} / {len(results)}</b> figures pass all "
-            "checks.</p>"
-        ),
-        "<ul>",
-    ]
-    for r, *_ in results:
-        cls = "pass" if r.passed else "fail"
-        parts.append(f"<li><a href='#{r.name}'>{html.escape(r.name)}</a>: {html.escape(r.title)} "
-                     f"<span class='{cls}'>{'PASS' if r.passed else 'FAIL'}</span></li>")
-    parts.append("</ul>")
+    page = H.Page("cortexfit mechanism figures",
+                  subtitle=f"{'quick' if quick else 'full'} mode, seed {seed}: {n_pass} / {len(results)} figures "
+                           "pass all checks")
+    summary = page.section("Summary")
+    summary.add(H.table(["figure", "title", "result", "seconds"],
+                        [[r.name, r.title, "PASS" if r.passed else "FAIL", f"{secs:.1f}"] for r, secs, _ in results],
+                        row_classes=["pass" if r.passed else "fail" for r, *_ in results], numeric=[3]))
     for r, secs, _cpu in results:
-        cls = "pass" if r.passed else "fail"
-        parts.append(f"<section id='{r.name}'><h2>{html.escape(r.name)}: {html.escape(r.title)} "
-                     f"<span class='{cls}'>{'PASS' if r.passed else 'FAIL'}</span></h2>")
-        parts.append(f"<p>{secs:.1f} s. Files: {html.escape(r.name)}.png, {html.escape(r.name)}.json</p>")
-        if r.error:
-            parts.append(f"<p class='fail'>error: {html.escape(r.error)}</p>")
-        if r.png is not None and r.png.is_file():
-            b64 = base64.b64encode(r.png.read_bytes()).decode("ascii")
-            parts.append(f"<img alt='{html.escape(r.name)}' src='data:image/png;base64,{b64}'>")
-        if r.checks:
-            parts.append("<table><tr><th>check</th><th>value</th><th>unit</th><th>expected</th><th>result</th>"
-                         "<th>what</th></tr>")
-            for c in r.checks:
-                lo, hi = c["lo"], c["hi"]
-                rng = f"[{_fmt(lo) if lo is not None else '-inf'}, {_fmt(hi) if hi is not None else 'inf'}]"
-                ok = "pass" if c["passed"] else "fail"
-                parts.append(f"<tr><td>{html.escape(c['name'])}</td><td>{_fmt(c['value'])}</td>"
-                             f"<td>{html.escape(c['unit'])}</td><td>{rng}</td>"
-                             f"<td class='{ok}'>{ok.upper()}</td><td>{html.escape(c['description'])}</td></tr>")
-            parts.append("</table>")
-        if r.notes:
-            parts.append("<ul>" + "".join(f"<li>{html.escape(n)}</li>" for n in r.notes) + "</ul>")
-        parts.append("</section>")
-    parts.append("</body></html>")
-    return "\n".join(parts)
+        _figure_section(page, r, secs)
+    return page.render()

@@ -1,15 +1,23 @@
 """Shared helpers of the mechanism figures: checks, plot style, atomic PNG + JSON output, shared data.
 
-Every figure function has the signature ``fig(out_dir: Path, *, quick: bool, seed: int) -> FigureResult``:
-it computes its numbers, records each numeric check with :func:`check`, draws one matplotlib figure and
-writes ``<name>.png`` and ``<name>.json`` through :func:`save_figure` (temp file + ``os.replace``, so a
-reader never sees a half-written file).
+Every figure module is split in three steps that its ``make(out_dir, *, quick, seed) -> FigureResult``
+composes with :func:`render`:
+
+* ``compute(*, quick, seed, ...)`` returns a typed result (a dataclass of arrays and numbers; keyword
+  options build the variant with the mechanism removed, used by the tests);
+* ``check(result)`` returns the numeric checks (a list of :func:`numeric_check` dicts);
+* ``plot(result, fig, axes)`` draws the panels.
+
+:func:`render` writes ``<name>.png`` and ``<name>.json`` through :func:`save_figure` (temp file +
+``os.replace``, so a reader never sees a half-written file).
 
 Examples
 --------
 >>> c = check("slope", 1.02, lo=0.8, hi=1.2, unit="1", description="log-log slope of error vs dt")
 >>> c["passed"]
 True
+>>> failed([c, check("x", 0.0, lo=1.0)])
+['x']
 """
 
 from __future__ import annotations
@@ -18,7 +26,7 @@ import contextlib
 import json
 import math
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -87,6 +95,15 @@ def check(
         "description": description,
         "passed": bool(ok),
     }
+
+
+#: The constructor of one numeric check under a name that leaves ``check`` free for the figure modules.
+numeric_check = check
+
+
+def failed(checks: list[dict[str, Any]]) -> list[str]:
+    """Names of the checks that did not pass (empty when all pass)."""
+    return [c["name"] for c in checks if not c["passed"]]
 
 
 @dataclass
@@ -216,7 +233,8 @@ def save_figure(fig, out_dir: Path, result: FigureResult, *, quick: bool, seed: 
     """
     out_dir = Path(out_dir)
     if result.checks:
-        footer = "   ".join(f"{'PASS' if c['passed'] else 'FAIL'} {c['name']} = {c['value']:.4g}" for c in result.checks)
+        footer = "   ".join(f"{'PASS' if c['passed'] else 'FAIL'} {c['name']} = {c['value']:.4g}"
+                             for c in result.checks)
         fig.text(0.01, 0.005, footer, fontsize=7, color="0.3", ha="left", va="bottom")
     fig.suptitle(result.title, fontsize=11, fontweight="bold")
     fig.tight_layout(rect=(0, 0.04 if result.checks else 0, 1, 0.95))
@@ -224,6 +242,34 @@ def save_figure(fig, out_dir: Path, result: FigureResult, *, quick: bool, seed: 
     _atomic_write(png, lambda fh: fig.savefig(fh, format="png"))
     result.png = png
     return write_json(out_dir, result, quick=quick, seed=seed)
+
+
+def render(
+    out_dir: Path,
+    record: FigureResult,
+    draw: Callable[[Any, Any], None],
+    *,
+    layout: tuple[int, int, float, float],
+    quick: bool,
+    seed: int,
+) -> FigureResult:
+    """Draw ``record``'s figure with ``draw(fig, axes)`` on a ``(nrows, ncols, width, height)`` grid and save.
+
+    The composition step of every figure module: ``make`` = ``compute`` -> ``check`` -> ``plot`` -> this.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> r = render(d, FigureResult(name="demo", title="Demo"), lambda fig, ax: ax.plot([0, 1]),
+    ...            layout=(1, 1, 3.0, 2.0), quick=True, seed=0)
+    >>> r.png.name, r.json.name
+    ('demo.png', 'demo.json')
+    """
+    nrows, ncols, width, height = layout
+    with figure(nrows, ncols, width=width, height=height) as (fig, axes):
+        draw(fig, axes)
+        return save_figure(fig, out_dir, record, quick=quick, seed=seed)
 
 
 def write_json(out_dir: Path, result: FigureResult, *, quick: bool, seed: int) -> FigureResult:
@@ -301,28 +347,21 @@ def compute_context() -> Iterator[None]:
     """One torch and one BLAS thread, denormals flushed: how every figure computes.
 
     The figures use small matrices, where threads only add overhead (and oversubscribed BLAS threads on a
-    shared machine are many times slower); one thread also keeps results reproducible.
+    shared machine are many times slower); one thread also keeps results reproducible.  The thread limit
+    is :func:`cortexfit.core.runtime.limit_threads`; flushing denormals keeps decaying (ordered) dynamics
+    fast and the numbers identical to earlier runs.
 
     Examples
     --------
     >>> with compute_context():
     ...     pass
     """
-    import torch
+    import torch  # noqa: F401 - imported first so that limit_threads also limits torch's threads
 
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        with flush_denormal(), contextlib.ExitStack() as stack:
-            try:
-                from threadpoolctl import threadpool_limits
-            except ImportError:  # pragma: no cover - threadpoolctl comes with scikit-learn
-                pass
-            else:
-                stack.enter_context(threadpool_limits(limits=1))
-            yield
-    finally:
-        torch.set_num_threads(before)
+    from cortexfit.core.runtime import limit_threads
+
+    with limit_threads(1, blas=True), flush_denormal():
+        yield
 
 
 def require(cond: bool, message: str) -> None:

@@ -17,23 +17,27 @@ Examples
 >>> import tempfile, pathlib
 >>> make(pathlib.Path(tempfile.mkdtemp()), quick=True).passed  # doctest: +SKIP
 True
+>>> r = compute(quick=True, seed=0)  # doctest: +SKIP
+>>> [c["passed"] for c in check(r)]  # doctest: +SKIP
+[True, True, True, True, True]
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from cortexfit.figures._common import (
     FigureResult,
-    check,
-    figure,
     flush_denormal,
-    save_figure,
+    numeric_check,
+    render,
 )
 
+LAYOUT = (1, 3, 13.0, 3.8)
 NAME = "chaos"
 TITLE = "Transition to chaos in a random rate network (Sompolinsky, Crisanti & Sommers 1988)"
 
@@ -128,16 +132,45 @@ def _crossing(gains: np.ndarray, lam: np.ndarray) -> float:
     return float("nan")
 
 
-def make(out_dir: Path, *, quick: bool, seed: int = 0) -> FigureResult:
-    """Build the figure; returns the written :class:`FigureResult`.
+@dataclass
+class ChaosResult:
+    """Lyapunov exponents per seed and gain, the per-run traces, and the bands the checks use."""
 
-    Examples
-    --------
-    >>> import tempfile, pathlib
-    >>> r = make(pathlib.Path(tempfile.mkdtemp()), quick=True)  # doctest: +SKIP
-    >>> [c["name"] for c in r.checks][:2]  # doctest: +SKIP
-    ['lyap_at_g1.5', 'g_zero_crossing']
-    """
+    quick: bool
+    seed: int
+    n: int
+    dt: float
+    t_transient: float
+    t_measure: float
+    gains: np.ndarray
+    runs: list[dict[str, np.ndarray]]
+    band_15: tuple[float, float]
+    band_cross: tuple[float, float]
+
+    @property
+    def lam(self) -> np.ndarray:
+        """(seeds, K) exponents."""
+        return np.array([r["lyap"] for r in self.runs])
+
+    @property
+    def mean(self) -> np.ndarray:
+        return self.lam.mean(axis=0)
+
+    @property
+    def sd(self) -> np.ndarray:
+        return self.lam.std(axis=0, ddof=1)
+
+    @property
+    def i15(self) -> int:
+        return int(np.argmin(np.abs(self.gains - 1.5)))
+
+    @property
+    def g_cross(self) -> float:
+        return _crossing(self.gains, self.mean)
+
+
+def compute(*, quick: bool, seed: int = 0) -> ChaosResult:
+    """Benettin exponents for every gain on ``n_seeds`` independent networks (see the module docstring)."""
     if quick:
         n, n_seeds, t_tr, t_me = 600, 3, 50.0, 200.0
         gains = np.array([0.5, 0.8, 0.9, 1.0, 1.2, 1.5, 2.0])
@@ -148,64 +181,81 @@ def make(out_dir: Path, *, quick: bool, seed: int = 0) -> FigureResult:
         band_15, band_cross = (0.025, 0.06), (0.9, 1.1)  # the issue's band; N = 1000 crosses at 1.08 for seed 0
     dt = 0.1
     runs = [lyapunov(n, gains, seed=1000 * seed + k, dt=dt, t_transient=t_tr, t_measure=t_me) for k in range(n_seeds)]
-    lam = np.array([r["lyap"] for r in runs])  # (seeds, K)
-    mean, sd = lam.mean(axis=0), lam.std(axis=0, ddof=1)
-    i15 = int(np.argmin(np.abs(gains - 1.5)))
-    g_cross = _crossing(gains, mean)
+    return ChaosResult(quick=quick, seed=seed, n=n, dt=dt, t_transient=t_tr, t_measure=t_me, gains=gains, runs=runs,
+                       band_15=band_15, band_cross=band_cross)
+
+
+def check(r: ChaosResult) -> list[dict]:
+    """The numeric checks of the figure."""
+    mean, gains = r.mean, r.gains
     below = gains < 1.0
     ordered_err = float(np.abs(mean[below] - (gains[below] - 1.0)).max())
+    return [
+        numeric_check("lyap_at_g1.5", mean[r.i15], lo=r.band_15[0], hi=r.band_15[1], unit="1/tau",
+                      description=f"largest Lyapunov exponent at g = 1.5, mean of {len(r.runs)} networks "
+                                  "(theory ~0.04)"),
+        numeric_check("g_zero_crossing", r.g_cross, lo=r.band_cross[0], hi=r.band_cross[1],
+                      description="gain where the mean exponent turns positive for good (theory: 1 for large N)"),
+        numeric_check("max_lyap_below_g1", mean[below].max(), hi=-0.02, unit="1/tau",
+                      description="largest mean exponent among g < 1 (ordered phase: negative)"),
+        numeric_check("ordered_phase_error", ordered_err, hi=0.06, unit="1/tau",
+                      description="max |lambda - (g - 1)| for g < 1 (linear stability of the origin)"),
+        numeric_check("lyap_at_g2", mean[-1], lo=0.04, unit="1/tau",
+                      description="exponent at g = 2 (deep chaos: clearly > 0)"),
+    ]
 
-    result = FigureResult(
+
+def record(r: ChaosResult) -> FigureResult:
+    """The JSON record (params, values, notes and checks) of a result."""
+    return FigureResult(
         name=NAME,
         title=TITLE,
-        params={"N": n, "seeds": n_seeds, "dt_tau": dt, "transient_tau": t_tr, "measure_tau": t_me,
-                "integrator": "forward Euler, float32, tangent vector renormalised every tau", "seed": seed},
-        values={"gains": gains, "lyap_mean": mean, "lyap_sd": sd, "lyap_per_seed": lam},
+        params={"N": r.n, "seeds": len(r.runs), "dt_tau": r.dt, "transient_tau": r.t_transient,
+                "measure_tau": r.t_measure,
+                "integrator": "forward Euler, float32, tangent vector renormalised every tau", "seed": r.seed},
+        values={"gains": r.gains, "lyap_mean": r.mean, "lyap_sd": r.sd, "lyap_per_seed": r.lam},
         notes=["theory: lambda = g - 1 below g = 1; lambda(1.5) ~ 0.04/tau for large N",
                ("finite N stays ordered slightly above g = 1 (stable fixed points), so the measured crossing "
                 "sits a little above 1 and approaches 1 as N grows")],
+        checks=check(r),
     )
-    result.checks = [
-        check("lyap_at_g1.5", mean[i15], lo=band_15[0], hi=band_15[1], unit="1/tau",
-              description=f"largest Lyapunov exponent at g = 1.5, mean of {n_seeds} networks (theory ~0.04)"),
-        check("g_zero_crossing", g_cross, lo=band_cross[0], hi=band_cross[1],
-              description="gain where the mean exponent turns positive for good (theory: 1 for large N)"),
-        check("max_lyap_below_g1", mean[below].max(), hi=-0.02, unit="1/tau",
-              description="largest mean exponent among g < 1 (ordered phase: negative)"),
-        check("ordered_phase_error", ordered_err, hi=0.06, unit="1/tau",
-              description="max |lambda - (g - 1)| for g < 1 (linear stability of the origin)"),
-        check("lyap_at_g2", mean[-1], lo=0.04, unit="1/tau", description="exponent at g = 2 (deep chaos: clearly > 0)"),
-    ]
 
-    with figure(1, 3, width=13, height=3.8) as (fig, axes):
-        ax = axes[0]
-        tr = runs[0]["trace"]
-        tt = np.arange(tr.shape[0]) * dt
-        i08 = int(np.argmin(np.abs(gains - 0.8)))
-        for u in range(tr.shape[2]):
-            ax.plot(tt, tr[:, i15, u], color=f"C{u}", lw=1, label="g = 1.5" if u == 0 else None)
-            ax.plot(tt, tr[:, i08, u], color=f"C{u}", lw=1, ls=":", label="g = 0.8" if u == 0 else None)
-        ax.set(xlabel="time (units of tau)", ylabel="x_i (a.u.)", title=f"3 units, N = {n}: decay vs chaos")
-        ax.legend(loc="upper right")
-        ax = axes[1]
-        ax.axhline(0, color="0.6", lw=0.8)
-        ax.axvspan(0.9, 1.1, color="0.9", label="g in [0.9, 1.1]")
-        gl = np.linspace(gains[0], 1.0, 20)
-        ax.plot(gl, gl - 1.0, "--", color="k", lw=1, label="theory g - 1 (ordered)")
-        ax.errorbar(gains, mean, yerr=sd, fmt="o-", color="C3", ms=4, capsize=2,
-                    label=f"Benettin, mean +- sd of {n_seeds}")
-        ax.plot([1.5], [0.04], "k*", ms=9, label="~0.04 at g = 1.5 (large N)")
-        ax.set(xlabel="gain g", ylabel="largest Lyapunov exponent (1/tau)",
-               title=f"crossing at g = {g_cross:.2f}; lambda(1.5) = {mean[i15]:.3f}")
-        ax.legend(loc="lower right", fontsize=7)
-        ax = axes[2]
-        for k, r in enumerate(runs):
-            tm = (np.arange(len(r["running"])) + 1.0)
-            for gi, ls in ((i15, "-"), (len(gains) - 1, "--")):
-                ax.plot(tm, r["running"][:, gi], ls, color=f"C{k}", lw=1,
-                        label=f"seed {k}, g = {gains[gi]:g}")
-        ax.axhline(0, color="0.6", lw=0.8)
-        ax.set(xlabel="measurement time (units of tau)", ylabel="running estimate (1/tau)",
-               title="convergence of the estimate")
-        ax.legend(fontsize=6, ncol=2, loc="upper right")
-        return save_figure(fig, out_dir, result, quick=quick, seed=seed)
+
+def plot(r: ChaosResult, fig, axes) -> None:
+    """Traces at g = 0.8 and 1.5, exponent vs gain against theory, convergence of the running estimate."""
+    gains, mean, i15 = r.gains, r.mean, r.i15
+    ax = axes[0]
+    tr = r.runs[0]["trace"]
+    tt = np.arange(tr.shape[0]) * r.dt
+    i08 = int(np.argmin(np.abs(gains - 0.8)))
+    for u in range(tr.shape[2]):
+        ax.plot(tt, tr[:, i15, u], color=f"C{u}", lw=1, label="g = 1.5" if u == 0 else None)
+        ax.plot(tt, tr[:, i08, u], color=f"C{u}", lw=1, ls=":", label="g = 0.8" if u == 0 else None)
+    ax.set(xlabel="time (units of tau)", ylabel="x_i (a.u.)", title=f"3 units, N = {r.n}: decay vs chaos")
+    ax.legend(loc="upper right")
+    ax = axes[1]
+    ax.axhline(0, color="0.6", lw=0.8)
+    ax.axvspan(0.9, 1.1, color="0.9", label="g in [0.9, 1.1]")
+    gl = np.linspace(gains[0], 1.0, 20)
+    ax.plot(gl, gl - 1.0, "--", color="k", lw=1, label="theory g - 1 (ordered)")
+    ax.errorbar(gains, mean, yerr=r.sd, fmt="o-", color="C3", ms=4, capsize=2,
+                label=f"Benettin, mean +- sd of {len(r.runs)}")
+    ax.plot([1.5], [0.04], "k*", ms=9, label="~0.04 at g = 1.5 (large N)")
+    ax.set(xlabel="gain g", ylabel="largest Lyapunov exponent (1/tau)",
+           title=f"crossing at g = {r.g_cross:.2f}; lambda(1.5) = {mean[i15]:.3f}")
+    ax.legend(loc="lower right", fontsize=7)
+    ax = axes[2]
+    for k, run in enumerate(r.runs):
+        tm = (np.arange(len(run["running"])) + 1.0)
+        for gi, ls in ((i15, "-"), (len(gains) - 1, "--")):
+            ax.plot(tm, run["running"][:, gi], ls, color=f"C{k}", lw=1, label=f"seed {k}, g = {gains[gi]:g}")
+    ax.axhline(0, color="0.6", lw=0.8)
+    ax.set(xlabel="measurement time (units of tau)", ylabel="running estimate (1/tau)",
+           title="convergence of the estimate")
+    ax.legend(fontsize=6, ncol=2, loc="upper right")
+
+
+def make(out_dir: Path, *, quick: bool, seed: int = 0) -> FigureResult:
+    """compute -> check -> plot; writes ``chaos.png`` and ``chaos.json`` and returns the record."""
+    r = compute(quick=quick, seed=seed)
+    return render(out_dir, record(r), lambda fig, axes: plot(r, fig, axes), layout=LAYOUT, quick=quick, seed=seed)

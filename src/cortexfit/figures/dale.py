@@ -25,12 +25,14 @@ True
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from cortexfit.figures._common import FigureResult, check, figure, save_figure, seeded
+from cortexfit.figures._common import FigureResult, numeric_check, render, seeded
 
+LAYOUT = (1, 4, 16.0, 4.1)
 NAME = "dale"
 TITLE = "E/I (Dale) network spectra: Rajan-Abbott radius and a rank-one outlier"
 F_EXC, MU_E, SIGMA_E, SIGMA_I = 0.8, 1.0, 0.5, 1.5
@@ -91,106 +93,146 @@ def _low_rank_model(chi: np.ndarray, m: np.ndarray, nvec: np.ndarray):
     return net
 
 
-def make(out_dir: Path, *, quick: bool, seed: int = 0) -> FigureResult:
-    """Build the figure; returns the written :class:`FigureResult`.
+@dataclass
+class DaleResult:
+    """The balanced / unbalanced / rank-one matrices, their spectra and the radius of repeated matrices."""
 
-    Examples
-    --------
-    >>> import tempfile, pathlib
-    >>> r = make(pathlib.Path(tempfile.mkdtemp()), quick=True)  # doctest: +SKIP
-    >>> r.values["radius_formula"]  # doctest: +SKIP
-    0.806225774829855
-    """
+    quick: bool
+    seed: int
+    n: int
+    n_exc: int
+    W: np.ndarray
+    ev_unb: np.ndarray
+    ev: np.ndarray
+    ev_low: np.ndarray
+    radii: list[float]
+    predicted: float
+
+    @property
+    def radius(self) -> float:
+        """Rajan-Abbott radius for the realised excitatory fraction."""
+        f = self.n_exc / self.n
+        return math.sqrt(f * SIGMA_E**2 + (1 - f) * SIGMA_I**2)
+
+    @property
+    def outlier(self) -> complex:
+        return complex(self.ev_low[int(np.argmax(self.ev_low.real))])
+
+    @property
+    def rest(self) -> np.ndarray:
+        return np.delete(self.ev_low, int(np.argmax(self.ev_low.real)))
+
+
+def _rank_one(n: int, target: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """m, n orthogonal to the all-ones vector (so W 1 = 0 still holds) with overlap n.m/N = ``target``."""
+    ones = np.ones(n) / math.sqrt(n)
+    m = rng.standard_normal(n)
+    z = rng.standard_normal(n)
+    m -= ones * (ones @ m)
+    z -= ones * (ones @ z) + m * (m @ z) / (m @ m)
+    return m, target * n * m / (m @ m) + 0.5 * z
+
+
+def compute(*, quick: bool, seed: int = 0) -> DaleResult:
+    """Spectra of unbalanced, balanced and balanced + rank-one Dale matrices (the project's rate model)."""
     n, n_rep = (400, 2) if quick else (1000, 3)
     n_exc = round(F_EXC * n)
-    radius_tol, outlier_tol = (0.10, 0.05) if quick else (0.05, 0.02)
-    target_outlier = 3.0
     with seeded(seed) as rng:
-        unbalanced = _dale_model(dale_magnitudes(n, n_exc, rng, balance=False), n_exc)
-        balanced = _dale_model(dale_magnitudes(n, n_exc, rng, balance=True), n_exc)
-        W_unb = unbalanced.recurrent_weight().detach().numpy()
-        W = balanced.recurrent_weight().detach().numpy()
-        # rank-one structure: m, n orthogonal to the all-ones vector (W 1 = 0), overlap n.m/N = target
-        ones = np.ones(n) / math.sqrt(n)
-        m = rng.standard_normal(n)
-        z = rng.standard_normal(n)
-        m -= ones * (ones @ m)
-        z -= ones * (ones @ z) + m * (m @ z) / (m @ m)
-        nvec = target_outlier * n * m / (m @ m) + 0.5 * z
+        W_unb = _dale_model(dale_magnitudes(n, n_exc, rng, balance=False), n_exc).recurrent_weight().detach().numpy()
+        W = _dale_model(dale_magnitudes(n, n_exc, rng, balance=True), n_exc).recurrent_weight().detach().numpy()
+        m, nvec = _rank_one(n, 3.0, rng)
         W_low = _low_rank_model(W, m, nvec).recurrent_weight().detach().numpy()
         extra = [_dale_model(dale_magnitudes(n, n_exc, rng, balance=True), n_exc) for _ in range(n_rep - 1)]
         radii_rep = [float(np.abs(np.linalg.eigvals(x.recurrent_weight().detach().numpy())).max()) for x in extra]
-    ev_unb = np.linalg.eigvals(W_unb)
     ev = np.linalg.eigvals(W)
-    ev_low = np.linalg.eigvals(W_low)
-    f_emp = n_exc / n
-    radius = math.sqrt(f_emp * SIGMA_E**2 + (1 - f_emp) * SIGMA_I**2)
-    radii_rep = [float(np.abs(ev).max()), *radii_rep]
-    bulk_radius = float(np.mean(radii_rep))
-    predicted = float(nvec @ m / n)
-    i_out = int(np.argmax(ev_low.real))
-    outlier = complex(ev_low[i_out])
-    rest = np.delete(ev_low, i_out)
-    signs_ok = bool((W[:, :n_exc] >= 0).all() and (W[:, n_exc:] <= 0).all())
-    row_sum = float(np.abs(W.sum(1)).max())
+    return DaleResult(quick=quick, seed=seed, n=n, n_exc=n_exc, W=W, ev_unb=np.linalg.eigvals(W_unb), ev=ev,
+                      ev_low=np.linalg.eigvals(W_low), radii=[float(np.abs(ev).max()), *radii_rep],
+                      predicted=float(nvec @ m / n))
 
-    result = FigureResult(
+
+def check(r: DaleResult) -> list[dict]:
+    """The numeric checks of the figure."""
+    radius_tol, outlier_tol = (0.10, 0.05) if r.quick else (0.05, 0.02)
+    W, n_exc = r.W, r.n_exc
+    signs_ok = bool((W[:, :n_exc] >= 0).all() and (W[:, n_exc:] <= 0).all())
+    return [
+        numeric_check("radius_ratio", float(np.mean(r.radii)) / r.radius, lo=1 - radius_tol, hi=1 + radius_tol,
+                      description=f"bulk radius / Rajan-Abbott formula ({r.radius:.4f}), balanced Dale matrices, "
+                                  f"N = {r.n}"),
+        numeric_check("outlier_rel_error", abs(r.outlier - r.predicted) / abs(r.predicted), hi=outlier_tol,
+                      description=f"|outlier - n.m/N| / (n.m/N), predicted {r.predicted:.3f}"),
+        numeric_check("dale_sign_violations", 0.0 if signs_ok else 1.0, hi=0.0,
+                      description="1 if any E column entry < 0 or I column entry > 0 in recurrent_weight(), else 0"),
+        numeric_check("max_abs_row_sum", float(np.abs(W.sum(1)).max()), hi=1e-9,
+                      description="balance: largest |row sum| of the balanced W"),
+    ]
+
+
+def record(r: DaleResult) -> FigureResult:
+    """The JSON record (params, values, notes and checks) of a result."""
+    outlier = r.outlier
+    return FigureResult(
         name=NAME,
         title=TITLE,
-        params={"N": n, "f_exc": f_emp, "mu_E": MU_E, "mu_I": MU_I, "sigma_E": SIGMA_E, "sigma_I": SIGMA_I,
+        params={"N": r.n, "f_exc": r.n_exc / r.n, "mu_E": MU_E, "mu_I": MU_I, "sigma_E": SIGMA_E, "sigma_I": SIGMA_I,
                 "entries": "gamma magnitudes, mean mu/sqrt(N), variance sigma^2/N; E columns >= 0, I columns <= 0",
                 "balance": "each row's inhibitory weights rescaled so that the row sums to 0",
                 "radius_formula": "r = sqrt(f sigma_E^2 + (1 - f) sigma_I^2)  [Rajan & Abbott 2006: "
                                   "sqrt(1 + f (alpha - 1)) with sigma_I = 1, alpha = sigma_E^2]",
                 "rank_one": "W + m n^T / N with m, n orthogonal to 1; predicted outlier n.m/N",
-                "models": "cortexfit.models rate (dale=True; rank=1, g=1)", "seed": seed},
-        values={"radius_formula": radius, "radius_measured": bulk_radius, "radius_per_matrix": radii_rep,
-                "outlier_predicted": predicted,
+                "models": "cortexfit.models rate (dale=True; rank=1, g=1)", "seed": r.seed},
+        values={"radius_formula": r.radius, "radius_measured": float(np.mean(r.radii)), "radius_per_matrix": r.radii,
+                "outlier_predicted": r.predicted,
                 "outlier_measured": [outlier.real, outlier.imag],
-                "bulk_radius_with_rank_one": float(np.abs(rest).max()),
-                "max_abs_eig_unbalanced": float(np.abs(ev_unb).max())},
-        notes=[(f"measured radius = largest |eigenvalue| of a balanced matrix, mean over {n_rep} independent "
+                "bulk_radius_with_rank_one": float(np.abs(r.rest).max()),
+                "max_abs_eig_unbalanced": float(np.abs(r.ev_unb).max())},
+        notes=[(f"measured radius = largest |eigenvalue| of a balanced matrix, mean over {len(r.radii)} independent "
                 "matrices (finite N overshoots the edge by ~2%)")],
+        checks=check(r),
     )
-    result.checks = [
-        check("radius_ratio", bulk_radius / radius, lo=1 - radius_tol, hi=1 + radius_tol,
-              description=f"bulk radius / Rajan-Abbott formula ({radius:.4f}), balanced Dale matrices, N = {n}"),
-        check("outlier_rel_error", abs(outlier - predicted) / abs(predicted), hi=outlier_tol,
-              description=f"|outlier - n.m/N| / (n.m/N), predicted {predicted:.3f}"),
-        check("dale_sign_violations", 0.0 if signs_ok else 1.0, hi=0.0,
-              description="1 if any E column entry < 0 or I column entry > 0 in recurrent_weight(), else 0"),
-        check("max_abs_row_sum", row_sum, hi=1e-9, description="balance: largest |row sum| of the balanced W"),
-    ]
 
-    with figure(1, 4, width=16, height=4.1) as (fig, axes):
-        ax = axes[0]
-        k = min(n, 100)
-        idx = np.r_[np.arange(n_exc - int(0.8 * k), n_exc), np.arange(n_exc, n_exc + k - int(0.8 * k))]
-        lim = np.abs(W[np.ix_(idx[:40], idx)]).max()
-        img = ax.imshow(W[np.ix_(idx[:40], idx)] * math.sqrt(n), cmap="RdBu_r", vmin=-lim * math.sqrt(n),
-                        vmax=lim * math.sqrt(n), aspect="auto", interpolation="nearest")
-        ax.axvline(int(0.8 * k) - 0.5, color="k", lw=1)
-        ax.set(xlabel=f"presynaptic unit ({int(0.8 * k)} E | {k - int(0.8 * k)} I shown)",
-               ylabel="postsynaptic unit (40 shown)", title="W sqrt(N): E columns > 0, I columns < 0")
-        fig.colorbar(img, ax=ax, label="weight x sqrt(N)")
-        circle = np.exp(1j * np.linspace(0, 2 * np.pi, 200)) * radius
-        for ax, vals, title in (
-            (axes[1], ev_unb, "no row balance: outliers escape"),
-            (axes[2], ev, f"rows balanced: r = {radii_rep[0]:.3f} (formula {radius:.3f})"),
-        ):
-            ax.plot(vals.real, vals.imag, ".", ms=2, color="C0", label="eigenvalues")
-            ax.plot(circle.real, circle.imag, "r-", lw=1.2, label="Rajan-Abbott radius")
-            ax.set(xlabel="Re(lambda)", ylabel="Im(lambda)", title=title, aspect="equal")
-            ax.legend(loc="upper right", fontsize=7)
-        lim = 1.6 * max(radius, abs(ev_unb).max())
-        axes[1].set(xlim=(-lim, lim), ylim=(-lim, lim))
-        axes[2].set(xlim=(-1.4 * radius, 1.4 * radius), ylim=(-1.4 * radius, 1.4 * radius))
-        ax = axes[3]
-        ax.plot(rest.real, rest.imag, ".", ms=2, color="C0", label="bulk")
+
+def _plot_matrix(fig, ax, r: DaleResult) -> None:
+    """A block of W sqrt(N) around the E | I boundary."""
+    n, n_exc, W = r.n, r.n_exc, r.W
+    k = min(n, 100)
+    idx = np.r_[np.arange(n_exc - int(0.8 * k), n_exc), np.arange(n_exc, n_exc + k - int(0.8 * k))]
+    lim = np.abs(W[np.ix_(idx[:40], idx)]).max()
+    img = ax.imshow(W[np.ix_(idx[:40], idx)] * math.sqrt(n), cmap="RdBu_r", vmin=-lim * math.sqrt(n),
+                    vmax=lim * math.sqrt(n), aspect="auto", interpolation="nearest")
+    ax.axvline(int(0.8 * k) - 0.5, color="k", lw=1)
+    ax.set(xlabel=f"presynaptic unit ({int(0.8 * k)} E | {k - int(0.8 * k)} I shown)",
+           ylabel="postsynaptic unit (40 shown)", title="W sqrt(N): E columns > 0, I columns < 0")
+    fig.colorbar(img, ax=ax, label="weight x sqrt(N)")
+
+
+def plot(r: DaleResult, fig, axes) -> None:
+    """The matrix, the unbalanced and balanced spectra, and the rank-one outlier."""
+    radius, outlier, rest, predicted = r.radius, r.outlier, r.rest, r.predicted
+    _plot_matrix(fig, axes[0], r)
+    circle = np.exp(1j * np.linspace(0, 2 * np.pi, 200)) * radius
+    for ax, vals, title in (
+        (axes[1], r.ev_unb, "no row balance: outliers escape"),
+        (axes[2], r.ev, f"rows balanced: r = {r.radii[0]:.3f} (formula {radius:.3f})"),
+    ):
+        ax.plot(vals.real, vals.imag, ".", ms=2, color="C0", label="eigenvalues")
         ax.plot(circle.real, circle.imag, "r-", lw=1.2, label="Rajan-Abbott radius")
-        ax.plot([outlier.real], [outlier.imag], "o", color="C1", ms=7, label=f"outlier {outlier.real:.3f}")
-        ax.plot([predicted], [0], "kx", ms=9, mew=2, label=f"n.m/N = {predicted:.3f}")
-        ax.set(xlabel="Re(lambda)", ylabel="Im(lambda)", title="+ rank one m n^T / N", aspect="equal",
-               xlim=(-1.3 * radius, max(1.3 * radius, 1.15 * predicted)), ylim=(-1.3 * radius, 1.3 * radius))
-        ax.legend(loc="upper left", fontsize=7)
-        return save_figure(fig, out_dir, result, quick=quick, seed=seed)
+        ax.set(xlabel="Re(lambda)", ylabel="Im(lambda)", title=title, aspect="equal")
+        ax.legend(loc="upper right", fontsize=7)
+    lim = 1.6 * max(radius, abs(r.ev_unb).max())
+    axes[1].set(xlim=(-lim, lim), ylim=(-lim, lim))
+    axes[2].set(xlim=(-1.4 * radius, 1.4 * radius), ylim=(-1.4 * radius, 1.4 * radius))
+    ax = axes[3]
+    ax.plot(rest.real, rest.imag, ".", ms=2, color="C0", label="bulk")
+    ax.plot(circle.real, circle.imag, "r-", lw=1.2, label="Rajan-Abbott radius")
+    ax.plot([outlier.real], [outlier.imag], "o", color="C1", ms=7, label=f"outlier {outlier.real:.3f}")
+    ax.plot([predicted], [0], "kx", ms=9, mew=2, label=f"n.m/N = {predicted:.3f}")
+    ax.set(xlabel="Re(lambda)", ylabel="Im(lambda)", title="+ rank one m n^T / N", aspect="equal",
+           xlim=(-1.3 * radius, max(1.3 * radius, 1.15 * predicted)), ylim=(-1.3 * radius, 1.3 * radius))
+    ax.legend(loc="upper left", fontsize=7)
+
+
+def make(out_dir: Path, *, quick: bool, seed: int = 0) -> FigureResult:
+    """compute -> check -> plot; writes ``dale.png`` and ``dale.json`` and returns the record."""
+    r = compute(quick=quick, seed=seed)
+    return render(out_dir, record(r), lambda fig, axes: plot(r, fig, axes), layout=LAYOUT, quick=quick, seed=seed)

@@ -19,12 +19,16 @@ True
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from cortexfit.figures._common import FigureResult, check, figure, save_figure
+from cortexfit.figures._common import FigureResult, numeric_check, render
 
+LAYOUT = (1, 3, 14.0, 4.0)
+TAIL = 30  # distances are averaged over the last TAIL steps
+MC_RHOS = (0.5, 0.9, 0.99)
 NAME = "echo_state"
 TITLE = "Echo-state property and memory capacity of a reservoir"
 FLOOR = 1e-7  # float32 resolution of the reservoir states
@@ -86,89 +90,113 @@ def memory_capacity(n: int, rho: float, *, seed: int, scale: float = 0.1, n_trai
     return (pc * tc).sum(0) ** 2 / ((pc**2).sum(0) * (tc**2).sum(0))
 
 
-def make(out_dir: Path, *, quick: bool, seed: int = 0) -> FigureResult:
-    """Build the figure; returns the written :class:`FigureResult`.
+@dataclass
+class EchoStateResult:
+    """Final distances over (rho, s), four distance curves, and the memory-capacity profiles."""
 
-    Examples
-    --------
-    >>> import tempfile, pathlib
-    >>> r = make(pathlib.Path(tempfile.mkdtemp()), quick=True)  # doctest: +SKIP
-    >>> r.values["mc_total"]["0.9"] <= r.params["N_memory"]  # doctest: +SKIP
-    True
-    """
+    seed: int
+    n: int
+    steps: int
+    n_mc: int
+    rhos: np.ndarray
+    scales: np.ndarray
+    final: np.ndarray
+    curves: dict[tuple[float, float], np.ndarray]
+    mcs: dict[float, np.ndarray]
+
+    @property
+    def mc_total(self) -> dict[str, float]:
+        return {str(r): float(v.sum()) for r, v in self.mcs.items()}
+
+    def tail_mean(self, key: tuple[float, float]) -> float:
+        return float(self.curves[key][-TAIL:].mean())
+
+
+def compute(*, quick: bool, seed: int = 0) -> EchoStateResult:
+    """Distances of two copies over a (rho, s) grid, example curves, and memory capacity at three rhos."""
     n, steps = (100, 250) if quick else (200, 400)
     n_mc = 50 if quick else 100
     rhos = np.round(np.linspace(0.5, 2.0, 7 if quick else 16), 3)
     scales = np.array([0.0, 0.25, 0.5, 1.0, 2.0, 4.0])
-    tail = 30
-
     final = np.zeros((len(rhos), len(scales)))
     for i, rho in enumerate(rhos):
         for j, s in enumerate(scales):
-            final[i, j] = state_distance(n, rho, s, steps=steps, seed=seed)[-tail:].mean()
-    curves = {
-        (0.8, 0.0): state_distance(n, 0.8, 0.0, steps=steps, seed=seed),
-        (1.0, 0.0): state_distance(n, 1.0, 0.0, steps=steps, seed=seed),
-        (1.5, 0.0): state_distance(n, 1.5, 0.0, steps=steps, seed=seed),
-        (1.5, 2.0): state_distance(n, 1.5, 2.0, steps=steps, seed=seed),
-    }
-    mc_rhos = (0.5, 0.9, 0.99)
-    mcs = {rho: memory_capacity(n_mc, rho, seed=seed) for rho in mc_rhos}
-    mc_total = {str(r): float(v.sum()) for r, v in mcs.items()}
+            final[i, j] = state_distance(n, rho, s, steps=steps, seed=seed)[-TAIL:].mean()
+    curves = {key: state_distance(n, key[0], key[1], steps=steps, seed=seed)
+              for key in ((0.8, 0.0), (1.0, 0.0), (1.5, 0.0), (1.5, 2.0))}
+    mcs = {rho: memory_capacity(n_mc, rho, seed=seed) for rho in MC_RHOS}
+    return EchoStateResult(seed=seed, n=n, steps=steps, n_mc=n_mc, rhos=rhos, scales=scales, final=final,
+                           curves=curves, mcs=mcs)
 
-    def tail_mean(key):
-        return float(curves[key][-tail:].mean())
 
-    result = FigureResult(
-        name=NAME,
-        title=TITLE,
-        params={"N_distance": n, "steps": steps, "N_memory": n_mc, "leak": 1.0, "sparsity": 0.9,
-                "input": "i.i.d. uniform; [-1, 1] x s for distances, [-0.5, 0.5] x 0.1 for memory",
-                "memory_readout": "ridge 1e-8 x mean eigenvalue, 2000 train / 1000 test steps",
-                "model": "cortexfit.models esn", "seed": seed},
-        values={"rho": rhos, "input_scale": scales, "final_distance": final, "mc_total": mc_total,
-                "mc_k": {str(r): v for r, v in mcs.items()}},
-        notes=[f"distances are averaged over the last {tail} steps; values near {FLOOR:g} are float32 resolution"],
-    )
-    result.checks = [
-        check("distance_rho0.8_no_input", tail_mean((0.8, 0.0)), hi=1e-5,
-              description="relative distance at the end, rho = 0.8, zero input (echo-state property: -> 0)"),
-        check("distance_rho1.5_no_input", tail_mean((1.5, 0.0)), lo=1e-2,
-              description="rho = 1.5, zero input: the autonomous reservoir keeps its own state (no convergence)"),
-        check("distance_rho1.5_input2", tail_mean((1.5, 2.0)), hi=1e-4,
-              description="rho = 1.5 with strong input (s = 2): saturation restores convergence"),
-        check("memory_capacity_le_N", mc_total["0.9"] / n_mc, hi=1.0, unit="fraction of N",
-              description=f"total memory capacity / N at rho = 0.9, N = {n_mc} (theory: <= 1)"),
-        check("memory_capacity_min", mc_total["0.9"] / n_mc, lo=0.2, unit="fraction of N",
-              description="the reservoir remembers: total MC above 0.2 N at rho = 0.9"),
-        check("memory_gain_rho0.9_vs_0.5", mc_total["0.9"] - mc_total["0.5"], lo=1.0, unit="steps",
-              description="MC(rho = 0.9) - MC(rho = 0.5): slower reservoir dynamics remember longer"),
+def check(r: EchoStateResult) -> list[dict]:
+    """The numeric checks of the figure."""
+    mc_total, n_mc = r.mc_total, r.n_mc
+    return [
+        numeric_check("distance_rho0.8_no_input", r.tail_mean((0.8, 0.0)), hi=1e-5,
+                      description="relative distance at the end, rho = 0.8, zero input (echo-state property: -> 0)"),
+        numeric_check("distance_rho1.5_no_input", r.tail_mean((1.5, 0.0)), lo=1e-2,
+                      description="rho = 1.5, zero input: the autonomous reservoir keeps its own state "
+                                  "(no convergence)"),
+        numeric_check("distance_rho1.5_input2", r.tail_mean((1.5, 2.0)), hi=1e-4,
+                      description="rho = 1.5 with strong input (s = 2): saturation restores convergence"),
+        numeric_check("memory_capacity_le_N", mc_total["0.9"] / n_mc, hi=1.0, unit="fraction of N",
+                      description=f"total memory capacity / N at rho = 0.9, N = {n_mc} (theory: <= 1)"),
+        numeric_check("memory_capacity_min", mc_total["0.9"] / n_mc, lo=0.2, unit="fraction of N",
+                      description="the reservoir remembers: total MC above 0.2 N at rho = 0.9"),
+        numeric_check("memory_gain_rho0.9_vs_0.5", mc_total["0.9"] - mc_total["0.5"], lo=1.0, unit="steps",
+                      description="MC(rho = 0.9) - MC(rho = 0.5): slower reservoir dynamics remember longer"),
     ]
 
-    with figure(1, 3, width=14, height=4.0) as (fig, axes):
-        ax = axes[0]
-        img = ax.imshow(np.log10(np.clip(final, FLOOR, None)), origin="lower", aspect="auto", cmap="viridis",
-                        vmin=np.log10(FLOOR), vmax=0.5)
-        ax.set_xticks(range(len(scales)), [f"{s:g}" for s in scales])
-        ticks = np.arange(0, len(rhos), 2 if len(rhos) > 8 else 1)
-        ax.set_yticks(ticks, [f"{rhos[t]:g}" for t in ticks])
-        ax.set(xlabel="input scale s (W_in uniform in [-s, s])", ylabel="spectral radius rho",
-               title=f"final distance of two initial states (N = {n})")
-        fig.colorbar(img, ax=ax, label="log10 relative distance")
-        ax = axes[1]
-        for (rho, s), c in zip(curves, ("C0", "C1", "C3", "C2")):
-            ax.semilogy(np.arange(1, steps + 1), np.clip(curves[(rho, s)], FLOOR / 10, None), color=c,
-                        label=f"rho = {rho:g}, s = {s:g}")
-        ax.axhline(FLOOR, color="0.6", ls=":", lw=1, label="float32 resolution")
-        ax.set(xlabel="time step", ylabel="||x_a - x_b|| / ||x_a(0) - x_b(0)||", title="forgetting the initial state",
-               ylim=(FLOOR / 10, 10))
-        ax.legend(loc="center right", fontsize=7)
-        ax = axes[2]
-        for rho, c in zip(mc_rhos, ("C0", "C1", "C3")):
-            ks = np.arange(1, len(mcs[rho]) + 1)
-            ax.plot(ks, mcs[rho], color=c, label=f"rho = {rho:g}: MC = {mc_total[str(rho)]:.1f}")
-        ax.axvline(n_mc, color="0.6", ls=":", lw=1, label=f"k = N = {n_mc}")
-        ax.set(xlabel="delay k (steps)", ylabel="MC_k = corr^2(readout, u(t-k))", ylim=(-0.02, 1.05),
-               title=f"memory capacity (N = {n_mc}, bound MC <= N)")
-        ax.legend(fontsize=7)
-        return save_figure(fig, out_dir, result, quick=quick, seed=seed)
+
+def record(r: EchoStateResult) -> FigureResult:
+    """The JSON record (params, values, notes and checks) of a result."""
+    return FigureResult(
+        name=NAME,
+        title=TITLE,
+        params={"N_distance": r.n, "steps": r.steps, "N_memory": r.n_mc, "leak": 1.0, "sparsity": 0.9,
+                "input": "i.i.d. uniform; [-1, 1] x s for distances, [-0.5, 0.5] x 0.1 for memory",
+                "memory_readout": "ridge 1e-8 x mean eigenvalue, 2000 train / 1000 test steps",
+                "model": "cortexfit.models esn", "seed": r.seed},
+        values={"rho": r.rhos, "input_scale": r.scales, "final_distance": r.final, "mc_total": r.mc_total,
+                "mc_k": {str(k): v for k, v in r.mcs.items()}},
+        notes=[f"distances are averaged over the last {TAIL} steps; values near {FLOOR:g} are float32 resolution"],
+        checks=check(r),
+    )
+
+
+def plot(r: EchoStateResult, fig, axes) -> None:
+    """Final-distance map, distance curves, and memory-capacity profiles."""
+    rhos, scales = r.rhos, r.scales
+    ax = axes[0]
+    img = ax.imshow(np.log10(np.clip(r.final, FLOOR, None)), origin="lower", aspect="auto", cmap="viridis",
+                    vmin=np.log10(FLOOR), vmax=0.5)
+    ax.set_xticks(range(len(scales)), [f"{s:g}" for s in scales])
+    ticks = np.arange(0, len(rhos), 2 if len(rhos) > 8 else 1)
+    ax.set_yticks(ticks, [f"{rhos[t]:g}" for t in ticks])
+    ax.set(xlabel="input scale s (W_in uniform in [-s, s])", ylabel="spectral radius rho",
+           title=f"final distance of two initial states (N = {r.n})")
+    fig.colorbar(img, ax=ax, label="log10 relative distance")
+    ax = axes[1]
+    for (rho, s), c in zip(r.curves, ("C0", "C1", "C3", "C2")):
+        ax.semilogy(np.arange(1, r.steps + 1), np.clip(r.curves[(rho, s)], FLOOR / 10, None), color=c,
+                    label=f"rho = {rho:g}, s = {s:g}")
+    ax.axhline(FLOOR, color="0.6", ls=":", lw=1, label="float32 resolution")
+    ax.set(xlabel="time step", ylabel="||x_a - x_b|| / ||x_a(0) - x_b(0)||", title="forgetting the initial state",
+           ylim=(FLOOR / 10, 10))
+    ax.legend(loc="center right", fontsize=7)
+    ax = axes[2]
+    mc_total = r.mc_total
+    for rho, c in zip(MC_RHOS, ("C0", "C1", "C3")):
+        ks = np.arange(1, len(r.mcs[rho]) + 1)
+        ax.plot(ks, r.mcs[rho], color=c, label=f"rho = {rho:g}: MC = {mc_total[str(rho)]:.1f}")
+    ax.axvline(r.n_mc, color="0.6", ls=":", lw=1, label=f"k = N = {r.n_mc}")
+    ax.set(xlabel="delay k (steps)", ylabel="MC_k = corr^2(readout, u(t-k))", ylim=(-0.02, 1.05),
+           title=f"memory capacity (N = {r.n_mc}, bound MC <= N)")
+    ax.legend(fontsize=7)
+
+
+def make(out_dir: Path, *, quick: bool, seed: int = 0) -> FigureResult:
+    """compute -> check -> plot; writes ``echo_state.png`` and ``echo_state.json`` and returns the record."""
+    r = compute(quick=quick, seed=seed)
+    return render(out_dir, record(r), lambda fig, axes: plot(r, fig, axes), layout=LAYOUT, quick=quick, seed=seed)

@@ -21,12 +21,15 @@ True
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from cortexfit.figures._common import FigureResult, check, figure, save_figure, seeded
+from cortexfit.figures._common import FigureResult, numeric_check, render, seeded
 
+LAYOUT = (1, 3, 14.0, 4.0)
+TAIL = 20  # rmse_long averages the last TAIL horizons
 NAME = "exposure"
 TITLE = "Exposure bias: closed-loop forecasts after teacher forcing vs scheduled sampling"
 PERIOD, NOISE, HIDDEN, WARM = 20.0, 0.4, 16, 30
@@ -127,20 +130,37 @@ def train(mode: str, *, steps: int, seq_len: int, seed: int):
     return net.eval(), readout.eval(), history
 
 
-def make(out_dir: Path, *, quick: bool, seed: int = 0) -> FigureResult:
-    """Build the figure; returns the written :class:`FigureResult`.
+@dataclass
+class ExposureResult:
+    """Closed-loop forecasts, RMSE and phase error per horizon for each training mode."""
 
-    Examples
-    --------
-    >>> import tempfile, pathlib
-    >>> r = make(pathlib.Path(tempfile.mkdtemp()), quick=True)  # doctest: +SKIP
-    >>> r.values["rmse_long"]["ss"] < r.values["rmse_long"]["tf"]  # doctest: +SKIP
-    True
-    """
+    quick: bool
+    seed: int
+    steps: int
+    seq_len: int
+    horizon: int
+    clean: np.ndarray
+    obs: np.ndarray
+    preds: dict[str, np.ndarray]
+    rmse: dict[str, np.ndarray]
+    phase: dict[str, np.ndarray]
+    final_loss: dict[str, float]
+
+    @property
+    def long(self) -> dict[str, float]:
+        return {m: float(r[-TAIL:].mean()) for m, r in self.rmse.items()}
+
+    @property
+    def ratio(self) -> float:
+        long = self.long
+        return long["ss"] / long["tf"]
+
+
+def compute(*, quick: bool, seed: int = 0) -> ExposureResult:
+    """Train a TF and an SS forecaster, then forecast 256 test sequences in closed loop."""
     import torch
 
     steps, seq_len, horizon = (150, 70, 150) if quick else (300, 100, 200)
-    tail = 20
     with seeded(seed):
         models = {mode: train(mode, steps=steps, seq_len=seq_len, seed=seed) for mode in ("tf", "ss")}
         gen = torch.Generator().manual_seed(10_000 + seed)
@@ -152,57 +172,78 @@ def make(out_dir: Path, *, quick: bool, seed: int = 0) -> FigureResult:
                 preds[mode] = p.numpy()
                 rmse[mode] = ((p - clean[:, WARM + 1 :]) ** 2).mean(0).sqrt().numpy()
                 phase[mode] = phase_error_deg(p.numpy(), clean[:, WARM + 1 :].numpy())
-    long = {m: float(r[-tail:].mean()) for m, r in rmse.items()}
-    ratio = long["ss"] / long["tf"]
+    return ExposureResult(quick=quick, seed=seed, steps=steps, seq_len=seq_len, horizon=horizon, clean=clean.numpy(),
+                          obs=obs.numpy(), preds=preds, rmse=rmse, phase=phase,
+                          final_loss={m: v[2][-1] for m, v in models.items()})
 
-    result = FigureResult(
+
+def check(r: ExposureResult) -> list[dict]:
+    """The numeric checks of the figure."""
+    return [
+        numeric_check("rmse_ratio_ss_over_tf_long", r.ratio, hi=0.85 if r.quick else 0.8,
+                      description=f"closed-loop RMSE at horizons {r.horizon - TAIL + 1}-{r.horizon}: "
+                                  "scheduled sampling / teacher forcing"),
+        numeric_check("rmse_tf_first_step", float(r.rmse["tf"][0]), hi=NOISE,
+                      description="teacher forcing still forecasts one step well (below the noise sd)"),
+    ]
+
+
+def record(r: ExposureResult) -> FigureResult:
+    """The JSON record (params, values, notes and checks) of a result."""
+    return FigureResult(
         name=NAME,
         title=TITLE,
         params={"system": f"sine, period {PERIOD:g} steps, amplitude U(0.6, 1.2), observation noise sd {NOISE}",
                 "model": f"cortexfit.models vanilla tanh, {HIDDEN} units, linear readout",
-                "train_steps": steps, "seq_len": seq_len, "batch": 32, "optimizer": "Adam lr 3e-3, clip 1",
+                "train_steps": r.steps, "seq_len": r.seq_len, "batch": 32, "optimizer": "Adam lr 3e-3, clip 1",
                 "ss_schedule": "eps 0 -> 1 linearly over the first 60% of training, after a 30-step warm-up",
-                "evaluation": f"256 sequences, {WARM} observed steps then {horizon} closed-loop steps; "
-                              "RMSE to the clean signal", "seed": seed},
-        values={"horizon": np.arange(1, horizon + 1), "rmse": rmse, "rmse_long": long,
-                "phase_error_deg": phase,
-                "final_train_loss": {m: v[2][-1] for m, v in models.items()}},
-        notes=[f"rmse_long = mean RMSE over the last {tail} horizons"],
+                "evaluation": f"256 sequences, {WARM} observed steps then {r.horizon} closed-loop steps; "
+                              "RMSE to the clean signal", "seed": r.seed},
+        values={"horizon": np.arange(1, r.horizon + 1), "rmse": r.rmse, "rmse_long": r.long,
+                "phase_error_deg": r.phase, "final_train_loss": r.final_loss},
+        notes=[f"rmse_long = mean RMSE over the last {TAIL} horizons"],
+        checks=check(r),
     )
-    result.checks = [
-        check("rmse_ratio_ss_over_tf_long", ratio, hi=0.85 if quick else 0.8,
-              description=f"closed-loop RMSE at horizons {horizon - tail + 1}-{horizon}: scheduled sampling / teacher forcing"),
-        check("rmse_tf_first_step", float(rmse["tf"][0]), hi=NOISE,
-              description="teacher forcing still forecasts one step well (below the noise sd)"),
-    ]
 
-    with figure(1, 3, width=14, height=4.0) as (fig, axes):
-        ax = axes[0]
-        k = 0
-        t_obs = np.arange(WARM + 1)
-        t_pred = np.arange(WARM + 1, WARM + horizon + 1)
-        show = slice(0, min(horizon, 100))
-        ax.plot(t_obs, obs[k, : WARM + 1].numpy(), ".", color="0.5", ms=3, label="observed (warm-up)")
-        ax.plot(np.r_[t_obs, t_pred][: WARM + 1 + 100], clean[k, : WARM + 1 + 100].numpy(), color="k", lw=1,
-                label="clean signal")
-        ax.plot(t_pred[show], preds["tf"][k, show], color="C3", lw=1.2, label="teacher forcing")
-        ax.plot(t_pred[show], preds["ss"][k, show], color="C0", lw=1.2, label="scheduled sampling")
-        ax.axvline(WARM + 0.5, color="0.6", ls=":", lw=1)
-        ax.set(xlabel="time step", ylabel="signal (a.u.)", title="closed-loop forecast of one test sequence")
-        ax.legend(fontsize=7, loc="lower left", ncol=2)
-        ax = axes[1]
-        hz = np.arange(1, horizon + 1)
-        ax.plot(hz, rmse["tf"], color="C3", label=f"teacher forcing (last {tail}: {long['tf']:.2f})")
-        ax.plot(hz, rmse["ss"], color="C0", label=f"scheduled sampling (last {tail}: {long['ss']:.2f})")
-        ax.axhline(NOISE, color="0.6", ls=":", lw=1, label="observation noise sd")
-        ax.set(xlabel="forecast horizon (steps)", ylabel="RMSE to the clean signal (a.u.)",
-               title=f"error vs horizon: SS / TF = {ratio:.2f}")
-        ax.legend(fontsize=7)
-        ax = axes[2]
-        hp = np.arange(len(phase["tf"])) + PERIOD / 2 + 0.5  # centre of each one-period window
-        ax.plot(hp, phase["tf"], color="C3", label="teacher forcing")
-        ax.plot(hp, phase["ss"], color="C0", label="scheduled sampling")
-        ax.set(xlabel="forecast horizon (steps)", ylabel="mean |phase error| (degrees)",
-               title="what goes wrong: the free-running phase drifts", ylim=(0, None))
-        ax.legend(fontsize=7)
-        return save_figure(fig, out_dir, result, quick=quick, seed=seed)
+
+def _plot_example(ax, r: ExposureResult) -> None:
+    """One test sequence: warm-up observations, clean signal, both closed-loop forecasts."""
+    k, horizon = 0, r.horizon
+    t_obs = np.arange(WARM + 1)
+    t_pred = np.arange(WARM + 1, WARM + horizon + 1)
+    show = slice(0, min(horizon, 100))
+    ax.plot(t_obs, r.obs[k, : WARM + 1], ".", color="0.5", ms=3, label="observed (warm-up)")
+    ax.plot(np.r_[t_obs, t_pred][: WARM + 1 + 100], r.clean[k, : WARM + 1 + 100], color="k", lw=1,
+            label="clean signal")
+    ax.plot(t_pred[show], r.preds["tf"][k, show], color="C3", lw=1.2, label="teacher forcing")
+    ax.plot(t_pred[show], r.preds["ss"][k, show], color="C0", lw=1.2, label="scheduled sampling")
+    ax.axvline(WARM + 0.5, color="0.6", ls=":", lw=1)
+    ax.set(xlabel="time step", ylabel="signal (a.u.)", title="closed-loop forecast of one test sequence")
+    ax.legend(fontsize=7, loc="lower left", ncol=2)
+
+
+def plot(r: ExposureResult, fig, axes) -> None:
+    """An example forecast, RMSE vs horizon, and phase error vs horizon."""
+    _plot_example(axes[0], r)
+    long = r.long
+    ax = axes[1]
+    hz = np.arange(1, r.horizon + 1)
+    ax.plot(hz, r.rmse["tf"], color="C3", label=f"teacher forcing (last {TAIL}: {long['tf']:.2f})")
+    ax.plot(hz, r.rmse["ss"], color="C0", label=f"scheduled sampling (last {TAIL}: {long['ss']:.2f})")
+    ax.axhline(NOISE, color="0.6", ls=":", lw=1, label="observation noise sd")
+    ax.set(xlabel="forecast horizon (steps)", ylabel="RMSE to the clean signal (a.u.)",
+           title=f"error vs horizon: SS / TF = {r.ratio:.2f}")
+    ax.legend(fontsize=7)
+    ax = axes[2]
+    hp = np.arange(len(r.phase["tf"])) + PERIOD / 2 + 0.5  # centre of each one-period window
+    ax.plot(hp, r.phase["tf"], color="C3", label="teacher forcing")
+    ax.plot(hp, r.phase["ss"], color="C0", label="scheduled sampling")
+    ax.set(xlabel="forecast horizon (steps)", ylabel="mean |phase error| (degrees)",
+           title="what goes wrong: the free-running phase drifts", ylim=(0, None))
+    ax.legend(fontsize=7)
+
+
+def make(out_dir: Path, *, quick: bool, seed: int = 0) -> FigureResult:
+    """compute -> check -> plot; writes ``exposure.png`` and ``exposure.json`` and returns the record."""
+    r = compute(quick=quick, seed=seed)
+    return render(out_dir, record(r), lambda fig, axes: plot(r, fig, axes), layout=LAYOUT, quick=quick, seed=seed)

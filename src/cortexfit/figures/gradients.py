@@ -25,12 +25,15 @@ True
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from cortexfit.figures._common import FigureResult, check, figure, save_figure, seeded
+from cortexfit.figures._common import FigureResult, numeric_check, render, seeded
 
+LAYOUT = (1, 3, 14.0, 4.0)
+BATCH, EVERY = 128, 10
 NAME = "gradients"
 TITLE = "Vanishing gradients: vanilla RNN vs LSTM on a long-lag cue-recall task"
 N_CUES, HIDDEN = 2, 32
@@ -98,89 +101,123 @@ def _grad_curve(net, lag: int, generator) -> np.ndarray:
     return curve.detach().double().numpy() / math.log(10)
 
 
-def make(out_dir: Path, *, quick: bool, seed: int = 0) -> FigureResult:
-    """Build the figure; returns the written :class:`FigureResult`.
+def _train(net, lag: int, steps: int, generator) -> tuple[float, list[float]]:
+    """Train ``net`` plus a linear readout on the cue-recall task; (test accuracy, loss every EVERY steps)."""
+    import torch
 
-    Examples
-    --------
-    >>> import tempfile, pathlib
-    >>> r = make(pathlib.Path(tempfile.mkdtemp()), quick=True)  # doctest: +SKIP
-    >>> r.values["accuracy"]["lstm"] > r.values["accuracy"]["vanilla"]  # doctest: +SKIP
-    True
-    """
+    hidden_seq = _hidden_sequence(net)
+    readout = torch.nn.Linear(HIDDEN, N_CUES)
+    params = list(net.parameters()) + list(readout.parameters())
+    opt = torch.optim.Adam(params, lr=1e-2)
+    history = []
+    for it in range(steps):
+        u, y = cue_batch(BATCH, lag, generator)
+        logits = readout(hidden_seq(u)[:, -1])
+        loss = torch.nn.functional.cross_entropy(logits, y)
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        if (it + 1) % EVERY == 0:
+            history.append(loss.item())
+    net.eval()
+    with torch.no_grad():
+        u, y = cue_batch(1000, lag, generator)
+        acc = float((readout(hidden_seq(u)[:, -1]).argmax(1) == y).float().mean())
+    return acc, history
+
+
+@dataclass
+class GradientsResult:
+    """Gradient-norm curves before and after training, test accuracies and loss histories per model."""
+
+    seed: int
+    lag: int
+    steps: int
+    curves_init: dict[str, np.ndarray]
+    curves_trained: dict[str, np.ndarray]
+    accuracy: dict[str, float]
+    history: dict[str, list[float]]
+
+    @property
+    def gap(self) -> float:
+        """log10 gradient norm at the full lag: trained LSTM minus trained vanilla RNN."""
+        return float(self.curves_trained["lstm"][-1] - self.curves_trained["vanilla"][-1])
+
+
+def compute(*, quick: bool, seed: int = 0) -> GradientsResult:
+    """Train both models on the lag task, recording gradient norms before and after."""
     import torch
 
     lag, steps = (50, 200) if quick else (100, 300)
-    batch, every = 128, 10
-    chance = 1.0 / N_CUES
     curves_init, curves_trained, acc, history = {}, {}, {}, {}
     with seeded(seed):
         models = _models(lag)
         gen = torch.Generator().manual_seed(seed)
         for name, net in models.items():
             curves_init[name] = _grad_curve(net, lag, gen)
-            hidden_seq = _hidden_sequence(net)
-            readout = torch.nn.Linear(HIDDEN, N_CUES)
-            params = list(net.parameters()) + list(readout.parameters())
-            opt = torch.optim.Adam(params, lr=1e-2)
-            history[name] = []
-            for it in range(steps):
-                u, y = cue_batch(batch, lag, gen)
-                logits = readout(hidden_seq(u)[:, -1])
-                loss = torch.nn.functional.cross_entropy(logits, y)
-                opt.zero_grad()
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(params, 1.0)
-                opt.step()
-                if (it + 1) % every == 0:
-                    history[name].append(loss.item())
-            net.eval()
-            with torch.no_grad():
-                u, y = cue_batch(1000, lag, gen)
-                acc[name] = float((readout(hidden_seq(u)[:, -1]).argmax(1) == y).float().mean())
+            acc[name], history[name] = _train(net, lag, steps, gen)
             curves_trained[name] = _grad_curve(net, lag, gen)
-    gap = float(curves_trained["lstm"][-1] - curves_trained["vanilla"][-1])
+    return GradientsResult(seed=seed, lag=lag, steps=steps, curves_init=curves_init, curves_trained=curves_trained,
+                           accuracy=acc, history=history)
 
-    result = FigureResult(
-        name=NAME,
-        title=TITLE,
-        params={"lag": lag, "train_steps": steps, "batch": batch, "hidden": HIDDEN, "cues": N_CUES,
-                "optimizer": "Adam lr 1e-2, grad-norm clip 1", "vanilla_gain": 1 / math.sqrt(3),
-                "lstm_init": "chrono: b_f = log U(1, lag-1), b_i = -b_f", "seed": seed,
-                "models": "cortexfit.models vanilla and lstm; gradient norms from cortexfit.analysis.dynamics"},
-        values={"accuracy": acc, "chance": chance, "log10_grad_norm_init": curves_init,
-                "log10_grad_norm_trained": curves_trained, "loss_history": history},
-    )
-    result.checks = [
-        check("lstm_accuracy", acc["lstm"], lo=0.9, description=f"LSTM test accuracy at lag {lag}"),
-        check("vanilla_accuracy", acc["vanilla"], hi=chance + 0.15,
-              description=f"vanilla RNN test accuracy at lag {lag} (near chance {chance:g})"),
-        check("log10_grad_gap_at_lag", gap, lo=3.0, unit="decades",
-              description=f"log10 ||ds_{lag}/ds_0||: trained LSTM minus trained vanilla RNN"),
+
+def check(r: GradientsResult) -> list[dict]:
+    """The numeric checks of the figure."""
+    chance = 1.0 / N_CUES
+    return [
+        numeric_check("lstm_accuracy", r.accuracy["lstm"], lo=0.9, description=f"LSTM test accuracy at lag {r.lag}"),
+        numeric_check("vanilla_accuracy", r.accuracy["vanilla"], hi=chance + 0.15,
+                      description=f"vanilla RNN test accuracy at lag {r.lag} (near chance {chance:g})"),
+        numeric_check("log10_grad_gap_at_lag", r.gap, lo=3.0, unit="decades",
+                      description=f"log10 ||ds_{r.lag}/ds_0||: trained LSTM minus trained vanilla RNN"),
     ]
 
-    with figure(1, 3, width=14, height=4.0) as (fig, axes):
-        ax = axes[0]
-        lags = np.arange(lag)
-        for name, c in (("vanilla", "C3"), ("lstm", "C0")):
-            ax.plot(lags, curves_init[name], color=c, ls="--", lw=1, label=f"{name}, initial")
-            ax.plot(lags, curves_trained[name], color=c, lw=1.6, label=f"{name}, trained")
-        ax.set(xlabel="lag t (steps)", ylabel="log10 ||d s_t / d s_0||_2", title="gradient norm vs lag")
-        ax.legend(fontsize=7)
-        ax = axes[1]
-        xs = (np.arange(len(history["lstm"])) + 1) * every
-        ax.plot(xs, history["vanilla"], color="C3", label="vanilla RNN")
-        ax.plot(xs, history["lstm"], color="C0", label="LSTM")
-        ax.axhline(math.log(N_CUES), color="0.5", ls=":", lw=1, label="chance (log 2)")
-        ax.set(xlabel="training step", ylabel="cross-entropy (nats)", title=f"training on the lag-{lag} task")
-        ax.legend()
-        ax = axes[2]
-        names = ["vanilla", "lstm"]
-        ax.bar([0, 1], [acc[n] for n in names], color=["C3", "C0"], width=0.5)
-        for i, n in enumerate(names):
-            ax.text(i, acc[n] + 0.02, f"{acc[n]:.2f}", ha="center")
-        ax.axhline(chance, color="0.5", ls=":", lw=1, label="chance")
-        ax.set_xticks([0, 1], ["vanilla RNN", "LSTM"])
-        ax.set(ylabel="test accuracy", ylim=(0, 1.1), title=f"recall the cue after {lag} steps")
-        ax.legend(loc="upper left")
-        return save_figure(fig, out_dir, result, quick=quick, seed=seed)
+
+def record(r: GradientsResult) -> FigureResult:
+    """The JSON record (params, values and checks) of a result."""
+    return FigureResult(
+        name=NAME,
+        title=TITLE,
+        params={"lag": r.lag, "train_steps": r.steps, "batch": BATCH, "hidden": HIDDEN, "cues": N_CUES,
+                "optimizer": "Adam lr 1e-2, grad-norm clip 1", "vanilla_gain": 1 / math.sqrt(3),
+                "lstm_init": "chrono: b_f = log U(1, lag-1), b_i = -b_f", "seed": r.seed,
+                "models": "cortexfit.models vanilla and lstm; gradient norms from cortexfit.analysis.dynamics"},
+        values={"accuracy": r.accuracy, "chance": 1.0 / N_CUES, "log10_grad_norm_init": r.curves_init,
+                "log10_grad_norm_trained": r.curves_trained, "loss_history": r.history},
+        checks=check(r),
+    )
+
+
+def plot(r: GradientsResult, fig, axes) -> None:
+    """Gradient norm vs lag, training loss, and test accuracy."""
+    lag, acc, chance = r.lag, r.accuracy, 1.0 / N_CUES
+    ax = axes[0]
+    lags = np.arange(lag)
+    for name, c in (("vanilla", "C3"), ("lstm", "C0")):
+        ax.plot(lags, r.curves_init[name], color=c, ls="--", lw=1, label=f"{name}, initial")
+        ax.plot(lags, r.curves_trained[name], color=c, lw=1.6, label=f"{name}, trained")
+    ax.set(xlabel="lag t (steps)", ylabel="log10 ||d s_t / d s_0||_2", title="gradient norm vs lag")
+    ax.legend(fontsize=7)
+    ax = axes[1]
+    xs = (np.arange(len(r.history["lstm"])) + 1) * EVERY
+    ax.plot(xs, r.history["vanilla"], color="C3", label="vanilla RNN")
+    ax.plot(xs, r.history["lstm"], color="C0", label="LSTM")
+    ax.axhline(math.log(N_CUES), color="0.5", ls=":", lw=1, label="chance (log 2)")
+    ax.set(xlabel="training step", ylabel="cross-entropy (nats)", title=f"training on the lag-{lag} task")
+    ax.legend()
+    ax = axes[2]
+    names = ["vanilla", "lstm"]
+    ax.bar([0, 1], [acc[n] for n in names], color=["C3", "C0"], width=0.5)
+    for i, n in enumerate(names):
+        ax.text(i, acc[n] + 0.02, f"{acc[n]:.2f}", ha="center")
+    ax.axhline(chance, color="0.5", ls=":", lw=1, label="chance")
+    ax.set_xticks([0, 1], ["vanilla RNN", "LSTM"])
+    ax.set(ylabel="test accuracy", ylim=(0, 1.1), title=f"recall the cue after {lag} steps")
+    ax.legend(loc="upper left")
+
+
+def make(out_dir: Path, *, quick: bool, seed: int = 0) -> FigureResult:
+    """compute -> check -> plot; writes ``gradients.png`` and ``gradients.json`` and returns the record."""
+    r = compute(quick=quick, seed=seed)
+    return render(out_dir, record(r), lambda fig, axes: plot(r, fig, axes), layout=LAYOUT, quick=quick, seed=seed)

@@ -17,19 +17,21 @@ True
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from cortexfit.figures._common import (
     FigureResult,
-    check,
-    figure,
-    save_figure,
+    numeric_check,
+    render,
     seeded,
     shared_data_dir,
 )
 
+LAYOUT = (1, 3, 14.0, 4.2)
 NAME = "rotations"
 TITLE = "jPCA: rotational dynamics of motor cortex around movement onset (Churchland et al. 2012)"
 SHARED_FILE = "churchland2012_jpca_tensor.mat"
@@ -74,16 +76,42 @@ def load_data(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, str]:
     return data, t, f"simulated rotational population ({path} absent)"
 
 
-def make(out_dir: Path, *, quick: bool, seed: int = 0) -> FigureResult:
-    """Build the figure (jPCA is cheap: quick and full are the same); returns the :class:`FigureResult`.
+@dataclass
+class RotationsResult:
+    """The data, the jPCA fit (:class:`cortexfit.analysis.jpca` result) and the rotation statistics."""
+
+    seed: int
+    data: np.ndarray
+    t_ms: np.ndarray
+    source: str
+    dt: float
+    fit: Any
+    share: float
+    ccw: float
+
+    @property
+    def proj(self) -> np.ndarray:
+        """(condition, time, 2) projections in the top jPC plane."""
+        return self.fit.projections[:, :, 0, :]
+
+
+def ccw_fraction(proj: np.ndarray) -> float:
+    """Share of (condition, time) steps whose in-plane velocity turns counter-clockwise.
 
     Examples
     --------
-    >>> import tempfile, pathlib
-    >>> r = make(pathlib.Path(tempfile.mkdtemp()), quick=True)  # doctest: +SKIP
-    >>> 0 < r.values["r2_skew"] <= r.values["r2_full"]  # doctest: +SKIP
-    True
+    >>> t = np.linspace(0, 3, 30)
+    >>> ccw_fraction(np.stack([np.cos(t), np.sin(t)], -1)[None])
+    1.0
     """
+    vel = np.diff(proj, axis=1)
+    mid = 0.5 * (proj[:, 1:] + proj[:, :-1])
+    cross = mid[..., 0] * vel[..., 1] - mid[..., 1] * vel[..., 0]
+    return float(np.mean(cross > 0))
+
+
+def compute(*, quick: bool, seed: int = 0) -> RotationsResult:
+    """jPCA of the (shared or simulated) population (quick and full are the same: jPCA is cheap)."""
     from cortexfit.analysis.jpca import jpca
 
     with seeded(seed) as rng:
@@ -92,61 +120,82 @@ def make(out_dir: Path, *, quick: bool, seed: int = 0) -> FigureResult:
     res = jpca(data, dt=dt, n_pcs=6)
     omega2 = (2 * np.pi * res.frequencies_hz) ** 2
     share = float(omega2[0] / omega2.sum())
-    proj = res.projections[:, :, 0, :]  # (condition, time, 2) in the top plane
-    vel = np.diff(proj, axis=1)
-    mid = 0.5 * (proj[:, 1:] + proj[:, :-1])
-    cross = mid[..., 0] * vel[..., 1] - mid[..., 1] * vel[..., 0]
-    ccw = float(np.mean(cross > 0))
+    ccw = ccw_fraction(res.projections[:, :, 0, :])
+    return RotationsResult(seed=seed, data=data, t_ms=t_ms, source=source, dt=dt, fit=res, share=share, ccw=ccw)
 
-    result = FigureResult(
+
+def check(r: RotationsResult) -> list[dict]:
+    """The numeric checks of the figure."""
+    return [
+        numeric_check("r2_skew_over_full", r.fit.r2_ratio, lo=0.7,
+                      description="R2 of the rotational (skew) fit / R2 of the unconstrained linear fit of dX/dt"),
+        numeric_check("top_plane_rotation_share", r.share, lo=0.5,
+                      description="fraction of the rotation strength (omega^2) in the top jPC plane "
+                                  "(a clear top plane)"),
+        numeric_check("top_plane_ccw_fraction", r.ccw, lo=0.7,
+                      description="conditions rotate the same way in the top plane "
+                                  "(fraction of counter-clockwise steps)"),
+    ]
+
+
+def record(r: RotationsResult) -> FigureResult:
+    """The JSON record (params, values, notes and checks) of a result."""
+    res = r.fit
+    return FigureResult(
         name=NAME,
         title=TITLE,
-        params={"data": source, "window_ms": WINDOW_MS, "bin_s": dt, "n_pcs": 6, "soft_norm": None,
+        params={"data": r.source, "window_ms": WINDOW_MS, "bin_s": r.dt, "n_pcs": 6, "soft_norm": None,
                 "method": "cortexfit.analysis.jpca.jpca (midpoint derivative, skew fit in k(k-1)/2 parameters)",
-                "seed": seed},
-        values={"shape_condition_time_neuron": data.shape, "r2_skew": res.r2_skew, "r2_full": res.r2_full,
+                "seed": r.seed},
+        values={"shape_condition_time_neuron": r.data.shape, "r2_skew": res.r2_skew, "r2_full": res.r2_full,
                 "r2_ratio": res.r2_ratio, "frequencies_hz": res.frequencies_hz,
                 "full_frequencies_hz": res.full_frequencies_hz, "plane_variance_fraction": res.plane_variance_fraction,
-                "top_plane_rotation_share": share, "top_plane_ccw_fraction": ccw,
+                "top_plane_rotation_share": r.share, "top_plane_ccw_fraction": r.ccw,
                 "pc_variance_explained": res.pc_variance_explained},
         notes=["top_plane_rotation_share = omega_1^2 / sum_k omega_k^2 over the jPC planes",
                "ccw fraction: share of (condition, time) samples whose in-plane velocity turns counter-clockwise"],
+        checks=check(r),
     )
-    result.checks = [
-        check("r2_skew_over_full", res.r2_ratio, lo=0.7,
-              description="R2 of the rotational (skew) fit / R2 of the unconstrained linear fit of dX/dt"),
-        check("top_plane_rotation_share", share, lo=0.5,
-              description="fraction of the rotation strength (omega^2) in the top jPC plane (a clear top plane)"),
-        check("top_plane_ccw_fraction", ccw, lo=0.7,
-              description="conditions rotate the same way in the top plane (fraction of counter-clockwise steps)"),
-    ]
 
-    with figure(1, 3, width=14, height=4.2) as (fig, axes):
-        ax = axes[0]
-        var = data.var(axis=(0, 1))
-        for k, n in enumerate(np.argsort(var)[::-1][:3]):
-            for c in range(data.shape[0]):
-                ax.plot(t_ms, data[c, :, n] + 0.6 * k * np.ptp(data[:, :, n]), color=f"C{k}", lw=0.7, alpha=0.8)
-        ax.axvline(0, color="0.5", ls=":", lw=1)
-        ax.set(xlabel="time from movement onset (ms)", ylabel="normalised rate (a.u., offset per neuron)",
-               title="3 neurons, 10 conditions each")
-        ax = axes[1]
-        start = proj[:, 0, 0]
-        cmap = __import__("matplotlib").colormaps["RdYlGn_r"]
-        order = np.argsort(np.argsort(start))
-        for c in range(proj.shape[0]):
-            col = cmap(order[c] / max(1, proj.shape[0] - 1))
-            ax.plot(proj[c, :, 0], proj[c, :, 1], color=col, lw=1.3)
-            ax.plot(proj[c, 0, 0], proj[c, 0, 1], "o", color=col, ms=4)
-            ax.annotate("", xy=proj[c, -1], xytext=proj[c, -2], arrowprops={"arrowstyle": "->", "color": col, "lw": 1.3})
-        ax.set(xlabel="jPC 1 (a.u.)", ylabel="jPC 2 (a.u.)", aspect="equal",
-               title=f"top jPC plane: {res.frequencies_hz[0]:.2f} Hz, {ccw:.0%} ccw")
-        ax = axes[2]
-        planes = np.arange(1, len(res.frequencies_hz) + 1)
-        ax.bar(planes, res.frequencies_hz, 0.6, color=["C3"] + ["0.6"] * (len(planes) - 1))
-        for p, f, v in zip(planes, res.frequencies_hz, res.plane_variance_fraction):
-            ax.text(p, f + 0.02, f"{f:.2f} Hz\n{v:.0%} of variance", ha="center", va="bottom", fontsize=7)
-        ax.set_xticks(planes, [f"jPC plane {p}" for p in planes])
-        ax.set(ylabel="rotation frequency (Hz)", ylim=(0, 1.35 * max(res.frequencies_hz.max(), 1e-3)),
-               title=f"R2 of dX/dt: skew {res.r2_skew:.2f} / full {res.r2_full:.2f} = {res.r2_ratio:.2f}")
-        return save_figure(fig, out_dir, result, quick=quick, seed=seed)
+
+def _plot_plane(ax, r: RotationsResult) -> None:
+    """Trajectories in the top jPC plane, coloured by their starting point."""
+    proj = r.proj
+    cmap = __import__("matplotlib").colormaps["RdYlGn_r"]
+    order = np.argsort(np.argsort(proj[:, 0, 0]))
+    for c in range(proj.shape[0]):
+        col = cmap(order[c] / max(1, proj.shape[0] - 1))
+        ax.plot(proj[c, :, 0], proj[c, :, 1], color=col, lw=1.3)
+        ax.plot(proj[c, 0, 0], proj[c, 0, 1], "o", color=col, ms=4)
+        ax.annotate("", xy=proj[c, -1], xytext=proj[c, -2],
+                    arrowprops={"arrowstyle": "->", "color": col, "lw": 1.3})
+    ax.set(xlabel="jPC 1 (a.u.)", ylabel="jPC 2 (a.u.)", aspect="equal",
+           title=f"top jPC plane: {r.fit.frequencies_hz[0]:.2f} Hz, {r.ccw:.0%} ccw")
+
+
+def plot(r: RotationsResult, fig, axes) -> None:
+    """Three neurons' rates, the top jPC plane, and rotation frequency per plane."""
+    data, res = r.data, r.fit
+    ax = axes[0]
+    var = data.var(axis=(0, 1))
+    for k, n in enumerate(np.argsort(var)[::-1][:3]):
+        for c in range(data.shape[0]):
+            ax.plot(r.t_ms, data[c, :, n] + 0.6 * k * np.ptp(data[:, :, n]), color=f"C{k}", lw=0.7, alpha=0.8)
+    ax.axvline(0, color="0.5", ls=":", lw=1)
+    ax.set(xlabel="time from movement onset (ms)", ylabel="normalised rate (a.u., offset per neuron)",
+           title="3 neurons, 10 conditions each")
+    _plot_plane(axes[1], r)
+    ax = axes[2]
+    planes = np.arange(1, len(res.frequencies_hz) + 1)
+    ax.bar(planes, res.frequencies_hz, 0.6, color=["C3"] + ["0.6"] * (len(planes) - 1))
+    for p, f, v in zip(planes, res.frequencies_hz, res.plane_variance_fraction):
+        ax.text(p, f + 0.02, f"{f:.2f} Hz\n{v:.0%} of variance", ha="center", va="bottom", fontsize=7)
+    ax.set_xticks(planes, [f"jPC plane {p}" for p in planes])
+    ax.set(ylabel="rotation frequency (Hz)", ylim=(0, 1.35 * max(res.frequencies_hz.max(), 1e-3)),
+           title=f"R2 of dX/dt: skew {res.r2_skew:.2f} / full {res.r2_full:.2f} = {res.r2_ratio:.2f}")
+
+
+def make(out_dir: Path, *, quick: bool, seed: int = 0) -> FigureResult:
+    """compute -> check -> plot; writes ``rotations.png`` and ``rotations.json`` and returns the record."""
+    r = compute(quick=quick, seed=seed)
+    return render(out_dir, record(r), lambda fig, axes: plot(r, fig, axes), layout=LAYOUT, quick=quick, seed=seed)

@@ -19,12 +19,14 @@ True
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from cortexfit.figures._common import FigureResult, check, figure, save_figure
+from cortexfit.figures._common import FigureResult, numeric_check, render
 
+LAYOUT = (1, 3, 14.0, 4.0)
 NAME = "stp"
 TITLE = "Short-term plasticity: facilitation vs depression, and working memory in facilitation"
 N_POP = 4  # excitatory populations (+ 1 inhibitory)
@@ -111,83 +113,129 @@ def working_memory(*, dt: float = 1e-3, delay_s: float = 1.0, cue_s: float = 0.2
             "weights": W}
 
 
-def make(out_dir: Path, *, quick: bool, seed: int = 0) -> FigureResult:
-    """Build the figure (deterministic; ``seed`` is recorded only); returns the :class:`FigureResult`.
+@dataclass
+class StpResult:
+    """The synapse-train traces and the working-memory simulation."""
 
-    Examples
-    --------
-    >>> import tempfile, pathlib
-    >>> r = make(pathlib.Path(tempfile.mkdtemp()), quick=True)  # doctest: +SKIP
-    >>> r.values["paired_pulse_ratio"]["facilitating"] > 1  # doctest: +SKIP
-    True
-    """
-    syn = synapse_train(["facilitating", "depressing"])
-    amp = syn["amplitude"]
-    ppr = amp[1] / amp[0]
-    wm = working_memory(dt=2e-3 if quick else 1e-3)
-    t, r, u = wm["t"], wm["rate_hz"], wm["u"]
-    in_read = (t >= wm["readout"][0]) & (t <= wm["readout"][1])
-    in_delay = (t >= wm["delay"][0]) & (t <= wm["delay"][1])
-    peak = r[in_read, :N_POP].max(0)
-    ratio = float(peak[0] / max(peak[1:N_POP].max(), 1e-9))
-    i_read = int(np.searchsorted(t, wm["readout"][0]))
-    u_at_read = u[i_read, :N_POP]
+    seed: int
+    syn: dict
+    wm: dict
 
-    result = FigureResult(
+    @property
+    def ppr(self) -> np.ndarray:
+        """Paired-pulse ratios A2/A1, (facilitating, depressing)."""
+        return self.syn["amplitude"][1] / self.syn["amplitude"][0]
+
+    def _window(self, key: str) -> np.ndarray:
+        t = self.wm["t"]
+        return (t >= self.wm[key][0]) & (t <= self.wm[key][1])
+
+    @property
+    def readout_peak(self) -> np.ndarray:
+        return self.wm["rate_hz"][self._window("readout"), :N_POP].max(0)
+
+    @property
+    def reactivation_ratio(self) -> float:
+        peak = self.readout_peak
+        return float(peak[0] / max(peak[1:N_POP].max(), 1e-9))
+
+    @property
+    def delay_max_rate(self) -> float:
+        return float(self.wm["rate_hz"][self._window("delay")].max())
+
+    @property
+    def u_at_readout(self) -> np.ndarray:
+        return self.wm["u"][int(np.searchsorted(self.wm["t"], self.wm["readout"][0])), :N_POP]
+
+
+def compute(*, quick: bool, seed: int = 0) -> StpResult:
+    """Synapse train and working-memory protocol (deterministic; ``seed`` is recorded only)."""
+    return StpResult(seed=seed, syn=synapse_train(["facilitating", "depressing"]),
+                     wm=working_memory(dt=2e-3 if quick else 1e-3))
+
+
+def check(r: StpResult) -> list[dict]:
+    """The numeric checks of the figure."""
+    ppr, u_read = r.ppr, r.u_at_readout
+    return [
+        numeric_check("ppr_facilitating", ppr[0], lo=1.0,
+                      description="paired-pulse ratio A2/A1 of the facilitating synapse"),
+        numeric_check("ppr_depressing", ppr[1], hi=1.0,
+                      description="paired-pulse ratio A2/A1 of the depressing synapse"),
+        numeric_check("delay_max_rate_hz", r.delay_max_rate, hi=1.0, unit="Hz",
+                      description="largest rate of any population during the delay (activity has stopped)"),
+        numeric_check("u_cued_minus_u_other_at_readout", float(u_read[0] - u_read[1:].max()), lo=0.1,
+                      description="facilitation u of the cued population above the others when the readout starts"),
+        numeric_check("reactivation_ratio", r.reactivation_ratio, lo=1.0,
+                      description="peak readout response of the cued population / largest peak of the other "
+                                  "populations"),
+    ]
+
+
+def record(r: StpResult) -> FigureResult:
+    """The JSON record (params, values and checks) of a result."""
+    return FigureResult(
         name=NAME,
         title=TITLE,
         params={"synapse_types": {"facilitating": "U 0.15, tau_F 1.5 s, tau_D 0.2 s",
                                   "depressing": "U 0.45, tau_F 0.2 s, tau_D 1.5 s"},
                 "spike_train": "8 spikes at 20 Hz + 1 after 0.5 s", "efficacy": "u x just before each spike",
                 "network": "cortexfit.models rate: relu, tau 10 ms, dale (4 E facilitating + 1 I depressing), stp",
-                "weights": wm["weights"], "cue": "input 1.0 to population 1 for 0.25 s",
-                "readout": "input 0.5 to all E populations for 50 ms, 1 s after the cue", "seed": seed},
-        values={"paired_pulse_ratio": {"facilitating": ppr[0], "depressing": ppr[1]},
-                "efficacy_per_spike": amp, "readout_peak_rate_hz": peak, "u_at_readout": u_at_read,
-                "delay_max_rate_hz": float(r[in_delay].max())},
+                "weights": r.wm["weights"], "cue": "input 1.0 to population 1 for 0.25 s",
+                "readout": "input 0.5 to all E populations for 50 ms, 1 s after the cue", "seed": r.seed},
+        values={"paired_pulse_ratio": {"facilitating": r.ppr[0], "depressing": r.ppr[1]},
+                "efficacy_per_spike": r.syn["amplitude"], "readout_peak_rate_hz": r.readout_peak,
+                "u_at_readout": r.u_at_readout, "delay_max_rate_hz": r.delay_max_rate},
+        checks=check(r),
     )
-    result.checks = [
-        check("ppr_facilitating", ppr[0], lo=1.0, description="paired-pulse ratio A2/A1 of the facilitating synapse"),
-        check("ppr_depressing", ppr[1], hi=1.0, description="paired-pulse ratio A2/A1 of the depressing synapse"),
-        check("delay_max_rate_hz", float(r[in_delay].max()), hi=1.0, unit="Hz",
-              description="largest rate of any population during the delay (activity has stopped)"),
-        check("u_cued_minus_u_other_at_readout", float(u_at_read[0] - u_at_read[1:].max()), lo=0.1,
-              description="facilitation u of the cued population above the others when the readout starts"),
-        check("reactivation_ratio", ratio, lo=1.0,
-              description="peak readout response of the cued population / largest peak of the other populations"),
-    ]
 
-    with figure(1, 3, width=14, height=4.0) as (fig, axes):
-        ax = axes[0]
-        for k, (name, c) in enumerate((("facilitating", "C1"), ("depressing", "C0"))):
-            ax.plot(syn["t"] * 1e3, syn["u"][:, k], color=c, lw=1, label=f"{name}: u")
-            ax.plot(syn["t"] * 1e3, syn["x"][:, k], color=c, lw=1, ls="--", label=f"{name}: x")
-        ax.set(xlabel="time (ms)", ylabel="u (utilisation, solid), x (resources, dashed)", ylim=(0, 1.35),
-               title="Tsodyks-Markram variables, 20 Hz train")
-        ax.legend(fontsize=7, loc="upper center", ncol=2)
-        ax = axes[1]
-        k = np.arange(1, len(amp) + 1)
-        ax.plot(k, amp[:, 0] / amp[0, 0], "o-", color="C1", label=f"facilitating (PPR {ppr[0]:.2f})")
-        ax.plot(k, amp[:, 1] / amp[0, 1], "s-", color="C0", label=f"depressing (PPR {ppr[1]:.2f})")
-        ax.axhline(1, color="0.6", lw=0.8)
-        ax.set_xticks(k, [str(i) for i in k[:-1]] + ["+0.5 s"])
-        ax.set(xlabel="spike number", ylabel="efficacy u x / first spike", title="responses to a regular train")
-        ax.legend()
-        ax = axes[2]
-        for p in range(N_POP):
-            ax.plot(t, r[:, p], color=f"C{p}", lw=1.2, label="cued population" if p == 0 else f"population {p + 1}")
-        ax.plot(t, r[:, N_POP], color="0.4", lw=0.8, ls=":", label="inhibitory")
-        for (a, b), lab in ((wm["cue"], "cue"), ((wm["readout"][0], wm["readout"][0] + 0.05), "readout")):
-            ax.axvspan(a, b, color="0.85")
-            ax.text(b + 0.01, 0.97, lab, transform=ax.get_xaxis_transform(), ha="left", va="top", fontsize=7)
-        ax.set(xlabel="time (s)", ylabel="population rate (Hz)", title=f"memory in facilitation: ratio {ratio:.1f}")
-        tw = ax.twinx()
-        tw.plot(t, u[:, 0], color="C0", ls="--", lw=1, label="u, cued")
-        tw.plot(t, u[:, 1], color="C1", ls="--", lw=1, label="u, other")
-        tw.set_ylabel("facilitation u (dashed)")
-        tw.set_ylim(0, 1.05)
-        tw.spines["right"].set_visible(True)
-        h1, l1 = ax.get_legend_handles_labels()
-        h2, l2 = tw.get_legend_handles_labels()
-        ax.legend(h1 + h2, l1 + l2, fontsize=6, loc="center", ncol=2)
-        return save_figure(fig, out_dir, result, quick=quick, seed=seed)
+
+def _plot_memory(ax, r: StpResult) -> None:
+    """Population rates through cue, delay and readout, with the facilitation u on a twin axis."""
+    wm = r.wm
+    t, rate, u = wm["t"], wm["rate_hz"], wm["u"]
+    for p in range(N_POP):
+        ax.plot(t, rate[:, p], color=f"C{p}", lw=1.2, label="cued population" if p == 0 else f"population {p + 1}")
+    ax.plot(t, rate[:, N_POP], color="0.4", lw=0.8, ls=":", label="inhibitory")
+    for (a, b), lab in ((wm["cue"], "cue"), ((wm["readout"][0], wm["readout"][0] + 0.05), "readout")):
+        ax.axvspan(a, b, color="0.85")
+        ax.text(b + 0.01, 0.97, lab, transform=ax.get_xaxis_transform(), ha="left", va="top", fontsize=7)
+    ax.set(xlabel="time (s)", ylabel="population rate (Hz)",
+           title=f"memory in facilitation: ratio {r.reactivation_ratio:.1f}")
+    tw = ax.twinx()
+    tw.plot(t, u[:, 0], color="C0", ls="--", lw=1, label="u, cued")
+    tw.plot(t, u[:, 1], color="C1", ls="--", lw=1, label="u, other")
+    tw.set_ylabel("facilitation u (dashed)")
+    tw.set_ylim(0, 1.05)
+    tw.spines["right"].set_visible(True)
+    h1, l1 = ax.get_legend_handles_labels()
+    h2, l2 = tw.get_legend_handles_labels()
+    ax.legend(h1 + h2, l1 + l2, fontsize=6, loc="center", ncol=2)
+
+
+def plot(r: StpResult, fig, axes) -> None:
+    """Tsodyks-Markram traces, efficacy per spike, and the working-memory protocol."""
+    syn, ppr = r.syn, r.ppr
+    amp = syn["amplitude"]
+    ax = axes[0]
+    for k, (name, c) in enumerate((("facilitating", "C1"), ("depressing", "C0"))):
+        ax.plot(syn["t"] * 1e3, syn["u"][:, k], color=c, lw=1, label=f"{name}: u")
+        ax.plot(syn["t"] * 1e3, syn["x"][:, k], color=c, lw=1, ls="--", label=f"{name}: x")
+    ax.set(xlabel="time (ms)", ylabel="u (utilisation, solid), x (resources, dashed)", ylim=(0, 1.35),
+           title="Tsodyks-Markram variables, 20 Hz train")
+    ax.legend(fontsize=7, loc="upper center", ncol=2)
+    ax = axes[1]
+    k = np.arange(1, len(amp) + 1)
+    ax.plot(k, amp[:, 0] / amp[0, 0], "o-", color="C1", label=f"facilitating (PPR {ppr[0]:.2f})")
+    ax.plot(k, amp[:, 1] / amp[0, 1], "s-", color="C0", label=f"depressing (PPR {ppr[1]:.2f})")
+    ax.axhline(1, color="0.6", lw=0.8)
+    ax.set_xticks(k, [str(i) for i in k[:-1]] + ["+0.5 s"])
+    ax.set(xlabel="spike number", ylabel="efficacy u x / first spike", title="responses to a regular train")
+    ax.legend()
+    _plot_memory(axes[2], r)
+
+
+def make(out_dir: Path, *, quick: bool, seed: int = 0) -> FigureResult:
+    """compute -> check -> plot; writes ``stp.png`` and ``stp.json`` and returns the record."""
+    r = compute(quick=quick, seed=seed)
+    return render(out_dir, record(r), lambda fig, axes: plot(r, fig, axes), layout=LAYOUT, quick=quick, seed=seed)

@@ -40,6 +40,8 @@ caption { caption-side: bottom; text-align: left; color: #555; font-size: 0.9em;
 figure { margin: 0.8em 0 1.4em; } figure img { max-width: 100%; height: auto; }
 figcaption { color: #444; font-size: 0.9em; }
 p.note { color: #7a5a00; background: #fff8e1; border-left: 3px solid #f0b400; padding: 0.3em 0.7em; }
+.pass { color: #1a7f37; font-weight: bold; } .fail { color: #cf222e; font-weight: bold; }
+tr.fail td { background: #ffebe9; }
 footer { margin-top: 2em; color: #777; font-size: 0.85em; border-top: 1px solid #ddd; }
 """
 
@@ -93,10 +95,12 @@ def slug(text: str) -> str:
 
 
 def table(header: Sequence[str], rows: Iterable[Sequence[Any]], *, bold_rows: Iterable[int] = (),
-          caption: str | None = None, numeric: Iterable[int] = ()) -> str:
+          caption: str | None = None, numeric: Iterable[int] = (),
+          row_classes: Sequence[str | None] | None = None) -> str:
     """An HTML table; cells are escaped strings (format numbers with :func:`fmt` first).
 
-    Rows in ``bold_rows`` get class ``best`` and bold cells; columns in ``numeric`` are right-aligned.
+    Rows in ``bold_rows`` get class ``best`` and bold cells; columns in ``numeric`` are right-aligned;
+    ``row_classes[i]`` (when given and not None) is the CSS class of row ``i`` (e.g. ``"fail"``).
 
     Examples
     --------
@@ -115,7 +119,8 @@ def table(header: Sequence[str], rows: Iterable[Sequence[Any]], *, bold_rows: It
             if i in bold:
                 text = f"<strong>{text}</strong>"
             cells.append(f'<td class="num">{text}</td>' if j in num else f"<td>{text}</td>")
-        out.append('<tr class="best">' if i in bold else "<tr>")
+        cls = "best" if i in bold else (row_classes[i] if row_classes is not None else None)
+        out.append(f'<tr class="{esc(cls)}">' if cls else "<tr>")
         out.append("".join(cells) + "</tr>")
     out.append("</tbody></table>")
     return "".join(out)
@@ -172,6 +177,29 @@ def note(text: str) -> str:
     '<p class="note">no behavior</p>'
     """
     return f'<p class="note">{esc(text)}</p>'
+
+
+def status(passed: bool) -> str:
+    """A coloured PASS / FAIL marker (CSS classes ``pass`` and ``fail``).
+
+    Examples
+    --------
+    >>> status(False)
+    '<span class="fail">FAIL</span>'
+    """
+    return '<span class="pass">PASS</span>' if passed else '<span class="fail">FAIL</span>'
+
+
+def bullets(items: Iterable[Any]) -> str:
+    """An unordered list of escaped items (empty string for no items).
+
+    Examples
+    --------
+    >>> bullets(["a < b"])
+    '<ul><li>a &lt; b</li></ul>'
+    """
+    lis = "".join(f"<li>{esc(x)}</li>" for x in items)
+    return f"<ul>{lis}</ul>" if lis else ""
 
 
 def para(text: str) -> str:
