@@ -1,4 +1,4 @@
-"""Small synthetic NWB files for the ingest tests, written with pynwb.
+"""Small synthetic NWB files for the ingest tests, written with pynwb, and pynwb's view of any NWB file.
 
 Every builder writes one file and returns its path.  Spike times, trial times and behaviour are
 deterministic (a seeded generator plus a few hand-placed spikes on bin edges), so tests can recount them
@@ -22,6 +22,30 @@ import numpy as np
 TRIAL_LEN = 0.6  # s
 TRIAL_GAP = 0.2  # s
 GO_OFFSET = 0.2  # s after start: the "go_time" event
+
+
+def brute_counts(spikes: Sequence[np.ndarray], edges: np.ndarray) -> np.ndarray:
+    """(trial, bin, unit) counts of ``spikes`` (one array per unit) by comparing every spike with every bin
+    ``[edges[i, k], edges[i, k + 1])``: the slow, obviously right reference for the binning tests."""
+    lo, hi = edges[:, :-1, None], edges[:, 1:, None]
+    return np.stack([((s >= lo) & (s < hi)).sum(-1) for s in spikes], axis=-1)
+
+
+def read_pynwb(path: str | Path):
+    """Open ``path`` with pynwb (warnings silenced): ``(io, nwbfile)``; close ``io`` when done."""
+    from pynwb import NWBHDF5IO
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        io = NWBHDF5IO(str(path), "r")
+        return io, io.read()
+
+
+def unit_rates(nwb) -> np.ndarray:
+    """Mean rate (Hz) of every unit of a pynwb file over its ``obs_intervals`` (one interval per unit)."""
+    units = nwb.units.to_dataframe()
+    duration = np.array([iv[0][1] - iv[0][0] for iv in units["obs_intervals"]])
+    return np.array([len(s) for s in units["spike_times"]]) / duration
 
 
 def _nwbfile():
@@ -100,10 +124,10 @@ def make_units_file(
         Store the trials as a TimeIntervals table of this name under processing['behavior'] instead of
         ``nwb.trials``.
     """
+    from pynwb.base import TimeSeries
     from pynwb.behavior import BehavioralTimeSeries, Position, SpatialSeries
     from pynwb.ecephys import ElectricalSeries
     from pynwb.epoch import TimeIntervals
-    from pynwb.base import TimeSeries
 
     rng = np.random.default_rng(seed)
     nwb = _nwbfile()

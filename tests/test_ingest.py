@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import subprocess
@@ -16,7 +17,7 @@ import nwb_factory as F
 from cortexfit import cli
 from cortexfit.core import convention
 from cortexfit.core.errors import ConfigError, IngestError
-from cortexfit.ingest import _coord_names, bin_spikes, ingest_nwb, inside, resample, run
+from cortexfit.ingest import _coord_names, ingest_nwb, run
 
 PMD_FILE = "sub-Jenkins_ses-small_desc-test_ecephys.nwb"
 YU_FILE = "yu2009_pmd_reach.nwb"
@@ -42,12 +43,6 @@ def _spikes(path):
     return np.split(st, ends[:-1])
 
 
-def _brute(spikes, edges):
-    """(trial, bin, unit) counts by a plain comparison of every spike with every bin."""
-    lo, hi = edges[:, :-1, None], edges[:, 1:, None]
-    return np.stack([((s >= lo) & (s < hi)).sum(-1) for s in spikes], axis=-1)
-
-
 def _edges(ds, align):
     k = np.arange(ds.sizes["time"] + 1)
     return align[:, None] + (ds.attrs["window_start_s"] + k * ds.attrs["bin_width_s"])[None, :]
@@ -58,7 +53,7 @@ def test_counts_exact_and_valid(files, window):
     ds = ingest_nwb(files["units"], align="go_time", window_ms=window)
     start, stop = F.trial_times(6)
     edges = _edges(ds, start + F.GO_OFFSET)
-    want = _brute(_spikes(files["units"]), edges)
+    want = F.brute_counts(_spikes(files["units"]), edges)
     valid = ds.valid.values.astype(bool)
     np.testing.assert_array_equal(ds.activity.values[valid], want[valid])
     assert not ds.activity.values[~valid].any()  # invalid bins hold 0
@@ -69,42 +64,6 @@ def test_counts_exact_and_valid(files, window):
     assert gap.sum() == 20
     np.testing.assert_array_equal(valid[1, :, 1], in_trial[1] & ~gap)
     assert ds.activity.dtype == np.uint16 and ds.valid.dtype == np.int8
-
-
-def test_bin_spikes_left_closed_both_paths():
-    edges = np.array([[0.0, 0.5, 1.0], [1.0, 1.5, 2.0]])
-    st = np.array([0.0, 0.5, 0.999, 1.0, 2.0, 0.2, 1.5])
-    bounds = np.array([0, 5, 7])
-    fast = bin_spikes(st, bounds, edges)  # sorted edges: one global searchsorted
-    assert fast[:, :, 0].tolist() == [[1, 2], [1, 0]] and fast[:, :, 1].tolist() == [[1, 0], [0, 1]]
-    overlap = np.array([[0.0, 0.5, 1.0], [0.5, 1.0, 1.5]])  # overlapping windows: per-unit path
-    slow = bin_spikes(st, bounds, overlap)
-    np.testing.assert_array_equal(slow, _brute([st[:5], st[5:]], overlap))
-    assert slow[:, :, 0].tolist() == [[1, 2], [2, 1]]
-    np.testing.assert_array_equal(bin_spikes(st, bounds, edges[::-1]), fast[::-1])  # trials out of time order
-
-
-def test_bin_spikes_random_with_empty_units():
-    rng = np.random.default_rng(3)
-    edges = np.arange(5)[:, None] * 1.0 + 0.3 + np.arange(11)[None, :] * 0.05  # 5 trials, 10 bins, gaps
-    spikes = [np.array([]), np.sort(rng.uniform(0, 6, 200)), np.array([0.0, 5.9]), np.array([]),
-              np.sort(np.r_[rng.choice(edges.ravel(), 30), rng.uniform(0, 6, 50)]), np.array([])]
-    bounds = np.r_[0, np.cumsum([len(s) for s in spikes])]
-    got = bin_spikes(np.concatenate(spikes), bounds, edges)
-    np.testing.assert_array_equal(got, _brute(spikes, edges))
-    assert got[:, :, [0, 2, 3, 5]].sum() == 0 and got.sum() > 0
-
-
-def test_inside_and_resample():
-    iv = np.array([[3.0, 4.0], [0.0, 1.0], [0.5, 2.0]])
-    assert inside(iv, np.array([-0.1, 0.0, 1.99, 2.0, 3.0, 4.0])).tolist() == [False, True, True, False, True, False]
-    ts = np.arange(10.0)
-    data = np.c_[ts, 2 * ts]
-    data[3, 1] = np.nan
-    out = resample(ts, data, np.array([[0.0, 2.0, 2.1, 2.3, 4.0, 12.0, 14.0]]))
-    np.testing.assert_allclose(out[0, :5, 0], [0.5, 2.0, 2.2, 3.0, 6.5], rtol=1e-6)  # mean; interpolated if empty
-    assert out.dtype == np.float32 and out[0, 1, 1] == 4.0
-    assert np.isnan(out[0, 3, 1]) and np.isnan(out[0, 5]).all()  # only a NaN sample; past the end
 
 
 def test_coords_and_attrs(files):
@@ -121,6 +80,7 @@ def test_coords_and_attrs(files):
     assert ds.attrs["align_event"] == "go_time" and ds.attrs["bin_width_s"] == 0.005
     assert (ds.attrs["window_start_s"], ds.attrs["window_stop_s"]) == pytest.approx((-0.2, 0.4))
     assert json.loads(ds.attrs["config"])["window_ms"] == [-200.0, 400.0]
+    assert ds.attrs["source_sha256"] == hashlib.sha256(files["units"].read_bytes()).hexdigest()
     convention.validate(ds, "activity")
 
 
@@ -306,6 +266,7 @@ def test_real_mc_maze(shared_data):
     want = _independent_counts(path, "move_onset_time", -0.25, 0.45)
     np.testing.assert_array_equal(ds.activity.sum("time").values, want)
     assert int(ds.activity.sum()) == want.sum()
+    assert int(ds.activity.sum()) == 32897
     areas = dict(zip(*np.unique(ds.area.values, return_counts=True)))
     assert areas == {"PMd": 52, "M1": 55}
     assert ds.split.values[0] == "test" and ds.heldout.dtype == bool
@@ -321,5 +282,6 @@ def test_real_yu2009(shared_data):
     assert dict(ds.activity.sizes) == {"trial": 112, "time": 200, "unit": 61}
     want = _independent_counts(path, "start_time", 0.0, 1.0)
     np.testing.assert_array_equal(ds.activity.sum("time").values, want)
+    assert int(ds.activity.sum()) == 74038
     assert ds.valid.values.all()
     assert set(ds.condition.values) == {"reach1", "reach2"}

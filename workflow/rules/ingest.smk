@@ -13,4 +13,4 @@ rule ingest:
     params:
         args=ingest_args,
     shell:
-        "{CORTEXFIT} ingest {input} {output} {params.args} > {log} 2>&1"
+        "cortexfit ingest {input} {output} {params.args} > {log} 2>&1"

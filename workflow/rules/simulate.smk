@@ -1,7 +1,12 @@
 # Simulated recordings with known ground truth (the embedded default data; no download needed).
+# `cortexfit simulate TASK OUT.nwb` writes OUT.nwb and OUT.truth.nc; flip-flop also saves its teacher network
+# as OUT.teacher/model.pt, so that task has its own rule declaring the teacher as an output.
+
+TEACHER_TASKS = ("flipflop",)  # tasks whose simulation saves a teacher network
 
 
 rule simulate:
+    """Simulated tasks without a teacher network (reach)."""
     output:
         nwb="data/simulated/{task}.nwb",
         truth="data/simulated/{task}.truth.nc",
@@ -9,17 +14,37 @@ rule simulate:
         f"{LOGS}/simulate/{{task}}.log",
     benchmark:
         f"{BENCH}/simulate/{{task}}.tsv"
+    wildcard_constraints:
+        task="reach",
     params:
         seed=config["simulate"]["seed"],
     shell:
-        "{CORTEXFIT} simulate {wildcards.task} {output.nwb} --seed {params.seed} > {log} 2>&1"
+        "cortexfit simulate {wildcards.task} {output.nwb} --seed {params.seed} > {log} 2>&1"
+
+
+rule simulate_with_teacher:
+    """Simulated tasks driven by a trained teacher network (flipflop), saved as a third output."""
+    output:
+        nwb="data/simulated/{task}.nwb",
+        truth="data/simulated/{task}.truth.nc",
+        teacher="data/simulated/{task}.teacher/model.pt",
+    log:
+        f"{LOGS}/simulate/{{task}}.log",
+    benchmark:
+        f"{BENCH}/simulate/{{task}}.tsv"
+    wildcard_constraints:
+        task="|".join(TEACHER_TASKS),
+    params:
+        seed=config["simulate"]["seed"],
+    shell:
+        "cortexfit simulate {wildcards.task} {output.nwb} --seed {params.seed} > {log} 2>&1"
 
 
 rule teacher_fixed_points:
     """Fixed points of the flip-flop teacher network (ground truth: 8 stable points), saved by `simulate`
     beside the NWB file as `<name>.teacher/model.pt`."""
     input:
-        nwb=lambda wc: dataset_row(wc)["nwb"],
+        teacher=lambda wc: f"{Path(dataset_row(wc)['nwb']).with_suffix('.teacher')}/model.pt",
     output:
         f"{RESULTS}/{{dataset}}/teacher_fixed_points.nc",
     log:
@@ -27,6 +52,6 @@ rule teacher_fixed_points:
     benchmark:
         f"{BENCH}/{{dataset}}/teacher_fixed_points.tsv"
     params:
-        teacher=lambda wc: str(Path(dataset_row(wc)["nwb"]).with_suffix(".teacher")),
+        teacher=lambda wc, input: str(Path(input.teacher).parent),
     shell:
-        "{CORTEXFIT} fixed-points {params.teacher} {output} > {log} 2>&1"
+        "cortexfit fixed-points {params.teacher} {output} > {log} 2>&1"

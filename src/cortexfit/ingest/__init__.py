@@ -1,5 +1,10 @@
 """The ingest stage: an NWB session -> a validated ``activity`` dataset (trial x time x unit|roi).
 
+``cortexfit ingest IN.nwb OUT.nc`` calls :func:`run`; :func:`ingest_nwb` returns the dataset.  The NWB file
+is read by :mod:`cortexfit.ingest.nwb`, units get their areas from :mod:`cortexfit.ingest.areas`, and
+:mod:`cortexfit.ingest.binning` counts spikes and averages traces per bin.  Importing this package does not
+import torch.
+
 Spike counts are exact: for every unit the sorted spike times are searched (:func:`numpy.searchsorted`)
 against all bin edges of all trials at once, with edges ``align + (window_start + k * bin)`` for integer
 ``k``, and bins are left-closed ``[t, t + bin)``.  A bin is ``valid`` when its centre lies inside the
@@ -25,11 +30,13 @@ from pathlib import Path
 
 import numpy as np
 import xarray as xr
-from tqdm.auto import tqdm
 
 from cortexfit.core import convention
 from cortexfit.core.errors import ConfigError, IngestError
-from cortexfit.ingest.nwb import NWBReader, Series, Units, file_sha256, parse_areas, unit_areas
+from cortexfit.core.fileio import file_sha256
+from cortexfit.ingest.areas import parse_areas, unit_areas
+from cortexfit.ingest.binning import bin_spikes, inside, resample
+from cortexfit.ingest.nwb import NWBReader, Series, Units
 
 log = logging.getLogger("cortexfit.ingest")
 _RESERVED = {"trial", "time", "unit", "roi", "activity", "valid", "behavior", "behavior_channel", "behavior_kind"}
@@ -131,107 +138,6 @@ def _window(tr: Trials, cfg: IngestConfig, path: Path) -> tuple[float, float, in
     return w0 / 1000.0, bw, n
 
 
-def bin_spikes(spike_times: np.ndarray, bounds: np.ndarray, edges: np.ndarray) -> np.ndarray:
-    """Count each unit's spikes in left-closed bins ``[edges[i, k], edges[i, k + 1])``.
-
-    When the trials' windows follow each other in time (the flattened edges never decrease), every spike
-    is located among all edges with one :func:`numpy.searchsorted`; otherwise (overlapping windows) each
-    unit's sorted spike times are searched for all edges at once.  Both give exact counts.
-
-    Parameters
-    ----------
-    spike_times, bounds
-        Flat spike times, sorted within each unit, and row bounds: unit u is ``spike_times[bounds[u]:bounds[u+1]]``.
-    edges
-        (trial, bins + 1) absolute bin edges.
-
-    Returns
-    -------
-    (trial, bins, unit) uint16 counts.
-
-    Examples
-    --------
-    >>> bin_spikes(np.array([0.0, 0.5, 1.0, 0.2]), np.array([0, 3, 4]), np.array([[0.0, 0.5, 1.0]]))[0].tolist()
-    [[1, 1], [1, 0]]
-    """
-    n_trial, n_bin, n_unit = edges.shape[0], edges.shape[1] - 1, len(bounds) - 1
-    order = np.argsort(edges[:, 0], kind="stable")
-    if np.any(order != np.arange(n_trial)):  # trials out of time order: bin them sorted, then put them back
-        out = np.empty((n_trial, n_bin, n_unit), dtype=np.uint16)
-        out[order] = bin_spikes(spike_times, bounds, edges[order])
-        return out
-    flat = edges.ravel()
-    counts = np.zeros((n_trial, n_bin, n_unit), dtype=np.uint16)
-    if np.all(flat[1:] >= flat[:-1]):
-        pos = np.searchsorted(flat, spike_times, side="right") - 1
-        trial = pos // (n_bin + 1)
-        keep = (pos >= 0) & (pos - trial * (n_bin + 1) < n_bin)
-        cell = (pos - trial)[keep]  # trial * n_bin + bin, non-decreasing within each unit
-        starts = np.concatenate([[0], np.cumsum(keep)])[bounds]  # each unit's first kept spike
-        new = np.ones(len(cell), dtype=bool)  # a run of equal cells within one unit = one bin's count
-        new[1:] = cell[1:] != cell[:-1]
-        new[starts[(starts > 0) & (starts < len(cell))]] = True
-        first = np.flatnonzero(new)
-        runs = np.diff(np.append(first, len(cell)))
-        if len(runs) and runs.max() > np.iinfo(np.uint16).max:
-            raise IngestError(f"more than {np.iinfo(np.uint16).max} spikes in one bin: use smaller bins")
-        unit = np.searchsorted(starts, first, side="right") - 1
-        counts.reshape(-1)[cell[first] * n_unit + unit] = runs
-    else:
-        for u in tqdm(range(n_unit), desc="binning units", unit="unit", disable=None, leave=False):
-            pos = np.searchsorted(spike_times[bounds[u]:bounds[u + 1]], flat, side="left").reshape(edges.shape)
-            c = np.diff(pos, axis=1)
-            if c.max(initial=0) > np.iinfo(np.uint16).max:
-                raise IngestError(f"more than {np.iinfo(np.uint16).max} spikes in one bin: use smaller bins")
-            counts[:, :, u] = c
-    return counts
-
-
-def inside(intervals: np.ndarray, t: np.ndarray) -> np.ndarray:
-    """Boolean mask of ``t`` lying inside the union of half-open ``[start, stop)`` intervals (m, 2).
-
-    >>> inside(np.array([[0.0, 1.0], [0.5, 2.0], [3.0, 4.0]]), np.array([-1, 0, 1.5, 2.0, 3.5])).tolist()
-    [False, True, True, False, True]
-    """
-    iv = intervals[np.argsort(intervals[:, 0], kind="stable")]
-    if len(iv) == 0:
-        return np.zeros(t.shape, dtype=bool)
-    ends = np.maximum.accumulate(iv[:, 1])
-    j = np.searchsorted(iv[:, 0], t, side="right") - 1
-    return (j >= 0) & (t < ends[np.maximum(j, 0)])
-
-
-def resample(ts: np.ndarray, data: np.ndarray, edges: np.ndarray, chunk: int = 16) -> np.ndarray:
-    """Average a (sample, channel) signal over bins ``[edges[i, k], edges[i, k + 1])`` -> (trial, bin, channel).
-
-    Bins holding no sample take the linear interpolation at their centre (NaN outside the signal's time
-    range); bins holding only NaN samples are NaN.  Output float32.
-
-    >>> resample(np.arange(4.0), np.arange(4.0)[:, None], np.array([[0.0, 2.0, 2.2, 2.6, 8.0]]))[0, :, 0]
-    array([0.5, 2. , 2.4, 3. ], dtype=float32)
-    """
-    order = np.argsort(ts, kind="stable")
-    ts, data = ts[order], data[order]
-    idx = np.searchsorted(ts, edges.ravel(), side="left").reshape(edges.shape)
-    lo, hi = idx[:, :-1], idx[:, 1:]
-    centres = (edges[:, :-1] + edges[:, 1:]) / 2
-    out = np.empty((*lo.shape, data.shape[1]), dtype=np.float32)
-    empty = hi == lo
-    for c0 in tqdm(range(0, data.shape[1], chunk), desc="resampling", disable=None, leave=False):
-        block = data[:, c0:c0 + chunk]
-        ok = np.isfinite(block)
-        zero = np.zeros((1, block.shape[1]))
-        cs = np.concatenate([zero, np.cumsum(np.where(ok, block, 0.0), axis=0)])
-        cn = np.concatenate([zero, np.cumsum(ok, axis=0)])
-        with np.errstate(invalid="ignore", divide="ignore"):
-            mean = (cs[hi] - cs[lo]) / (cn[hi] - cn[lo])
-        if empty.any():
-            for k in range(block.shape[1]):
-                mean[..., k][empty] = np.interp(centres[empty], ts, block[:, k], left=np.nan, right=np.nan)
-        out[..., c0:c0 + chunk] = mean
-    return out
-
-
 def _behavior(series: list[Series], edges: np.ndarray) -> xr.DataArray | None:
     if not series:
         return None
@@ -272,6 +178,48 @@ def _coord_names(trial_cols: Sequence[str], neuron_cols: Sequence[str], neuron: 
     t = {c: (f"trial_{c}" if c in both or c in _RESERVED else c) for c in trial_cols}
     n = {c: (f"{neuron}_{c}" if c in both or c in _RESERVED else c) for c in neuron_cols}
     return t, n
+
+
+@dataclass
+class Neurons:
+    """Binned activity of the units or ROIs: (trial, time, neuron) ``activity`` and ``valid``, and per neuron
+    its ``ids`` and coordinates ``meta``; ``neuron`` is the dimension (``unit``/``roi``), ``signal`` its kind."""
+
+    neuron: str
+    signal: str
+    ids: np.ndarray
+    activity: np.ndarray
+    valid: np.ndarray
+    meta: dict[str, np.ndarray]
+
+
+def _neurons(units: Units | None, imaging: list[Series], edges: np.ndarray, centres: np.ndarray,
+             in_trial: np.ndarray, cfg: IngestConfig, path: Path) -> Neurons:
+    """Bin the units' spikes (exact counts, valid inside the trial and the unit's ``obs_intervals``) or, without
+    units, average the imaging ROIs' traces (valid inside the trial where finite)."""
+    if units is not None:
+        neuron, signal, ids = "unit", "spike_counts", units.ids
+        activity = bin_spikes(units.spike_times, units.bounds, edges)
+        valid = np.empty(activity.shape, dtype=np.int8)
+        groups: dict[bytes, list[int]] = {}  # units sharing the same obs_intervals share one mask
+        for u in range(len(ids)):
+            groups.setdefault(b"" if units.obs is None else units.obs[u].tobytes(), []).append(u)
+        for members in groups.values():
+            mask = in_trial if units.obs is None else in_trial & inside(units.obs[members[0]], centres)
+            valid[:, :, members if len(members) < len(ids) else slice(None)] = mask[:, :, None]
+        meta = {"area": unit_areas(units, cfg.areas, path)}
+        if units.electrode_group is not None:
+            meta["electrode_group"] = units.electrode_group
+        meta.update({c: v for c, v in units.columns.items() if c not in meta})
+    else:
+        neuron, signal = "roi", imaging[0].kind
+        activity = np.concatenate([resample(s.timestamps, s.data, edges) for s in imaging], axis=2)
+        ids = np.arange(activity.shape[2])
+        valid = (np.isfinite(activity) & in_trial[:, :, None]).astype(np.int8)
+        meta = {"area": np.concatenate([s.area for s in imaging]),
+                "roi_series": np.concatenate([np.full(s.data.shape[1], s.name) for s in imaging]),
+                "roi_id": np.concatenate([s.roi_ids for s in imaging])}
+    return Neurons(neuron, signal, ids, activity, valid, meta)
 
 
 def ingest_nwb(path: str | Path, *, bin_ms: float = 5.0, align: str = "start_time",
@@ -324,42 +272,22 @@ def ingest_nwb(path: str | Path, *, bin_ms: float = 5.0, align: str = "start_tim
     if not in_trial.any(axis=1).all():
         log.warning("%s: the window misses %d trial(s) entirely: all their bins are invalid", path,
                     int((~in_trial.any(axis=1)).sum()))
-    if units is not None:
-        neuron, signal, ids = "unit", "spike_counts", units.ids
-        activity = bin_spikes(units.spike_times, units.bounds, edges)
-        valid = np.empty(activity.shape, dtype=np.int8)
-        groups: dict[bytes, list[int]] = {}  # units sharing the same obs_intervals share one mask
-        for u in range(len(ids)):
-            groups.setdefault(b"" if units.obs is None else units.obs[u].tobytes(), []).append(u)
-        for members in groups.values():
-            mask = in_trial if units.obs is None else in_trial & inside(units.obs[members[0]], centres)
-            valid[:, :, members if len(members) < len(ids) else slice(None)] = mask[:, :, None]
-        meta = {"area": unit_areas(units, cfg.areas, path)}
-        if units.electrode_group is not None:
-            meta["electrode_group"] = units.electrode_group
-        meta.update({c: v for c, v in units.columns.items() if c not in meta})
-    else:
-        neuron, signal = "roi", imaging[0].kind
-        activity = np.concatenate([resample(s.timestamps, s.data, edges) for s in imaging], axis=2)
-        ids = np.arange(activity.shape[2])
-        valid = (np.isfinite(activity) & in_trial[:, :, None]).astype(np.int8)
-        meta = {"area": np.concatenate([s.area for s in imaging]),
-                "roi_series": np.concatenate([np.full(s.data.shape[1], s.name) for s in imaging]),
-                "roi_id": np.concatenate([s.roi_ids for s in imaging])}
-    if not valid.all():
-        np.copyto(activity, 0, where=valid == 0)
-    ds = convention.new_activity(activity, time=ws + (k[:-1] + 0.5) * bw, bin_width_s=bw, trial=tr.ids, unit=ids,
-                             valid=valid, align_event=cfg.align, signal=signal, source_file=str(path),
-                             source_sha256=file_sha256(path), config=asdict(cfg), neuron=neuron)
+    nr = _neurons(units, imaging, edges, centres, in_trial, cfg, path)
+    if not nr.valid.all():
+        np.copyto(nr.activity, 0, where=nr.valid == 0)
+    ds = convention.new_activity(nr.activity, time=ws + (k[:-1] + 0.5) * bw, bin_width_s=bw, trial=tr.ids,
+                                 unit=nr.ids, valid=nr.valid, align_event=cfg.align, signal=nr.signal,
+                                 source_file=str(path), source_sha256=file_sha256(path), config=asdict(cfg),
+                                 neuron=nr.neuron)
     ds.attrs.update(window_start_s=float(ws), window_stop_s=float(ws + n * bw))
-    tnames, nnames = _coord_names(list(tr.coords), list(meta), neuron)
+    tnames, nnames = _coord_names(list(tr.coords), list(nr.meta), nr.neuron)
     ds = ds.assign_coords({**{tnames[c]: ("trial", v) for c, v in tr.coords.items()},
-                           **{nnames[c]: (neuron, v) for c, v in meta.items()}})
+                           **{nnames[c]: (nr.neuron, v) for c, v in nr.meta.items()}})
     beh = _behavior(behavior, edges)
     if beh is not None:
         ds["behavior"] = beh.assign_coords(trial=ds.trial, time=ds.time)
     log.info("%s: %d trials x %d bins of %g ms x %d %ss (%s) in %.2f s", path, len(tr.ids), n, cfg.bin_ms,
-             len(ids), neuron, signal, _time.perf_counter() - t0)
+             len(nr.ids), nr.neuron, nr.signal, _time.perf_counter() - t0)
     convention.validate(ds, "activity")
     return ds
 

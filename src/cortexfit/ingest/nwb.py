@@ -5,7 +5,7 @@ The reader opens the file once with :mod:`h5py` and walks the NWB HDF5 layout by
 maps to its classes).  Only the arrays the ingest stage needs are read, each in one bulk read: the units
 table's ragged ``spike_times`` column is its flat ``VectorData`` plus its ``VectorIndex`` of row ends, never
 a per-unit loop.  This skips pynwb's object construction (about 50 ms and its deprecation warnings per
-file) without losing anything ingest uses; ``tests/test_io_nwb.py`` checks the arrays against pynwb's.
+file) without losing anything ingest uses; ``tests/test_ingest_nwb.py`` checks the arrays against pynwb's.
 
 Every problem with the file becomes one :class:`~cortexfit.core.errors.IngestError` line naming the file.
 
@@ -27,15 +27,19 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from cortexfit.core.errors import ConfigError, IngestError
-from cortexfit.core.fileio import file_sha256  # noqa: F401  (re-exported for ingest)
+from cortexfit.core.errors import IngestError
 
 log = logging.getLogger("cortexfit.ingest")
 
 #: TimeSeries types that are never behaviour (raw ephys, imaging, intracellular, stimuli, events).
-NOT_BEHAVIOR = frozenset(
-    ["ElectricalSeries", "SpikeEventSeries", "ImageSeries", "TwoPhotonSeries", "OnePhotonSeries", "OpticalSeries", "ImageMaskSeries", "IndexSeries", "RoiResponseSeries", "DecompositionSeries", "PatchClampSeries", "CurrentClampSeries", "IZeroClampSeries", "VoltageClampSeries", "CurrentClampStimulusSeries", "VoltageClampStimulusSeries", "OptogeneticSeries", "AnnotationSeries", "IntervalSeries", "AbstractFeatureSeries", "BehavioralEvents", "BehavioralEpochs", "LFP", "FilteredEphys", "EventWaveform", "FeatureExtraction", "EventDetection"]
-)
+NOT_BEHAVIOR = frozenset([
+    "ElectricalSeries", "SpikeEventSeries", "ImageSeries", "TwoPhotonSeries", "OnePhotonSeries", "OpticalSeries",
+    "ImageMaskSeries", "IndexSeries", "RoiResponseSeries", "DecompositionSeries", "PatchClampSeries",
+    "CurrentClampSeries", "IZeroClampSeries", "VoltageClampSeries", "CurrentClampStimulusSeries",
+    "VoltageClampStimulusSeries", "OptogeneticSeries", "AnnotationSeries", "IntervalSeries", "AbstractFeatureSeries",
+    "BehavioralEvents", "BehavioralEpochs", "LFP", "FilteredEphys", "EventWaveform", "FeatureExtraction",
+    "EventDetection",
+])
 IMAGING_CONTAINERS = (("DfOverF", "dff"), ("Fluorescence", "fluorescence"))
 _AXES = "xyz"
 _READ_ERRORS = (OSError, KeyError, RuntimeError, ValueError, TypeError, IndexError)  # h5py / malformed layout
@@ -75,63 +79,6 @@ class Series:
     channels: list[str] = field(default_factory=list)
     area: np.ndarray | None = None      # imaging: per-ROI plane location
     roi_ids: np.ndarray | None = None
-
-
-
-
-def parse_areas(spec: str) -> tuple[str, object]:
-    """Parse the ``areas`` option into ``("electrodes", None)``, ``("column", NAME)`` or ``("unit-id", rules)``.
-
-    >>> parse_areas("unit-id:1xxx=PMd,2xxx=M1")
-    ('unit-id', [('1xxx', 'PMd'), ('2xxx', 'M1')])
-    """
-    if spec == "electrodes":
-        return "electrodes", None
-    if spec.startswith("column:") and spec[7:].strip():
-        return "column", spec[7:].strip()
-    if spec.startswith("unit-id:"):
-        rules = []
-        for part in spec[8:].split(","):
-            pat, sep, area = part.partition("=")
-            pat, area = pat.strip().lower(), area.strip()
-            if not sep or not area or not re.fullmatch(r"[0-9x]+", pat):
-                raise ConfigError(f"areas rule {spec!r}: bad part {part!r} (expected e.g. 1xxx=PMd)")
-            rules.append((pat, area))
-        return "unit-id", rules
-    raise ConfigError(
-        f"areas option {spec!r} not understood (use 'electrodes', 'column:NAME' or 'unit-id:1xxx=PMd,2xxx=M1')"
-    )
-
-
-def unit_areas(units: Units, spec: str, path: str | Path) -> np.ndarray:
-    """Brain area per unit according to the ``areas`` option (see :func:`parse_areas`).
-
-    >>> u = Units(np.array([1001, 2002]), np.zeros(0), np.zeros(3, int), None, {}, None, np.array(["", ""]))
-    >>> unit_areas(u, "unit-id:1xxx=PMd,2xxx=M1", "f.nwb").tolist()
-    ['PMd', 'M1']
-    """
-    how, arg = parse_areas(spec)
-    if how == "electrodes":
-        area = np.where(units.electrode_area == "", "unknown", units.electrode_area)
-        if (area == "unknown").any():
-            log.warning("%s: %d unit(s) have no electrode or group location: area 'unknown'",
-                        path, int((area == "unknown").sum()))
-        return area.astype(str)
-    if how == "column":
-        if arg not in units.columns:
-            raise IngestError(f"{path}: areas column '{arg}' not in the units table "
-                              f"(columns: {', '.join(units.columns) or 'none'})")
-        return np.asarray(units.columns[arg]).astype(str)
-    out = np.full(len(units.ids), "", dtype=object)
-    for pat, area in arg:
-        rx = re.compile(pat.replace("x", "[0-9]") + r"\Z")
-        hit = np.array([out[i] == "" and rx.match(str(int(uid))) is not None for i, uid in enumerate(units.ids)])
-        out[hit] = area
-    missing = units.ids[out == ""]
-    if len(missing):
-        shown = ", ".join(map(str, missing[:20])) + (f" ... ({len(missing) - 20} more)" if len(missing) > 20 else "")
-        raise IngestError(f"{path}: areas rule {spec!r} matches no pattern for unit id(s) {shown}")
-    return out.astype(str)
 
 
 def _ntype(obj) -> str:
@@ -206,7 +153,8 @@ class NWBReader:
 
     def _fail(self, what: str, exc: Exception) -> IngestError:
         msg = " ".join(str(exc).split())
-        return IngestError(f"{self.path}: cannot read {what}, file truncated or malformed ({type(exc).__name__}: {msg})")
+        return IngestError(f"{self.path}: cannot read {what}, file truncated or malformed "
+                           f"({type(exc).__name__}: {msg})")
 
     def _ragged(self, g: h5py.Group, name: str) -> tuple[np.ndarray, np.ndarray]:
         """Flat data and row bounds (n + 1,) of a ragged column (VectorData + VectorIndex)."""

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
-import warnings
-
 import h5py
 import numpy as np
 import pytest
 
 import nwb_factory as F
-from cortexfit.core.errors import ConfigError, IngestError
-from cortexfit.ingest.nwb import NWBReader, Units, file_sha256, parse_areas, unit_areas
+from cortexfit.core.errors import IngestError
+from cortexfit.ingest.nwb import NWBReader
 
 
 @pytest.fixture(scope="module")
@@ -28,17 +25,8 @@ def files(tmp_path_factory):
     }
 
 
-def _pynwb_read(path):
-    from pynwb import NWBHDF5IO
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        io = NWBHDF5IO(str(path), "r")
-        return io, io.read()
-
-
 def test_units_match_pynwb(files):
-    io, nwb = _pynwb_read(files["units"])
+    io, nwb = F.read_pynwb(files["units"])
     try:
         with NWBReader(files["units"]) as r:
             u = r.units()
@@ -140,28 +128,3 @@ def test_bad_spike_times(files, value, what):
     F.patch(p, "units/spike_times", 3, value)  # first spike of unit 1001
     with NWBReader(p) as r, pytest.raises(IngestError, match=rf"{what} spike times in unit\(s\) 1001"):
         r.units()
-
-
-def test_parse_areas():
-    assert parse_areas("electrodes") == ("electrodes", None)
-    assert parse_areas("column:region") == ("column", "region")
-    for bad in ("foo", "column:", "unit-id:1xxx", "unit-id:1a=PMd", "unit-id:1x=PMd,"):
-        with pytest.raises(ConfigError, match="areas"):
-            parse_areas(bad)
-
-
-def test_unit_areas_rules():
-    u = Units(np.array([1001, 2002, 3003]), np.zeros(0), np.zeros(4, int), None,
-              {"region": np.array(["a", "b", "c"])}, None, np.array(["PMd", "", "M1"]))
-    assert unit_areas(u, "electrodes", "f").tolist() == ["PMd", "unknown", "M1"]
-    assert unit_areas(u, "column:region", "f").tolist() == ["a", "b", "c"]
-    assert unit_areas(u, "unit-id:1xxx=PMd,xxxx=M1", "f").tolist() == ["PMd", "M1", "M1"]
-    with pytest.raises(IngestError, match=r"unit id\(s\) 3003$"):
-        unit_areas(u, "unit-id:1xxx=PMd,2xxx=M1", "f")
-    with pytest.raises(IngestError, match=r"'nope' not in the units table \(columns: region\)"):
-        unit_areas(u, "column:nope", "f")
-
-
-def test_sha256(files):
-    p = files["units"]
-    assert file_sha256(p, chunk=1000) == hashlib.sha256(p.read_bytes()).hexdigest()
