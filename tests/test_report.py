@@ -11,9 +11,9 @@ import pytest
 import xarray as xr
 
 from cortexfit import cli, report
-
 from cortexfit.core import convention
 from cortexfit.core.errors import ReportError
+from cortexfit.report import sections
 
 
 def _activity(*, n_trials=12, n_time=24, n_units=10, seed=0, conditions=True, areas=True, behavior=False):
@@ -73,9 +73,10 @@ def _analyses(fit_dir: Path, act_path: Path, n_state: int, rng: np.random.Genera
          "pc_explained_variance": ("pc", [0.6, 0.3, 0.1]),
          "trajectory_pc": (("trajectory", "time", "pc"), rng.normal(size=(2, 24, 3)).cumsum(1))},
         coords={"trajectory": ["left", "right"]},
-        attrs={"family": "rate", "inputs": "zero", "n_init": 64, "seed": 0, "n_stable": 1, "n_fixed": 2},
+        attrs={**convention.base_attrs("fixed_points"), "family": "rate", "inputs": "zero", "n_init": 64, "seed": 0,
+               "n_stable": 1, "n_fixed": 2},
     )
-    fp.to_netcdf(fit_dir / "fixed_points.nc", engine="h5netcdf")
+    convention.write_dataset(fp, fit_dir / "fixed_points.nc", "fixed_points")
     w = rng.normal(0, 0.3, n_state) + 1j * rng.normal(0, 0.3, n_state)
     lags, steps = np.arange(30), np.arange(40)
     dyn = xr.Dataset(
@@ -84,10 +85,10 @@ def _analyses(fit_dir: Path, act_path: Path, n_state: int, rng: np.random.Genera
          "lyapunov": ("lyap", [-0.01, -0.2, np.nan]), "lyapunov_per_s": ("lyap", [-1.0, -20.0, np.nan]),
          "grad_norm": ("time_lag", np.exp(-0.05 * lags)), "echo_distance": ("echo_step", np.exp(-0.1 * steps))},
         coords={"time_lag_s": ("time_lag", lags * 0.01), "echo_time_s": ("echo_step", steps * 0.01)},
-        attrs={"family": "rate", "dt_s": 0.01, "spectral_radius": 0.5, "bulk_radius": 0.4,
-               "lyapunov_max_per_step": -0.01, "lyapunov_max_per_s": -1.0},
+        attrs={**convention.base_attrs("dynamics"), "family": "rate", "dt_s": 0.01, "spectral_radius": 0.5,
+               "bulk_radius": 0.4, "lyapunov_max_per_step": -0.01, "lyapunov_max_per_s": -1.0},
     )
-    dyn.to_netcdf(fit_dir / "dynamics.nc", engine="h5netcdf")
+    convention.write_dataset(dyn, fit_dir / "dynamics.nc", "dynamics")
 
 
 def make_dataset(folder: Path, *, seed: int = 0, best: str = "smoothing", analyses: bool = True, **kw) -> Path:
@@ -185,3 +186,61 @@ def test_cli(tmp_path: Path, capsys):
     assert out.read_text().startswith("<!DOCTYPE html>")
     assert cli.main(["report", str(tmp_path / "nothing"), str(tmp_path / "x.html")]) == 1
     assert "cortexfit report: error:" in capsys.readouterr().err
+
+
+def _model_rows(text: str) -> list[str]:
+    """Model names in the first cell of each row of the page's tables."""
+    return re.findall(r"<tr(?: class=\"best\")?><td>(?:<strong>)?([a-z_]+)", text)
+
+
+def test_models_filter_leaves_out_stale_fit(tmp_path: Path):
+    folder = make_dataset(tmp_path / "ds", analyses=False)
+    act = convention.read_dataset(folder / "activity.nc", "activity")
+    _fit(act, folder / "fits" / "lstm", model="lstm", states=None, metrics={"co_bps": 0.9},
+         history="epoch,train_loss,valid_loss,seconds\n")  # a stale fit the workflow no longer declares
+    everything = report.run(folder, tmp_path / "all.html").read_text()
+    assert "lstm" in _model_rows(everything)
+    data = report.load_dataset(folder, models=["smoothing", "rate"])
+    assert [f.name for f in data.fits] == ["smoothing", "rate"] and data.best.name == "smoothing"
+    text = report.run(folder, tmp_path / "filtered.html", models=["smoothing", "rate"]).read_text()
+    assert "lstm" not in text and "<strong>smoothing</strong>" in text
+    index = report.run(tmp_path, tmp_path / "index.html", models=["smoothing", "rate"]).read_text()
+    assert "lstm" not in index and "<strong>0.310</strong>" in index
+    assert "0.900" in report.run(tmp_path, tmp_path / "index_all.html").read_text()
+
+
+def test_models_filter_notes_a_missing_folder(tmp_path: Path):
+    folder = make_dataset(tmp_path / "ds", analyses=False)
+    text = report.run(folder, tmp_path / "r.html", models=["rate", "esn"]).read_text()
+    assert "esn: requested with --models" in text and "smoothing" not in _model_rows(text)
+
+
+def test_cli_models(tmp_path: Path):
+    folder = make_dataset(tmp_path / "ds", analyses=False)
+    out = tmp_path / "cli.html"
+    assert cli.main(["report", str(folder), str(out), "--models", "rate"]) == 0
+    text = out.read_text()
+    assert "rate" in _model_rows(text) and "smoothing" not in _model_rows(text)
+
+
+def test_latents_come_from_geometry_nc(dataset: Path):
+    geo = convention.read_dataset(dataset / "fits" / "rate" / "geometry.nc", "geometry")
+    names = [str(c) for c in geo["condition"].values]
+    data_pca, data_jpca, state_pca, state_jpca = (
+        sections._planes(geo, "data", names, "data") + sections._planes(geo, "state", names, "rate states"))
+    np.testing.assert_array_equal(data_pca[1], geo["data_pc_projection"].values[..., :2])
+    np.testing.assert_array_equal(data_jpca[1], geo["jpca_projection"].values[:, :, 0])
+    np.testing.assert_array_equal(state_pca[1], geo["state_pc_projection"].values[..., :2])
+    np.testing.assert_array_equal(state_jpca[1], geo["state_jpca_projection"].values[:, :, 0])
+    assert f"{float(geo['state_jpca_frequency_hz'][0]):.2f} Hz" in state_jpca[0]
+    assert state_jpca[0].startswith("rate states: jPCA plane 1")
+
+
+def test_geometry_missing_variable_is_an_error(tmp_path: Path):
+    folder = make_dataset(tmp_path / "ds")
+    path = folder / "fits" / "rate" / "geometry.nc"
+    geo = convention.read_dataset(path, "geometry").drop_vars("state_jpca_projection")
+    geo.to_netcdf(path, engine="h5netcdf")  # a stale geometry.nc from before state_jpca_projection existed
+    with pytest.raises(ReportError, match=r"geometry.nc.*lacks variable 'state_jpca_projection'.*cortexfit geometry"):
+        report.run(folder, tmp_path / "r.html")
+    assert not (tmp_path / "r.html").exists()

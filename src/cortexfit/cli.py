@@ -112,6 +112,9 @@ def _dynamics_args(p: argparse.ArgumentParser) -> None:
 def _report_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("results", metavar="RESULTS_DIR/DATASET")
     p.add_argument("out", metavar="OUT.html")
+    p.add_argument("--models", nargs="+", default=None, metavar="MODEL",
+                   help="read only these fits/<MODEL> folders (default: all), so stale fits are left out; "
+                   f"models: {', '.join(registry.names())}")
 
 
 @command("figures", "cortexfit.figures", "reproduce the mechanism figures of RNN theory with numeric checks")

@@ -23,25 +23,31 @@ torch.Size([3, 4, 4])
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import json
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 import xarray as xr
 from torch import Tensor
 
+from cortexfit.analysis.fitdir import ModelTrajectories, model_trajectories, read_fit_dir
+from cortexfit.analysis.jacobians import batched_jacobian, frozen_copy
 from cortexfit.core import convention
-from cortexfit.core.errors import AnalysisError, ConfigError, CortexfitError
+from cortexfit.core.errors import AnalysisError, ConfigError
+
+if TYPE_CHECKING:
+    from cortexfit.models.base import Dynamics
+
+__all__ = ["DynamicsConfig", "batched_jacobian", "echo_state_distance", "eigenspectrum", "frozen_copy",
+           "gradient_norms", "jacobians_along", "lyapunov_spectrum", "run", "spectrum_summary"]
 
 log = logging.getLogger(__name__)
-
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -77,35 +83,6 @@ class DynamicsConfig:
 
 
 # ----------------------------------------------------------------------------- building blocks
-def frozen_copy(dynamics: torch.nn.Module, *, device: Any = "cpu", dtype: torch.dtype = torch.float64):
-    """A detached eval-mode copy of ``dynamics`` on ``device``/``dtype`` (the original is left untouched)."""
-    dyn = copy.deepcopy(dynamics).to(device=device, dtype=dtype).eval()
-    return dyn.requires_grad_(False)
-
-
-def batched_jacobian(dynamics, states: Tensor, inputs: Tensor, *, return_value: bool = False):
-    """Jacobians ``dF/ds`` of ``dynamics.step`` at a batch of states: (K, S), (K, I) -> (K, S, S).
-
-    Uses ``torch.func.vmap(jacrev(step))``; with ``return_value`` also returns ``F(s, u)`` (K, S).
-
-    Examples
-    --------
-    >>> import torch
-    >>> from cortexfit.models import build_dynamics
-    >>> net = build_dynamics("lstm", input_size=2, hidden_size=3)
-    >>> J, F = batched_jacobian(net, torch.zeros(5, 6), torch.zeros(5, 2), return_value=True)
-    >>> J.shape, F.shape
-    (torch.Size([5, 6, 6]), torch.Size([5, 6]))
-    """
-
-    def f(s: Tensor, u: Tensor) -> tuple[Tensor, Tensor]:
-        out = dynamics.step(s.unsqueeze(0), u.unsqueeze(0)).squeeze(0)
-        return out, out
-
-    J, value = torch.func.vmap(torch.func.jacrev(f, has_aux=True))(states, inputs)
-    return (J, value) if return_value else J
-
-
 def spectrum_summary(eigenvalues: Tensor, *, quantile: float = 0.9, margin: float = 0.1) -> dict[str, Any]:
     """Spectral radius, bulk radius ``r_q / sqrt(q)`` and outlier mask of a set of eigenvalues.
 
@@ -127,7 +104,7 @@ def _sorted_eigvals(M: Tensor) -> Tensor:
 
 
 @torch.no_grad()
-def eigenspectrum(dynamics, *, quantile: float = 0.9, margin: float = 0.1) -> dict[str, Any]:
+def eigenspectrum(dynamics: Dynamics, *, quantile: float = 0.9, margin: float = 0.1) -> dict[str, Any]:
     """Eigenvalues of ``recurrent_weight()`` (if any) and of ``dF/ds`` at rest, with their summaries.
 
     Returns a dict with ``weight`` (None or the eigenvalue/summary dict of W) and ``jacobian`` (same for
@@ -152,7 +129,7 @@ def eigenspectrum(dynamics, *, quantile: float = 0.9, margin: float = 0.1) -> di
     return out
 
 
-def jacobians_along(dynamics, state0: Tensor, inputs: Tensor) -> Iterator[tuple[Tensor, Tensor]]:
+def jacobians_along(dynamics: Dynamics, state0: Tensor, inputs: Tensor) -> Iterator[tuple[Tensor, Tensor]]:
     """Yield ``(J_t, s_t)`` for t = 1..T: ``s_t = F(s_{t-1}, u_t)`` and ``J_t = dF/ds`` at ``(s_{t-1}, u_t)``."""
     s = state0
     for t in range(inputs.shape[1]):
@@ -161,7 +138,7 @@ def jacobians_along(dynamics, state0: Tensor, inputs: Tensor) -> Iterator[tuple[
 
 
 @torch.no_grad()  # Jacobians w.r.t. the state still come from jacrev; nothing tracks the parameters
-def lyapunov_spectrum(dynamics, state0: Tensor, inputs: Tensor, *, k: int = 10, burn_in: int = 0) -> Tensor:
+def lyapunov_spectrum(dynamics: Dynamics, state0: Tensor, inputs: Tensor, *, k: int = 10, burn_in: int = 0) -> Tensor:
     """Top-``k`` Lyapunov exponents (per step, decreasing) by QR re-orthonormalisation (Benettin).
 
     Averaged over the batch of trajectories started at ``state0`` (B, S) under ``inputs`` (B, T, I), leaving
@@ -190,7 +167,7 @@ def lyapunov_spectrum(dynamics, state0: Tensor, inputs: Tensor, *, k: int = 10, 
 
 
 @torch.no_grad()
-def gradient_norms(dynamics, state0: Tensor, inputs: Tensor, *, max_lag: int | None = None) -> Tensor:
+def gradient_norms(dynamics: Dynamics, state0: Tensor, inputs: Tensor, *, max_lag: int | None = None) -> Tensor:
     """Mean over trajectories of ``log ||ds_L / ds_0||_2`` for lags L = 0..max_lag (log 1 = 0 at L = 0).
 
     The product of Jacobians is renormalised every step and the log-scale accumulated, so long lags do
@@ -218,7 +195,7 @@ def gradient_norms(dynamics, state0: Tensor, inputs: Tensor, *, max_lag: int | N
     return torch.stack(curve, 1).mean(0)
 
 
-def echo_state_distance(dynamics, inputs: Tensor, state_a: Tensor, state_b: Tensor) -> Tensor:
+def echo_state_distance(dynamics: Dynamics, inputs: Tensor, state_a: Tensor, state_b: Tensor) -> Tensor:
     """Mean distance ``||s_a(t) - s_b(t)||`` for t = 0..T of two runs under the same ``inputs`` (B, T, I).
 
     Examples
@@ -236,81 +213,54 @@ def echo_state_distance(dynamics, inputs: Tensor, state_a: Tensor, state_b: Tens
     return torch.linalg.vector_norm(a - b, dim=-1).mean(0)
 
 
-# ----------------------------------------------------------------------------- fit directories
-@dataclass
-class FitData:
-    """What the analyses read from a fit directory (``states``/``inputs`` are numpy (trial, time, .))."""
-
-    dynamics: Any
-    meta: dict
-    states: np.ndarray
-    inputs: np.ndarray | None
-    dt_s: float
-    conditions: np.ndarray | None
-    simulated: bool
-    fit: xr.Dataset | None
-
-
-def resolve_device(device: str) -> torch.device:
-    """``"auto"`` -> CUDA when available, else CPU."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise AnalysisError("--device cuda requested but no CUDA device is available")
-    return torch.device(device)
-
-
-def load_fit(fit_dir: str | Path, *, seed: int = 0, n_trials: int = 64, n_steps: int = 200) -> FitData:
-    """Read ``model.pt`` and, when present, ``fit.nc`` (``states``, optional ``inputs``) of a fit directory.
-
-    Without recorded states (no ``fit.nc``, e.g. a flip-flop teacher folder) the model is driven from its
-    initial state by sparse random +-1 input pulses (p = 0.05 per step and channel; ``n_trials`` x
-    ``n_steps``), or by ``fit.nc``'s ``inputs`` when present, and those trajectories are used instead.
-    """
-    from cortexfit.models import load_model
-
-    fit_dir = Path(fit_dir)
-    try:
-        dyn, rest = load_model(fit_dir)
-    except CortexfitError as exc:
-        raise AnalysisError(str(exc)) from None
-    meta = dict(rest.get("meta") or {})
-    ds = convention.read_dataset(fit_dir / "fit.nc", "fit") if (fit_dir / "fit.nc").is_file() else None
-    inputs = states = conditions = None
-    dt = meta.get("dt_s")
-    if ds is not None:
-        if "inputs" in ds:
-            inputs = np.asarray(ds["inputs"].transpose("trial", "time", ...).values, dtype=float)
-        if "states" in ds:
-            states = np.asarray(ds["states"].transpose("trial", "time", "state").values, dtype=float)
-            if states.shape[-1] != dyn.state_size:
-                raise AnalysisError(f"{fit_dir / 'fit.nc'}: states have {states.shape[-1]} columns, model.pt {dyn.state_size}")
-        if "condition" in ds.coords:
-            conditions = np.asarray(ds["condition"].values)
-        if dt is None and ds.sizes.get("time", 0) > 1:
-            dt = float(np.median(np.diff(ds["time"].values)))
-    if inputs is not None and inputs.shape[-1] != dyn.input_size:
-        raise AnalysisError(f"{fit_dir / 'fit.nc'}: inputs have {inputs.shape[-1]} channels, model.pt {dyn.input_size}")
-    if dt is None:
-        dt = getattr(dyn.options, "dt", float("nan"))
-    simulated = states is None
-    if simulated:
-        if inputs is None:
-            g = torch.Generator().manual_seed(seed)
-            shape = (n_trials, n_steps, dyn.input_size)
-            pulses = (torch.rand(shape, generator=g) < 0.05).double()
-            inputs = (pulses * (2.0 * (torch.rand(shape, generator=g) < 0.5).double() - 1.0)).numpy()
-        sim = frozen_copy(dyn)
-        with torch.no_grad():
-            states = sim(torch.as_tensor(inputs, dtype=torch.float64)).numpy()
-    if not np.all(np.isfinite(states)):
-        raise AnalysisError(f"{fit_dir}: the model's states contain NaN or inf")
-    return FitData(dyn, meta, states, inputs, float(dt), conditions, simulated, ds)
-
-
 # ----------------------------------------------------------------------------- the stage
 def _complex_vars(name: str, dim: str, ev: Tensor) -> dict[str, tuple]:
     return {f"{name}_real": ((dim,), ev.real.numpy()), f"{name}_imag": ((dim,), ev.imag.numpy())}
+
+
+def _starts(data: ModelTrajectories, cfg: DynamicsConfig, seed: int, dtype: torch.dtype, input_size: int
+            ) -> tuple[Tensor, Tensor, Tensor]:
+    """(first states, inputs, second states of the echo-state test) of the ``n_trials`` trajectories."""
+    rng = np.random.default_rng(seed)
+    n_tr, n_t, _ = data.states.shape
+    pick = rng.choice(n_tr, size=min(cfg.n_trials, n_tr), replace=False)
+    s0 = torch.as_tensor(data.states[pick, 0], dtype=dtype)
+    if data.inputs is not None and not data.simulated:
+        u = torch.as_tensor(data.inputs[pick], dtype=dtype)
+    else:
+        u = torch.zeros(len(pick), cfg.n_steps, input_size, dtype=dtype)
+    other = data.states[rng.integers(0, n_tr, len(pick)), rng.integers(0, n_t, len(pick))]
+    return s0, u, torch.as_tensor(other, dtype=dtype)
+
+
+def _dataset(spec: dict[str, Any], lyap: np.ndarray, grad: np.ndarray, echo: np.ndarray, dt_s: float) -> xr.Dataset:
+    """The variables and coordinates of a ``dynamics`` file (attrs are added by :func:`run`)."""
+    jac = spec["jacobian"]
+    variables: dict[str, Any] = {
+        **_complex_vars("jacobian_eig", "eig_jac", jac["eigenvalues"]),
+        "jacobian_eig_outlier": (("eig_jac",), jac["outlier"].numpy().astype("int8")),
+        "lyapunov": (("lyap",), lyap, {"units": "1/step"}),
+        "lyapunov_per_s": (("lyap",), lyap / dt_s, {"units": "1/s"}),
+        "log_grad_norm": (("time_lag",), grad, {"long_name": "mean log ||ds_{t0+L}/ds_{t0}||_2"}),
+        "grad_norm": (("time_lag",), np.exp(grad), {"long_name": "geometric mean ||ds_{t0+L}/ds_{t0}||_2"}),
+        "echo_distance": (("echo_step",), echo, {"long_name": "mean ||s_a(t) - s_b(t)||, same input"}),
+        "echo_distance_relative": (("echo_step",), echo / max(echo[0], 1e-300)),
+    }
+    if spec["weight"] is not None:
+        w = spec["weight"]
+        variables.update(_complex_vars("weight_eig", "eig", w["eigenvalues"]))
+        variables["weight_eig_outlier"] = (("eig",), w["outlier"].numpy().astype("int8"))
+    lags = np.arange(len(grad))
+    return xr.Dataset(
+        variables,
+        coords={
+            "lyap": np.arange(len(lyap)),
+            "time_lag": lags,
+            "time_lag_s": ("time_lag", lags * dt_s),
+            "echo_step": np.arange(len(echo)),
+            "echo_time_s": ("echo_step", np.arange(len(echo)) * dt_s),
+        },
+    )
 
 
 def run(fit_dir: str | Path, out: str | Path, *, seed: int = 0, config: DynamicsConfig | None = None) -> xr.Dataset:
@@ -326,18 +276,9 @@ def run(fit_dir: str | Path, out: str | Path, *, seed: int = 0, config: Dynamics
     """
     cfg = config or DynamicsConfig()
     dtype = getattr(torch, cfg.dtype)
-    data = load_fit(fit_dir, seed=seed, n_steps=cfg.n_steps)
+    data = model_trajectories(read_fit_dir(fit_dir), seed=seed, n_steps=cfg.n_steps)
     dyn = frozen_copy(data.dynamics, dtype=dtype)
-    rng = np.random.default_rng(seed)
-    n_tr, n_t, S = data.states.shape
-    pick = rng.choice(n_tr, size=min(cfg.n_trials, n_tr), replace=False)
-    s0 = torch.as_tensor(data.states[pick, 0], dtype=dtype)
-    if data.inputs is not None and not data.simulated:
-        u = torch.as_tensor(data.inputs[pick], dtype=dtype)
-    else:
-        u = torch.zeros(len(pick), cfg.n_steps, dyn.input_size, dtype=dtype)
-    other = data.states[rng.integers(0, n_tr, len(pick)), rng.integers(0, n_t, len(pick))]
-    s_b = torch.as_tensor(other, dtype=dtype)
+    s0, u, s_b = _starts(data, cfg, seed, dtype, dyn.input_size)
 
     spec = eigenspectrum(dyn, quantile=cfg.bulk_quantile, margin=cfg.outlier_margin)
     burn = min(cfg.burn_in, u.shape[1] // 4)
@@ -349,30 +290,7 @@ def run(fit_dir: str | Path, out: str | Path, *, seed: int = 0, config: Dynamics
     slope = float(np.polyfit(lags[1:], grad[1:], 1)[0]) if len(lags) > 2 else float("nan")
     jac = spec["jacobian"]
     main = spec["weight"] or jac
-    variables: dict[str, Any] = {
-        **_complex_vars("jacobian_eig", "eig_jac", jac["eigenvalues"]),
-        "jacobian_eig_outlier": (("eig_jac",), jac["outlier"].numpy().astype("int8")),
-        "lyapunov": (("lyap",), lyap, {"units": "1/step"}),
-        "lyapunov_per_s": (("lyap",), lyap / data.dt_s, {"units": "1/s"}),
-        "log_grad_norm": (("time_lag",), grad, {"long_name": "mean log ||ds_{t0+L}/ds_{t0}||_2"}),
-        "grad_norm": (("time_lag",), np.exp(grad), {"long_name": "geometric mean ||ds_{t0+L}/ds_{t0}||_2"}),
-        "echo_distance": (("echo_step",), echo, {"long_name": "mean ||s_a(t) - s_b(t)||, same input"}),
-        "echo_distance_relative": (("echo_step",), echo / max(echo[0], 1e-300)),
-    }
-    if spec["weight"] is not None:
-        w = spec["weight"]
-        variables.update(_complex_vars("weight_eig", "eig", w["eigenvalues"]))
-        variables["weight_eig_outlier"] = (("eig",), w["outlier"].numpy().astype("int8"))
-    ds = xr.Dataset(
-        variables,
-        coords={
-            "lyap": np.arange(len(lyap)),
-            "time_lag": lags,
-            "time_lag_s": ("time_lag", lags * data.dt_s),
-            "echo_step": np.arange(len(echo)),
-            "echo_time_s": ("echo_step", np.arange(len(echo)) * data.dt_s),
-        },
-    )
+    ds = _dataset(spec, lyap, grad, echo, data.dt_s)
     ds.attrs.update(convention.base_attrs("dynamics"))
     ds.attrs.update(
         family=str(data.dynamics.family),

@@ -1,379 +1,44 @@
-"""Fixed and slow points of any :class:`~cortexfit.models.base.Dynamics` (``cortexfit fixed-points``).
+"""``cortexfit fixed-points``: fixed and slow points of a fit folder's model, written as a ``fixed_points`` file.
 
-Minimises the speed ``q(s) = 1/2 ||F(s, u*) - s||^2`` of the discrete-time map ``F = dynamics.step`` under a
-constant input ``u*``, from a batch of initial states sampled from the model's own trajectories plus noise
-(Sussillo & Barak 2013).  All candidates are optimised together as one batch, on GPU when present:
-
-1. **Adam** (float32) on ``sum(q)`` until ``switch_fraction`` of the candidates have
-   ``q < switch_q * scale^2``; every ``merge_every`` iterations, candidates that have coalesced (closer than
-   ``premerge_tol * scale`` and each with ``||F(s) - s||`` below that radius) are merged into the lowest-``q``
-   one, so the batch shrinks to the few distinct candidates;
-2. **Levenberg-Marquardt** on ``G(s) = F(s) - s`` with batched autograd Jacobians (``vmap(jacrev)``) and
-   ``torch.linalg.solve`` -- a float32 pass, then a float64 polish -- with per-candidate damping, so fixed
-   points converge quadratically (Newton) while slow points (local minima of ``q`` with ``q > 0``) settle
-   where ``q`` stops decreasing; candidates that meet (``unique_tol``) are merged as it goes;
-3. candidates with ``q < slow_q * scale^2`` are kept (``point_type`` "fixed" below ``tol_q * scale^2``,
-   else "slow"), those farther than ``outlier_distance`` mean radii from the initial states' centroid
-   dropped, and duplicates (distance ``< unique_tol * scale`` under the same input) merged, keeping the
-   lowest ``q``;
-4. Jacobian eigenvalues/vectors at each point (LAPACK via ``numpy.linalg.eig``) and a label for the discrete-time map:
-   ``stable`` (all ``|lambda| < 1``), ``unstable`` (all ``> 1``) or ``saddle``.
-
-``scale`` is the RMS distance of the initial states from their centroid, so tolerances are unit-free.
-The LSTM's joint ``(h, c)`` state, rate+STP's ``(h, u, x)`` and the ESN reservoir are handled alike.
+The search itself (Adam, Levenberg-Marquardt, merging, classification) is
+:func:`cortexfit.analysis.fixed_point_solver.find_fixed_points`; this module picks the starts from the
+model's trajectories (:func:`cortexfit.analysis.fitdir.model_trajectories`), runs it and stores the points
+with their eigen-decomposition and their projection on the trajectories' principal components.
 
 Examples
 --------
->>> import torch
->>> from cortexfit.models import build_dynamics
->>> net = build_dynamics("vanilla", input_size=1, hidden_size=2)
->>> with torch.no_grad():
-...     _ = net.weight_hh.copy_(2 * torch.eye(2)); _ = net.bias.zero_()
->>> fps = find_fixed_points(net, torch.randn(64, 2, generator=torch.Generator().manual_seed(0)), torch.zeros(1))
->>> sorted(set(fps.label))
-['saddle', 'stable', 'unstable']
+>>> import numpy as np
+>>> sample_initial_states(np.zeros((2, 5, 3)), 4, noise_std=0.0, generator=np.random.default_rng(0)).shape
+(4, 3)
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
-import logging
-import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 import xarray as xr
-from scipy.sparse import coo_matrix
-from scipy.sparse.csgraph import connected_components
-from torch import Tensor
 
+from cortexfit.analysis.fitdir import ModelTrajectories, model_trajectories, read_fit_dir
+from cortexfit.analysis.fixed_point_solver import FixedPointConfig, FixedPoints, classify, find_fixed_points
 from cortexfit.core import convention
-from cortexfit.analysis.dynamics import batched_jacobian, frozen_copy, load_fit, resolve_device
-from cortexfit.core.errors import AnalysisError, ConfigError
+from cortexfit.core.errors import AnalysisError
+from cortexfit.core.runtime import resolve_device
 
-log = logging.getLogger(__name__)
+if TYPE_CHECKING:
+    from sklearn.decomposition import PCA
 
+__all__ = ["FixedPointConfig", "FixedPoints", "classify", "find_fixed_points", "run", "sample_initial_states"]
 
-
-@dataclass(frozen=True, kw_only=True)
-class FixedPointConfig:
-    """Options of the fixed-point search (validated once); tolerances are relative to ``scale``.
-
-    adam_lr : Adam step in units of ``scale / sqrt(S)``, halved for a candidate whose ``q`` has not improved
-        for ``patience`` iterations.   adam_max_iters : cap on Adam iterations.
-    switch_q, switch_fraction, stall_iters : Adam (in float32) stops once this fraction of the candidates
-        has ``q < switch_q * scale^2`` or has stalled (``q`` not halved in ``stall_iters`` iterations).
-    premerge_tol, merge_every : coalesced Adam candidates (closer than ``premerge_tol * scale``) are merged
-        every ``merge_every`` iterations, so LM runs on the few distinct candidates (0 = never).
-    lm_max_iters, lm_lambda0 : LM iteration cap and initial damping (relative to ``diag(J^T J)``).
-    tol_q : "fixed" below ``tol_q * scale^2`` (None: 1e-20 in float64, 1e-10 in float32).
-    tol_dq : an LM candidate is done when an accepted step lowers ``q`` by less than this fraction.
-    slow_q : keep points with ``q < slow_q * scale^2`` (the rest are discarded).
-    unique_tol : merge points closer than ``unique_tol * scale``.
-    outlier_distance : drop points farther than this many mean radii from the centroid.
-    noise_scale : noise std added to sampled states, relative to the trajectories' per-coordinate std.
-    n_eigenvectors : eigenvectors kept per point (largest ``|lambda|`` first).
-    n_pcs : principal components of the trajectories to project on.
-    dtype : "float64" (default) or "float32".   jacobian_chunk : candidates per Jacobian batch.
-    """
-
-    adam_lr: float = 1.0
-    adam_max_iters: int = 2000
-    switch_q: float = 1e-5
-    switch_fraction: float = 0.9
-    premerge_tol: float = 1e-2
-    merge_every: int = 10
-    patience: int = 20
-    stall_iters: int = 100
-    lm_max_iters: int = 100
-    lm_lambda0: float = 1e-3
-    tol_q: float | None = None
-    tol_dq: float = 1e-6
-    slow_q: float = 1e-4
-    unique_tol: float = 1e-3
-    outlier_distance: float = 10.0
-    noise_scale: float = 0.5
-    n_eigenvectors: int = 3
-    n_pcs: int = 10
-    dtype: str = "float64"
-    jacobian_chunk: int = 512
-
-    def __post_init__(self) -> None:
-        positive = ("adam_lr", "switch_q", "lm_lambda0", "tol_dq", "slow_q", "unique_tol", "outlier_distance")
-        counts = ("n_pcs", "jacobian_chunk", "merge_every", "patience", "stall_iters")
-        bad = [k for k in positive if not getattr(self, k) > 0] + [k for k in counts if getattr(self, k) < 1]
-        bad += [k for k in ("adam_max_iters", "lm_max_iters", "n_eigenvectors", "noise_scale", "premerge_tol") if getattr(self, k) < 0]
-        bad += ["switch_fraction"] * (not 0 < self.switch_fraction <= 1) + ["tol_q"] * (self.tol_q is not None and not self.tol_q > 0)
-        bad += ["dtype"] * (self.dtype not in ("float32", "float64"))
-        if bad:
-            raise ConfigError(f"fixed-points: invalid option(s) {', '.join(bad)} (see FixedPointConfig)")
-
-    @property
-    def tol_q_value(self) -> float:
-        return self.tol_q if self.tol_q is not None else (1e-20 if self.dtype == "float64" else 1e-10)
+INPUTS = ("zero", "condition-mean")
 
 
-@dataclass
-class FixedPoints:
-    """Unique fixed and slow points (numpy arrays; P points, S state, I input dims).
-
-    xstar (P, S), u_star (P, I), q (P,), eigenvalues (P, S) complex sorted by decreasing modulus,
-    eigenvectors (P, S, n_eigenvectors) complex (unit columns), label (P,) stable/saddle/unstable,
-    point_type (P,) fixed/slow, init_index (P,) the initial state that produced each point; ``info`` holds
-    counts, iterations, ``scale`` and timings.
-    """
-
-    xstar: np.ndarray
-    u_star: np.ndarray
-    q: np.ndarray
-    eigenvalues: np.ndarray
-    eigenvectors: np.ndarray
-    label: np.ndarray
-    point_type: np.ndarray
-    init_index: np.ndarray
-    info: dict
-
-    def __len__(self) -> int:
-        return len(self.q)
-
-    @property
-    def n_stable(self) -> int:
-        """Number of stable *fixed* points (slow points excluded)."""
-        return int(np.sum((self.label == "stable") & (self.point_type == "fixed")))
-
-
-def _speed(dyn, x: Tensor, u: Tensor) -> Tensor:
-    return 0.5 * (dyn.step(x, u) - x).square().sum(-1)
-
-
-def _jacobians(dyn, x: Tensor, u: Tensor, chunk: int) -> tuple[Tensor, Tensor]:
-    parts = [batched_jacobian(dyn, x[i : i + chunk], u[i : i + chunk], return_value=True) for i in range(0, len(x), chunk)]
-    return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
-
-
-def _adam(dyn, x0: Tensor, u: Tensor, cfg: FixedPointConfig, scale: float) -> tuple[Tensor, Tensor, int]:
-    """Batched Adam on sum(q), merging coalesced candidates every ``merge_every`` iterations.
-
-    Returns the surviving candidates' states, their indices into ``x0`` and the iteration count.  Written
-    out (a few lines) rather than ``torch.optim.Adam`` so that merged candidates simply leave the batch.
-    """
-    b1, b2, eps = 0.9, 0.999, 1e-8
-    K = len(x0)
-    switch, radius = cfg.switch_q * scale**2, cfg.premerge_tol * scale
-    x, m, v = x0.clone(), torch.zeros_like(x0), torch.zeros_like(x0)
-    lr = torch.full((K, 1), cfg.adam_lr * scale / x0.shape[1] ** 0.5, dtype=x0.dtype, device=x0.device)
-    best = torch.full((K,), float("inf"), dtype=x0.dtype, device=x0.device)
-    wait = torch.zeros(K, dtype=torch.long, device=x0.device)
-    ref, since = best.clone(), wait.clone()
-    idx = torch.arange(K, device=x0.device)
-    it = 0
-    for it in range(1, cfg.adam_max_iters + 1):
-        x.requires_grad_(True)
-        q = _speed(dyn, x, u[idx])
-        (g,) = torch.autograd.grad(q.sum(), x)
-        x, q = x.detach(), q.detach()
-        halved = q < ref / 2  # a candidate stalls when its q has not halved in `stall_iters` iterations
-        ref, since = torch.where(halved, q, ref), torch.where(halved, 0, since + 1)
-        if float(((q < switch) | (since > cfg.stall_iters)).double().mean()) >= cfg.switch_fraction:
-            break  # enough candidates slow (or stalled): hand over to LM
-        better = q < best * (1 - 1e-3)  # per-candidate plateau: halve its step after `patience` idle steps
-        best, wait = torch.where(better, q, best), torch.where(better, 0, wait + 1)
-        cut = wait >= cfg.patience
-        lr, wait = torch.where(cut[:, None], lr / 2, lr), torch.where(cut, 0, wait)
-        m.mul_(b1).add_(g, alpha=1 - b1)
-        v.mul_(b2).addcmul_(g, g, value=1 - b2)
-        x -= lr * (m / (1 - b1**it)) / ((v / (1 - b2**it)).sqrt() + eps)
-        if cfg.premerge_tol > 0 and it % cfg.merge_every == 0:
-            keep = torch.as_tensor(_merge(x, u[idx], q, radius, max_q=radius**2 / 2), device=x.device)
-            x, m, v, lr, best, wait, ref, since, idx = (t[keep] for t in (x, m, v, lr, best, wait, ref, since, idx))
-    if cfg.premerge_tol > 0:
-        keep = torch.as_tensor(_merge(x, u[idx], q, radius, max_q=radius**2 / 2), device=x.device)
-        x, idx = x[keep], idx[keep]
-    return x, idx, it
-
-
-def _levenberg_marquardt(dyn, x: Tensor, u: Tensor, cfg: FixedPointConfig, tol: float, radius: float):
-    """Batched LM on G(s) = F(s) - s with per-candidate damping, merging coalesced candidates as it goes.
-
-    Candidates closer than ``radius`` (same input) are merged into the lowest-``q`` one before every
-    iteration (``radius`` 0: never).  Returns states, q, the survivors' indices into ``x`` and iterations.
-    """
-    K, S = x.shape
-    eye = torch.eye(S, dtype=x.dtype, device=x.device)
-    x, rows = x.clone(), torch.arange(K, device=x.device)
-    with torch.no_grad():
-        q = _speed(dyn, x, u)
-    lam = torch.full((K,), cfg.lm_lambda0, dtype=x.dtype, device=x.device)
-    done = q < tol
-    it = 0
-    for it in range(1, cfg.lm_max_iters + 1):
-        if radius > 0:
-            keep = torch.as_tensor(_merge(x, u, q, radius), device=x.device)
-            x, u, q, lam, done, rows = x[keep], u[keep], q[keep], lam[keep], done[keep], rows[keep]
-        idx = torch.nonzero(~done).squeeze(1)
-        if len(idx) == 0:
-            break
-        xa, ua = x[idx], u[idx]
-        J, F = _jacobians(dyn, xa, ua, cfg.jacobian_chunk)
-        Jg, G = J - eye, F - xa
-        JtJ = Jg.transpose(1, 2) @ Jg
-        d = torch.diagonal(JtJ, dim1=1, dim2=2)
-        damp = lam[idx, None] * (d + 1e-12 * d.mean(1, keepdim=True))  # Marquardt: scaled per coordinate
-        step = torch.linalg.solve(JtJ + torch.diag_embed(damp), (Jg.transpose(1, 2) @ G[..., None]))[..., 0]
-        x_new = xa - step
-        with torch.no_grad():
-            q_new = _speed(dyn, x_new, ua)
-        ok = torch.isfinite(q_new) & (q_new < q[idx])
-        gain = torch.where(ok, (q[idx] - q_new) / q[idx].clamp_min(1e-300), torch.zeros_like(q_new))
-        x[idx[ok]] = x_new[ok]
-        q[idx[ok]] = q_new[ok]
-        lam[idx] = torch.where(ok, lam[idx] / 3.0, lam[idx] * 4.0).clamp(1e-12, 1e12)
-        stalled = (ok & (gain < cfg.tol_dq)) | (lam[idx] >= 1e12)
-        done[idx] = stalled | (q[idx] < tol)
-    return x, q, rows, it
-
-
-def _merge(x: Tensor, u: Tensor, q: Tensor, radius: float, *, max_q: float = float("inf")) -> np.ndarray:
-    """Indices of one representative (lowest q) per cluster of points within ``radius`` under equal input.
-
-    Only points with ``q < max_q`` take part; the others are kept as they are.
-    """
-    ok = q < max_q
-    if int(ok.sum()) < 2:
-        return np.arange(len(x))
-    sub = torch.nonzero(ok).squeeze(1)
-    close = torch.cdist(x[sub], x[sub]) < radius
-    us = u[sub]
-    if not bool((us == us[0]).all()):
-        group = torch.unique(us, dim=0, return_inverse=True)[1]
-        close &= group[:, None] == group[None, :]
-    i, j = close.nonzero().T.cpu().numpy()
-    graph = coo_matrix((np.ones(len(i), dtype=np.int8), (i, j)), shape=(len(sub), len(sub)))
-    _, comp = connected_components(graph, directed=False)
-    order = np.lexsort((q[sub].cpu().numpy(), comp))
-    first = np.r_[True, comp[order][1:] != comp[order][:-1]]
-    keep = np.zeros(len(x), dtype=bool)
-    keep[~ok.cpu().numpy()] = True
-    keep[sub.cpu().numpy()[order[first]]] = True
-    return np.flatnonzero(keep)
-
-
-def _eig(J: Tensor) -> tuple[np.ndarray, np.ndarray]:
-    """Batched eigen-decomposition with LAPACK (numpy, one BLAS thread: faster than torch's ``eig`` here and
-    robust on the low-rank Jacobians of saturated networks, where torch's can fail); NaN where it fails."""
-    from threadpoolctl import threadpool_limits
-
-    A = J.detach().cpu().numpy()
-    with threadpool_limits(1):
-        try:
-            return np.linalg.eig(A)
-        except np.linalg.LinAlgError:
-            w, v = np.full(A.shape[:2], np.nan, complex), np.full(A.shape, np.nan, complex)
-            for k, a in enumerate(A):
-                with contextlib.suppress(np.linalg.LinAlgError):
-                    w[k], v[k] = np.linalg.eig(a)
-            return w, v
-
-
-def classify(eigenvalues: np.ndarray) -> np.ndarray:
-    """Label each row of eigenvalues of a discrete-time map: stable / saddle / unstable (unknown if NaN).
-
-    Examples
-    --------
-    >>> classify(np.array([[0.5, 0.2], [1.5, 0.2], [2.0, 1.1]])).tolist()
-    ['stable', 'saddle', 'unstable']
-    """
-    mag = np.abs(eigenvalues).reshape(len(eigenvalues), -1)
-    label = np.where(mag.max(1, initial=0) < 1, "stable", np.where(mag.min(1, initial=np.inf) > 1, "unstable", "saddle"))
-    return np.where(np.isnan(mag).any(1), "unknown", label).astype(object)  # unknown: eig failed
-
-
-def find_fixed_points(dynamics, initial_states: Tensor, u_star: Tensor, *, config: FixedPointConfig | None = None) -> FixedPoints:
-    """Find the fixed and slow points of ``dynamics.step`` under constant input, from a batch of starts.
-
-    Parameters
-    ----------
-    dynamics
-        Any :class:`~cortexfit.models.base.Dynamics` (only ``step`` is used; it is copied, not modified).
-    initial_states
-        (K, S) starting states; the batch runs on their device.
-    u_star
-        (I,) constant input for every start, or (K, I) one per start (e.g. per-condition mean inputs).
-    config
-        :class:`FixedPointConfig`.
-
-    Returns
-    -------
-    FixedPoints
-        Unique points with ``q``, Jacobian eigen-decomposition and labels.
-
-    Examples
-    --------
-    >>> import torch
-    >>> from cortexfit.models import build_dynamics
-    >>> net = build_dynamics("rate", input_size=2, hidden_size=8, g=0.5)
-    >>> fps = find_fixed_points(net, torch.randn(32, 8), torch.zeros(2))
-    >>> len(fps), fps.label[0], fps.point_type[0]
-    (1, 'stable', 'fixed')
-    """
-    cfg = config or FixedPointConfig()
-    t0 = time.perf_counter()
-    dtype = getattr(torch, cfg.dtype)
-    device = initial_states.device
-    S = int(dynamics.state_size)
-    if initial_states.dim() != 2 or initial_states.shape[1] != S or len(initial_states) == 0:
-        raise AnalysisError(f"fixed points: initial_states must be (K, {S}) with K >= 1, got {tuple(initial_states.shape)}")
-    x0 = initial_states.to(dtype)
-    K = len(x0)
-    u = u_star.to(device=device, dtype=dtype)
-    u = u.expand(K, -1).contiguous() if u.dim() == 1 else u
-    if u.shape != (K, dynamics.input_size):
-        raise AnalysisError(f"fixed points: u_star must be ({dynamics.input_size},) or ({K}, {dynamics.input_size}), got {tuple(u_star.shape)}")
-    dyn = frozen_copy(dynamics, device=device, dtype=dtype)
-    centroid = x0.mean(0)
-    radii = torch.linalg.vector_norm(x0 - centroid, dim=1)
-    scale = float(radii.square().mean().sqrt().clamp_min(1e-12))
-
-    fast = dyn if dtype == torch.float32 else frozen_copy(dynamics, device=device, dtype=torch.float32)
-    x, reps, n_adam = _adam(fast, x0.float(), u.float(), cfg, scale)
-    t_adam = time.perf_counter() - t0
-    u = u[reps]
-    tol = cfg.tol_q_value * scale**2
-    if dtype != torch.float32:  # coarse float32 pass on the many candidates, float64 polish on the survivors
-        x, _, rows, n_lm32 = _levenberg_marquardt(fast, x, u.float(), cfg, 1e-10 * scale**2, cfg.unique_tol * scale)
-        x, u, reps = x.to(dtype), u[rows], reps[rows]
-    x, q, rows, n_lm = _levenberg_marquardt(dyn, x, u, cfg, tol, cfg.unique_tol * scale)
-    u, reps = u[rows], reps[rows]
-
-    far = torch.linalg.vector_norm(x - centroid, dim=1) > cfg.outlier_distance * float(radii.mean().clamp_min(1e-12))
-    keep = torch.nonzero(torch.isfinite(q) & (q < cfg.slow_q * scale**2) & ~far).squeeze(1)
-    idx = keep[torch.as_tensor(_merge(x[keep], u[keep], q[keep], cfg.unique_tol * scale), device=device, dtype=torch.long)]
-    n_vec = min(cfg.n_eigenvectors, S)
-    J = _jacobians(dyn, x[idx], u[idx], cfg.jacobian_chunk)[0] if len(idx) else x.new_zeros(0, S, S)
-    evals, evecs = _eig(J)
-    order = np.argsort(-np.abs(evals), axis=1, kind="stable")
-    evals = np.take_along_axis(evals, order, 1)
-    evecs = np.take_along_axis(evecs, order[:, None, :n_vec], 2)
-    qu = q[idx].cpu().numpy()
-    info = {"n_init": K, "scale": scale, "adam_iters": n_adam, "lm_iters": n_lm, "adam_seconds": t_adam,
-            "seconds": time.perf_counter() - t0, "n_refined": len(reps), "n_converged": int((q < tol).sum()),
-            "n_kept": len(keep), "n_outliers": int(far.sum()), "fixed_q_threshold": tol,
-            "slow_q_threshold": cfg.slow_q * scale**2, "unique_distance": cfg.unique_tol * scale}
-    fps = FixedPoints(xstar=x[idx].cpu().double().numpy(), u_star=u[idx].cpu().double().numpy(), q=qu,
-                      eigenvalues=evals, eigenvectors=evecs, label=classify(evals),
-                      point_type=np.where(qu < tol, "fixed", "slow").astype(object),
-                      init_index=reps[idx].cpu().numpy(), info=info)
-    log.info("fixed points: %d unique (%d stable fixed) from %d starts in %.2f s (Adam %d it, LM %d it)",
-             len(fps), fps.n_stable, K, fps.info["seconds"], n_adam, n_lm)
-    return fps
-
-
-def sample_initial_states(states: np.ndarray, n: int, *, noise_std: float, generator: np.random.Generator) -> np.ndarray:
+def sample_initial_states(states: np.ndarray, n: int, *, noise_std: float,
+                          generator: np.random.Generator) -> np.ndarray:
     """``n`` states drawn from (trial, time, S) trajectories (uniformly over bins) plus Gaussian noise.
 
     Examples
@@ -386,7 +51,7 @@ def sample_initial_states(states: np.ndarray, n: int, *, noise_std: float, gener
     return pool[pick] + noise_std * generator.standard_normal((n, pool.shape[1]))
 
 
-def _pca(data, cfg: FixedPointConfig) -> tuple[Any, np.ndarray, np.ndarray, list[str]]:
+def _pca(data: ModelTrajectories, cfg: FixedPointConfig) -> tuple[PCA, np.ndarray, np.ndarray, list[str]]:
     """PCA of the condition-averaged trajectories (all trajectories when there are no conditions)."""
     from sklearn.decomposition import PCA
 
@@ -401,34 +66,16 @@ def _pca(data, cfg: FixedPointConfig) -> tuple[Any, np.ndarray, np.ndarray, list
     return pca, traj, pca.explained_variance_ratio_, names
 
 
-def run(fit_dir: str | Path, out: str | Path, *, inputs: str = "zero", n_init: int = 1024, seed: int = 0,
-        device: str = "auto", config: FixedPointConfig | None = None) -> xr.Dataset:
-    """Find fixed/slow points of a fit directory's model and write ``OUT.nc`` (kind ``fixed_points``).
-
-    Initial states are ``n_init`` bins of the fit's ``states`` (or of simulated trajectories, see
-    :func:`cortexfit.analysis.dynamics.load_fit`) plus noise.  ``inputs="zero"`` uses ``u* = 0``;
-    ``"condition-mean"`` uses each condition's mean input (needs ``inputs`` and ``condition`` in ``fit.nc``)
-    with ``n_init // n_conditions`` starts (at least 32) drawn from that condition's trials.
-
-    Examples
-    --------
-    >>> run("fits/rate", "results/fixed_points.nc", n_init=256)  # doctest: +SKIP
-    """
-    cfg = config or FixedPointConfig()
-    if inputs not in ("zero", "condition-mean"):
-        raise AnalysisError(f"fixed-points: --inputs must be 'zero' or 'condition-mean', got {inputs!r}")
-    if n_init < 1:
-        raise AnalysisError(f"fixed-points: --n-init must be >= 1, got {n_init}")
-    dev = resolve_device(device)
-    data = load_fit(fit_dir, seed=seed)
-    rng = np.random.default_rng(seed)
-    noise = cfg.noise_scale * float(data.states.reshape(-1, data.states.shape[-1]).std(0).mean())
-    I = data.dynamics.input_size
+def _starts(data: ModelTrajectories, inputs: str, n_init: int, noise: float, rng: np.random.Generator,
+            where: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(initial states, their constant inputs, their condition) for ``--inputs zero`` or ``condition-mean``."""
+    n_inputs = data.dynamics.input_size
     if inputs == "zero":
-        groups = [("zero", data.states, np.zeros(I), n_init)]
+        groups = [("zero", data.states, np.zeros(n_inputs), n_init)]
     else:
         if data.inputs is None or data.conditions is None or data.simulated:
-            raise AnalysisError(f"{Path(fit_dir) / 'fit.nc'}: --inputs condition-mean needs 'inputs' and a 'condition' coordinate")
+            raise AnalysisError(f"{where / 'fit.nc'}: --inputs condition-mean needs 'inputs' and a "
+                                "'condition' coordinate")
         conds = np.unique(data.conditions.astype(str))
         per = max(32, n_init // len(conds))
         groups = [(c, data.states[m], data.inputs[m].mean((0, 1)), per)
@@ -436,14 +83,18 @@ def run(fit_dir: str | Path, out: str | Path, *, inputs: str = "zero", n_init: i
     x0 = np.concatenate([sample_initial_states(s, n, noise_std=noise, generator=rng) for _, s, _, n in groups])
     u0 = np.concatenate([np.tile(u, (n, 1)) for _, _, u, n in groups])
     cond_of = np.concatenate([[c] * n for c, _, _, n in groups])
-    torch.manual_seed(seed)
-    fps = find_fixed_points(data.dynamics, torch.as_tensor(x0, device=dev), torch.as_tensor(u0, device=dev), config=cfg)
+    return x0, u0, cond_of
 
+
+def _dataset(fps: FixedPoints, data: ModelTrajectories, cfg: FixedPointConfig, cond_of: np.ndarray) -> xr.Dataset:
+    """The variables and coordinates of a ``fixed_points`` file (attrs are added by :func:`run`)."""
     pca, traj, evr, names = _pca(data, cfg)
     proj = pca.transform(fps.xstar) if len(fps) else np.zeros((0, pca.n_components_))
     dt = data.dt_s if np.isfinite(data.dt_s) and data.dt_s > 0 else 1.0
-    t = data.fit["time"].values if data.fit is not None and data.fit.sizes.get("time") == traj.shape[1] else np.arange(traj.shape[1]) * dt
+    same_time = data.fit is not None and data.fit.sizes.get("time") == traj.shape[1]
+    t = data.fit["time"].values if data.fit is not None and same_time else np.arange(traj.shape[1]) * dt
     n_vec = fps.eigenvectors.shape[-1]
+    traj_pc = pca.transform(traj.reshape(-1, traj.shape[-1])).reshape(*traj.shape[:2], -1)
     ds = xr.Dataset(
         {
             "xstar": (("point", "state"), fps.xstar),
@@ -460,21 +111,52 @@ def run(fit_dir: str | Path, out: str | Path, *, inputs: str = "zero", n_init: i
             "hidden": (("point", "unit_hidden"), data.dynamics.hidden(torch.as_tensor(fps.xstar)).detach().numpy()),
             "pc_projection": (("point", "pc"), proj),
             "pc_explained_variance": (("pc",), evr),
-            "trajectory_pc": (("trajectory", "time", "pc"), pca.transform(traj.reshape(-1, traj.shape[-1])).reshape(*traj.shape[:2], -1)),
+            "trajectory_pc": (("trajectory", "time", "pc"), traj_pc),
         },
-        coords={"point": np.arange(len(fps)), "state": np.arange(fps.xstar.shape[1]), "eig": np.arange(fps.xstar.shape[1]),
-                "eigvec": np.arange(n_vec), "pc": np.arange(len(evr)), "input": np.arange(I),
+        coords={"point": np.arange(len(fps)), "state": np.arange(fps.xstar.shape[1]),
+                "eig": np.arange(fps.xstar.shape[1]),
+                "eigvec": np.arange(n_vec), "pc": np.arange(len(evr)), "input": np.arange(data.dynamics.input_size),
                 "condition": ("point", cond_of[fps.init_index].astype(str)), "trajectory": names, "time": t},
     )
     ds["time"].attrs["units"] = "s"
+    return ds
+
+
+def run(fit_dir: str | Path, out: str | Path, *, inputs: str = "zero", n_init: int = 1024, seed: int = 0,
+        device: str = "auto", config: FixedPointConfig | None = None) -> xr.Dataset:
+    """Find fixed/slow points of a fit directory's model and write ``OUT.nc`` (kind ``fixed_points``).
+
+    Initial states are ``n_init`` bins of the fit's ``states`` (or of simulated trajectories, see
+    :func:`cortexfit.analysis.fitdir.model_trajectories`) plus noise.  ``inputs="zero"`` uses ``u* = 0``;
+    ``"condition-mean"`` uses each condition's mean input (needs ``inputs`` and ``condition`` in ``fit.nc``)
+    with ``n_init // n_conditions`` starts (at least 32) drawn from that condition's trials.
+
+    Examples
+    --------
+    >>> run("fits/rate", "results/fixed_points.nc", n_init=256)  # doctest: +SKIP
+    """
+    cfg = config or FixedPointConfig()
+    if inputs not in INPUTS:
+        raise AnalysisError(f"fixed-points: --inputs must be 'zero' or 'condition-mean', got {inputs!r}")
+    if n_init < 1:
+        raise AnalysisError(f"fixed-points: --n-init must be >= 1, got {n_init}")
+    dev = resolve_device(device)
+    data = model_trajectories(read_fit_dir(fit_dir), seed=seed)
+    rng = np.random.default_rng(seed)
+    noise = cfg.noise_scale * float(data.states.reshape(-1, data.states.shape[-1]).std(0).mean())
+    x0, u0, cond_of = _starts(data, inputs, n_init, noise, rng, Path(fit_dir))
+    torch.manual_seed(seed)
+    fps = find_fixed_points(data.dynamics, torch.as_tensor(x0, device=dev), torch.as_tensor(u0, device=dev), config=cfg)
+
+    ds = _dataset(fps, data, cfg, cond_of)
     ds.attrs.update(convention.base_attrs("fixed_points"))
+    extra: dict[str, Any] = {k: float(v) for k, v in fps.info.items() if k != "n_init"}
     ds.attrs.update(
         family=str(data.dynamics.family), fit_dir=str(fit_dir), inputs=inputs, n_init=int(len(x0)), seed=int(seed),
         device=str(dev), n_stable=fps.n_stable, n_fixed=int(np.sum(fps.point_type == "fixed")),
         n_slow=int(np.sum(fps.point_type == "slow")), n_saddle=int(np.sum(fps.label == "saddle")),
         noise_std=noise, trajectories="simulated (random pulses)" if data.simulated else "fit.nc states",
-        config=json.dumps(dataclasses.asdict(cfg), sort_keys=True),
-        **{k: float(v) for k, v in fps.info.items() if k != "n_init"},
+        config=json.dumps(dataclasses.asdict(cfg), sort_keys=True), **extra,
     )
     convention.write_dataset(ds, out, "fixed_points")
     return ds

@@ -7,7 +7,7 @@ of a fit directory and writes a ``geometry`` dataset holding
   explained per PC, participation-ratio dimensionality, and the top-3-PC trajectories of both;
 * jPCA (:mod:`cortexfit.analysis.jpca`) of the data's condition averages -- R2 of the skew-symmetric and
   unconstrained fits, rotation frequencies, plane variance fractions, trajectories in each jPC plane -- and
-  the same summary numbers for the model states;
+  the same for the model states (``state_jpca_*``; NaN where the model's jPCA is not possible);
 * alignment of model states to data: cross-validated CCA on single trials (with a trial-shuffled control),
   Procrustes similarity and DSA distance on condition averages (:mod:`cortexfit.analysis.similarity`).
 
@@ -26,14 +26,16 @@ from typing import Any
 
 import numpy as np
 import xarray as xr
-from scipy.ndimage import gaussian_filter1d
 from sklearn.decomposition import PCA
 from threadpoolctl import threadpool_limits
 
-from cortexfit.core import convention
+from cortexfit.analysis.fitdir import TRAJECTORY_VARIABLES, read_fit_dir
 from cortexfit.analysis.jpca import JPCAResult, jpca
-from cortexfit.analysis.similarity import cv_cca, dsa_distance, procrustes_similarity
+from cortexfit.analysis.similarity import CCAResult, cv_cca, dsa_distance, procrustes_similarity
+from cortexfit.core import convention
 from cortexfit.core.errors import AnalysisError, ConfigError
+from cortexfit.core.options import parse_options
+from cortexfit.core.smoothing import masked_smooth
 
 log = logging.getLogger(__name__)
 
@@ -108,15 +110,6 @@ def pca_summary(x: np.ndarray) -> tuple[np.ndarray, float, np.ndarray]:
     return np.asarray(pca.explained_variance_ratio_), participation_ratio(pca.explained_variance_), scores
 
 
-def _masked_smooth(num: np.ndarray, den: np.ndarray, sigma_bins: float) -> np.ndarray:
-    """Normalised convolution along axis 1: smooth(num) / smooth(den), NaN where nothing was observed."""
-    if sigma_bins > 0:
-        num = gaussian_filter1d(num, sigma_bins, axis=1, mode="constant")
-        den = gaussian_filter1d(den, sigma_bins, axis=1, mode="constant")
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(den > 1e-6, num / np.where(den > 1e-6, den, 1.0), np.nan)
-
-
 def _counts(ds: xr.Dataset) -> tuple[np.ndarray, np.ndarray, float]:
     nd = convention.neuron_dim(ds)
     act = ds["activity"].transpose("trial", "time", nd).values.astype(float)
@@ -135,7 +128,7 @@ def smoothed_rates(ds: xr.Dataset, *, smooth_ms: float = 20.0) -> np.ndarray:
     100.0
     """
     num, den, bw = _counts(ds)
-    return _masked_smooth(num, den, smooth_ms / 1000.0 / bw) / bw
+    return masked_smooth(num, den, smooth_ms / 1000.0 / bw) / bw
 
 
 def _condition_labels(ds: xr.Dataset, condition: str) -> tuple[np.ndarray, str]:
@@ -166,7 +159,7 @@ def condition_average(
     idx = [labels == c for c in conds]
     num_c = np.stack([num[m].sum(axis=0) for m in idx])
     den_c = np.stack([den[m].sum(axis=0) for m in idx])
-    rates = _masked_smooth(num_c, den_c, smooth_ms / 1000.0 / bw) / bw
+    rates = masked_smooth(num_c, den_c, smooth_ms / 1000.0 / bw) / bw
     nd = convention.neuron_dim(ds)
     return xr.DataArray(rates, dims=("condition", "time", nd),
                         coords={"condition": np.asarray(conds), "time": ds["time"].values, nd: ds[nd].values})
@@ -226,7 +219,7 @@ def jpca_from_activity(
 # --------------------------------------------------------------------------------------------------- run
 def _model_variable(fit: xr.Dataset) -> str:
     """The model's trajectory: ``states``, else ``factors``, else ``rates`` (baselines without states)."""
-    name = next(v for v in ("states", "factors", "rates") if v in fit.data_vars)
+    name = next(v for v in TRAJECTORY_VARIABLES if v in fit.data_vars)
     if name != "states":
         log.warning("fit.nc has no 'states': comparing the model's '%s' with the data instead", name)
     return name
@@ -248,16 +241,29 @@ def _match(act: xr.Dataset, fit: xr.Dataset, fit_path: str) -> tuple[xr.Dataset,
     return act.isel(time=ia[ok]), fit.isel(time=np.flatnonzero(ok)).assign_coords(time=ta[ia[ok]])
 
 
-def _state_jpca(states_avg: np.ndarray, keep: np.ndarray, dt: float, n_pcs: int, n_planes: int):
-    """jPCA of the model's condition-averaged states: (r2_skew, r2_full, frequencies, variance fractions)."""
+@dataclass
+class StateJPCA:
+    """jPCA of the model's condition-averaged states, padded to the data's number of planes (NaN: none)."""
+
+    r2_skew: float
+    r2_full: float
+    frequencies_hz: np.ndarray
+    plane_variance_fraction: np.ndarray
+    projections: np.ndarray  # (condition, jpca_time, jpc_plane, jpc_axis)
+
+
+def _state_jpca(states_avg: np.ndarray, keep: np.ndarray, dt: float, n_pcs: int, n_planes: int) -> StateJPCA:
+    """jPCA of the model's condition-averaged states in the data's jPCA window (NaN where it fails)."""
     k = min(n_pcs, states_avg.shape[2]) // 2 * 2
     try:
         res = jpca(states_avg[:, keep], dt=dt, n_pcs=k)
     except (AnalysisError, ValueError) as exc:
         log.warning("jPCA of model states failed (%s): storing NaN", exc)
-        return float("nan"), float("nan"), np.full(n_planes, np.nan), np.full(n_planes, np.nan)
-    return (res.r2_skew, res.r2_full, _pad(res.frequencies_hz, n_planes),
-            _pad(res.plane_variance_fraction, n_planes))
+        nan = np.full(n_planes, np.nan)
+        return StateJPCA(float("nan"), float("nan"), nan, nan.copy(),
+                         np.full((states_avg.shape[0], int(keep.sum()), n_planes, 2), np.nan))
+    return StateJPCA(res.r2_skew, res.r2_full, _pad(res.frequencies_hz, n_planes),
+                     _pad(res.plane_variance_fraction, n_planes), _pad(res.projections, n_planes, axis=2))
 
 
 def _pad(x: np.ndarray, n: int, axis: int = -1) -> np.ndarray:
@@ -272,6 +278,39 @@ def _fill_nan(x: np.ndarray) -> np.ndarray:
     """Replace NaN (unobserved bins) with each feature's mean (0 where never observed)."""
     flat = x.reshape(-1, x.shape[-1])
     return np.where(np.isnan(x), np.nansum(flat, axis=0) / np.maximum(np.sum(~np.isnan(flat), axis=0), 1), x)
+
+
+@dataclass
+class Alignment:
+    """Model-to-data alignment scores (:func:`_alignment`)."""
+
+    cca: CCAResult
+    cca_shuffled: CCAResult
+    procrustes: float
+    dsa: float
+    dsa_rank: int
+
+
+def _alignment(act: xr.Dataset, states: np.ndarray, avg_data: np.ndarray, states_avg: np.ndarray,
+               pcs: tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]], cfg: GeometryConfig
+               ) -> Alignment:
+    """CV-CCA on single trials (and a trial-shuffled control), Procrustes and DSA on condition averages.
+
+    ``pcs`` holds ``(variance ratio, PCA scores)`` of the data's and of the model's condition averages.
+    """
+    (data_ratio, data_scores), (state_ratio, state_scores) = pcs
+    rates = _fill_nan(smoothed_rates(act, smooth_ms=cfg.smooth_ms))
+    cca_kw = {"n_components": cfg.cca_components, "n_splits": cfg.cca_folds, "seed": cfg.seed}
+    cca = cv_cca(rates, states, **cca_kw)
+    perm = np.random.default_rng(cfg.seed).permutation(len(states))
+    cca_shuffled = cv_cca(rates, states[perm], **cca_kw)
+    d = min(cfg.n_common_dims, avg_data.shape[2], states_avg.shape[2])
+    procrustes = procrustes_similarity(avg_data, states_avg, n_dims=d)
+    delays = max(1, min(cfg.dsa_delays, act.sizes["time"] // 2))
+    n_eff = [int(np.searchsorted(np.cumsum(r), DSA_VARIANCE) + 1) for r in (data_ratio, state_ratio)]
+    rank = max(2, min(cfg.dsa_rank, *n_eff))  # DMD modes beyond a system's dimensionality only fit noise
+    dsa = dsa_distance(data_scores[..., :d], state_scores[..., :d], n_delays=delays, rank=rank, seed=cfg.seed)
+    return Alignment(cca, cca_shuffled, procrustes, dsa, rank)
 
 
 @threadpool_limits.wrap(limits=1)  # many small SVDs/lstsq: BLAS threads only add contention
@@ -303,37 +342,28 @@ def analyse(act: xr.Dataset, fit: xr.Dataset, cfg: GeometryConfig, *, fit_path: 
     jp = jpca_from_activity(act, n_pcs=cfg.n_pcs, smooth_ms=cfg.smooth_ms, window=window,
                             soft_norm=cfg.soft_norm_hz, condition=cfg.condition)
     n_planes = jp.projections.shape[2]
-    s_r2_skew, s_r2_full, s_freq, s_frac = _state_jpca(states_avg, keep, bw, cfg.n_pcs, n_planes)
+    sj = _state_jpca(states_avg, keep, bw, cfg.n_pcs, n_planes)
+    al = _alignment(act, states, avg_data, states_avg, ((data_ratio, data_scores), (state_ratio, state_scores)), cfg)
 
-    rates = _fill_nan(smoothed_rates(act, smooth_ms=cfg.smooth_ms))
-    cca_kw = {"n_components": cfg.cca_components, "n_splits": cfg.cca_folds, "seed": cfg.seed}
-    cca = cv_cca(rates, states, **cca_kw)
-    perm = np.random.default_rng(cfg.seed).permutation(len(states))
-    cca_shuffled = cv_cca(rates, states[perm], **cca_kw)
-    d = min(cfg.n_common_dims, avg_data.shape[2], states_avg.shape[2])
-    procrustes = procrustes_similarity(avg_data, states_avg, n_dims=d)
-    delays = max(1, min(cfg.dsa_delays, len(times) // 2))
-    n_eff = [int(np.searchsorted(np.cumsum(r), DSA_VARIANCE) + 1) for r in (data_ratio, state_ratio)]
-    rank = max(2, min(cfg.dsa_rank, *n_eff))  # DMD modes beyond a system's dimensionality only fit noise
-    dsa = dsa_distance(data_scores[..., :d], state_scores[..., :d], n_delays=delays, rank=rank, seed=cfg.seed)
-
+    jpca_dims = ("condition", "jpca_time", "jpc_plane", "jpc_axis")
     out = xr.Dataset(
         {
             "data_variance_explained": ("data_pc", data_ratio),
             "state_variance_explained": ("state_pc", state_ratio),
             "data_pc_projection": (("condition", "time", "traj_pc"), _pad(data_scores, 3)),
             "state_pc_projection": (("condition", "time", "traj_pc"), _pad(state_scores, 3)),
-            "jpca_projection": (("condition", "jpca_time", "jpc_plane", "jpc_axis"), jp.projections),
+            "jpca_projection": (jpca_dims, jp.projections),
             "jpca_frequency_hz": ("jpc_plane", jp.frequencies_hz),
             "jpca_full_frequency_hz": ("jpc_plane", jp.full_frequencies_hz),
             "jpca_plane_variance_fraction": ("jpc_plane", jp.plane_variance_fraction),
-            "state_jpca_frequency_hz": ("jpc_plane", s_freq),
-            "state_jpca_plane_variance_fraction": ("jpc_plane", s_frac),
+            "state_jpca_frequency_hz": ("jpc_plane", sj.frequencies_hz),
+            "state_jpca_plane_variance_fraction": ("jpc_plane", sj.plane_variance_fraction),
             "jpca_pc_variance_explained": ("jpc_pc", jp.pc_variance_explained),
             "jpca_m_skew": (("jpc_pc", "jpc_pc_to"), jp.m_skew),
             "jpca_m_full": (("jpc_pc", "jpc_pc_to"), jp.m_full),
-            "cca_corr": ("cca_component", cca.per_component),
-            "cca_corr_shuffled": ("cca_component", cca_shuffled.per_component),
+            "cca_corr": ("cca_component", al.cca.per_component),
+            "cca_corr_shuffled": ("cca_component", al.cca_shuffled.per_component),
+            "state_jpca_projection": (jpca_dims, sj.projections),
         },
         coords={
             "condition": conds, "time": times, "jpca_time": times[keep], "jpc_plane": np.arange(n_planes),
@@ -350,9 +380,9 @@ def analyse(act: xr.Dataset, fit: xr.Dataset, cfg: GeometryConfig, *, fit_path: 
         data_participation_ratio=data_pr, state_participation_ratio=state_pr,
         jpca_r2_skew=jp.r2_skew, jpca_r2_full=jp.r2_full,
         jpca_window_start_s=float(times[keep][0]), jpca_window_stop_s=float(times[keep][-1]),
-        state_jpca_r2_skew=s_r2_skew, state_jpca_r2_full=s_r2_full,
-        cca_cv_mean_corr=cca.mean, cca_cv_mean_corr_shuffled=cca_shuffled.mean,
-        procrustes_similarity=procrustes, dsa_distance=dsa, dsa_rank=rank,
+        state_jpca_r2_skew=sj.r2_skew, state_jpca_r2_full=sj.r2_full,
+        cca_cv_mean_corr=al.cca.mean, cca_cv_mean_corr_shuffled=al.cca_shuffled.mean,
+        procrustes_similarity=al.procrustes, dsa_distance=al.dsa, dsa_rank=al.dsa_rank,
     )
     return out
 
@@ -366,15 +396,10 @@ def run(activity: str | Path, fit_dir: str | Path, out: str | Path, **options: A
     --------
     >>> run("activity.nc", "fits/rate", "geometry.nc")  # doctest: +SKIP
     """
-    names = {f.name for f in dataclasses.fields(GeometryConfig)}
-    unknown = sorted(set(options) - names)
-    if unknown:
-        raise ConfigError(f"geometry: unknown option(s) {', '.join(unknown)} (valid: {', '.join(sorted(names))})")
-    cfg = GeometryConfig(**options)
-    fit_dir = Path(fit_dir)
+    cfg = parse_options(GeometryConfig, options, where="geometry")
+    folder = read_fit_dir(fit_dir)
     act = convention.read_dataset(activity, kind="activity")
-    fit = convention.read_dataset(fit_dir / "fit.nc", kind="fit")
-    ds = analyse(act, fit, cfg, fit_path=str(fit_dir / "fit.nc"))
+    ds = analyse(act, folder.fit, cfg, fit_path=str(folder.path / "fit.nc"))
     ds.attrs.update(convention.base_attrs("geometry"))
     ds.attrs.update(activity_file=str(activity), fit_dir=str(fit_dir),
                     config=json.dumps(dataclasses.asdict(cfg), sort_keys=True))

@@ -127,9 +127,12 @@ KINDS: dict[str, KindSpec] = {
     # ``cortexfit geometry``: PCA, jPCA and model-data alignment.
     "geometry": KindSpec(
         variables={"data_variance_explained": ("data_pc",), "state_variance_explained": ("state_pc",),
+                   "data_pc_projection": ("condition", "time", "traj_pc"),
+                   "state_pc_projection": ("condition", "time", "traj_pc"),
                    "jpca_projection": ("condition", "jpca_time", "jpc_plane", "jpc_axis"),
+                   "state_jpca_projection": ("condition", "jpca_time", "jpc_plane", "jpc_axis"),
                    "jpca_frequency_hz": ("jpc_plane",), "jpca_plane_variance_fraction": ("jpc_plane",),
-                   "cca_corr": ("cca_component",)},
+                   "state_jpca_frequency_hz": ("jpc_plane",), "cca_corr": ("cca_component",)},
         coords=("condition",),
         attrs=("activity_file", "fit_dir", "config", "conditions_from", "model_variable", *GEOMETRY_SCALARS),
     ),

@@ -1,12 +1,18 @@
 """``cortexfit report``: the self-contained HTML report of one dataset's results, or the index across datasets.
 
-``run(results, out)`` looks at ``results``:
+``run(results, out, models=None)`` looks at ``results``:
 
 * a dataset folder (it holds ``activity.nc``) -> that dataset's report (:func:`dataset_page`):
   the recording, the models table, training curves, latent trajectories (PCA and jPCA planes), fixed
   points, dynamics diagnostics and model-data alignment scores;
 * a results root (its sub-folders hold ``activity.nc``) -> an index page linking every dataset's
   ``<dataset>/report.html`` with its best model by co-bps and a co-bps table (datasets x models).
+
+With ``models`` (``--models``) only those ``fits/<model>`` folders are read, so a stale fit folder the
+workflow no longer declares never shows up.  Fit folders are read with :mod:`cortexfit.analysis.fitdir` and
+analysis files validated (:func:`cortexfit.core.convention.read_dataset`): an invalid one raises
+:class:`~cortexfit.core.errors.ReportError` naming the file.  The report draws what the analyses wrote
+(PCA and jPCA trajectories come from ``geometry.nc``); it recomputes nothing but condition-averaged PSTHs.
 
 Pages are single HTML files (figures as base64 PNG, inline CSS, no scripts or external assets) written
 atomically.  Missing pieces (a model without analyses, a dataset without behavior) are skipped with a
@@ -20,55 +26,55 @@ Layout read (written by the other stages)::
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import xarray as xr
 
-from cortexfit.core.errors import ReportError
+from cortexfit.analysis.fitdir import ANALYSES, FitFolder, as_float, best_of, read_fit_dir
+from cortexfit.core import convention
+from cortexfit.core.errors import ReportError, SchemaError
 from cortexfit.report import html as H
 
 log = logging.getLogger(__name__)
 
-ANALYSES = ("geometry", "fixed_points", "dynamics")
+__all__ = ["ANALYSES", "DatasetResults", "ModelResults", "dataset_page", "find_datasets", "index_page",
+           "load_dataset", "read_model_results", "run"]
 
 
 @dataclass
-class FitResult:
-    """What one ``fits/<model>`` folder holds; missing or unreadable parts are None with a note."""
+class ModelResults:
+    """One ``fits/<model>`` folder as the report sees it: the folder (metrics, history) and its analyses."""
 
-    name: str
-    path: Path
-    metrics: dict[str, Any] | None = None
-    history: dict[str, np.ndarray] | None = None
+    folder: FitFolder
     analyses: dict[str, xr.Dataset] = field(default_factory=dict)
-    notes: list[str] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return self.folder.name
+
+    @property
+    def metrics(self) -> dict[str, Any] | None:
+        return self.folder.metrics
+
+    @property
+    def history(self) -> dict[str, np.ndarray] | None:
+        return self.folder.history
+
+    @property
+    def notes(self) -> list[str]:
+        return self.folder.notes
 
     @property
     def co_bps(self) -> float:
         """co-bps as a float (NaN where absent)."""
-        return _num((self.metrics or {}).get("co_bps"))
-
-    def trajectory_variable(self) -> tuple[xr.DataArray | None, str]:
-        """The model's trajectories from ``fit.nc``: ``states``, else ``factors``, else ``rates`` (loaded)."""
-        path = self.path / "fit.nc"
-        if not path.is_file():
-            return None, "fit.nc missing"
-        try:
-            with xr.open_dataset(path, engine="h5netcdf") as ds:
-                name = next((v for v in ("states", "factors", "rates") if v in ds.data_vars), None)
-                if name is None:
-                    return None, "fit.nc has no states, factors or rates"
-                return ds[name].transpose("trial", "time", ...).load(), name
-        except Exception as exc:  # noqa: BLE001 - an unreadable file becomes a note in the page
-            return None, f"fit.nc unreadable ({type(exc).__name__}: {exc})"
+        return self.folder.co_bps
 
 
 @dataclass
@@ -78,105 +84,77 @@ class DatasetResults:
     name: str
     path: Path
     activity: xr.Dataset
-    fits: list[FitResult]
+    fits: list[ModelResults]
     notes: list[str] = field(default_factory=list)
 
     @property
-    def best(self) -> FitResult | None:
+    def best(self) -> ModelResults | None:
         """The fit with the highest finite co-bps (None if none has one)."""
-        scored = [f for f in self.fits if math.isfinite(f.co_bps)]
-        return max(scored, key=lambda f: f.co_bps) if scored else None
+        folder = best_of([f.folder for f in self.fits])
+        return next(f for f in self.fits if f.folder is folder) if folder is not None else None
 
 
-def _num(value: Any) -> float:
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return float("nan")
+def read_model_results(path: Path) -> ModelResults:
+    """Read one fit folder and its analysis files (``<kind>.nc`` for each of :data:`ANALYSES`).
 
-
-def _read_nc(path: Path, kind: str) -> tuple[xr.Dataset | None, str | None]:
-    """Read a netCDF file fully; (None, note) if it is absent, unreadable or of another kind."""
-    if not path.is_file():
-        return None, f"{path.name} missing"
-    try:
-        with xr.open_dataset(path, engine="h5netcdf") as handle:
-            ds = handle.load()
-    except Exception as exc:  # noqa: BLE001 - any reader failure: a note, not a crash
-        return None, f"{path.name} unreadable ({type(exc).__name__})"
-    if ds.attrs.get("cortexfit_kind", kind) != kind:
-        return None, f"{path.name} is a '{ds.attrs.get('cortexfit_kind')}' file, not '{kind}'"
-    ds.encoding["source"] = str(path)
-    return ds, None
-
-
-def _read_history(path: Path) -> dict[str, np.ndarray] | None:
-    if not path.is_file():
-        return None
-    try:
-        frame = pd.read_csv(path)
-    except (ValueError, OSError, pd.errors.EmptyDataError):
-        return None
-    if frame.empty or "epoch" not in frame.columns:
-        return None
-    return {c: pd.to_numeric(frame[c], errors="coerce").to_numpy(dtype=float) for c in frame.columns}
-
-
-def load_fit(path: Path) -> FitResult:
-    """Read one fit folder (metrics, history, analyses) without failing on missing parts.
-
-    Examples
-    --------
-    >>> load_fit(Path("results/d/fits/rate")).co_bps  # doctest: +SKIP
-    0.31
-    """
-    fit = FitResult(name=path.name, path=path)
-    mpath = path / "metrics.json"
-    try:
-        metrics = json.loads(mpath.read_text())
-    except FileNotFoundError:
-        fit.notes.append("metrics.json missing (fit not finished?)")
-    except (OSError, ValueError) as exc:
-        fit.notes.append(f"metrics.json unreadable ({exc})")
-    else:
-        if isinstance(metrics, dict):
-            fit.metrics = metrics
-        else:
-            fit.notes.append("metrics.json is not a JSON object")
-    fit.history = _read_history(path / "history.csv")
-    for kind in ANALYSES:
-        ds, problem = _read_nc(path / f"{kind}.nc", kind)
-        if ds is not None:
-            fit.analyses[kind] = ds
-        elif "missing" not in (problem or ""):
-            fit.notes.append(problem or "")
-    return fit
-
-
-def load_dataset(folder: str | os.PathLike) -> DatasetResults:
-    """Read a dataset folder: ``activity.nc`` (required) and every ``fits/<model>`` folder.
+    Missing metrics or history become notes; an analysis file that is present but invalid raises.
 
     Raises
     ------
     ReportError
-        ``activity.nc`` is missing or unreadable.
+        An analysis file does not follow the convention of its kind (e.g. a stale file lacking a variable).
+
+    Examples
+    --------
+    >>> read_model_results(Path("results/d/fits/rate")).co_bps  # doctest: +SKIP
+    0.31
+    """
+    folder = read_fit_dir(path)
+    result = ModelResults(folder)
+    for kind in ANALYSES:
+        try:
+            ds = folder.read_analysis(kind)
+        except SchemaError as exc:
+            raise ReportError(f"{exc} (re-run `cortexfit {kind.replace('_', '-')}` for this fit)") from None
+        if ds is not None:
+            result.analyses[kind] = ds
+    return result
+
+
+def fit_folders(dataset: Path, models: Sequence[str] | None = None) -> tuple[list[Path], list[str]]:
+    """``fits/<model>`` folders of a dataset folder (only ``models`` when given), and notes on requested
+    models without a folder."""
+    fits_dir = dataset / "fits"
+    if models is None:
+        return (sorted(p for p in fits_dir.iterdir() if p.is_dir()) if fits_dir.is_dir() else []), []
+    wanted = list(dict.fromkeys(models))
+    found = [fits_dir / m for m in wanted if (fits_dir / m).is_dir()]
+    notes = [f"{m}: requested with --models but {fits_dir / m} does not exist" for m in wanted
+             if not (fits_dir / m).is_dir()]
+    return found, notes
+
+
+def load_dataset(folder: str | os.PathLike, *, models: Sequence[str] | None = None) -> DatasetResults:
+    """Read a dataset folder: ``activity.nc`` (required) and its ``fits/<model>`` folders (only ``models``
+    when given).
+
+    Raises
+    ------
+    ReportError
+        ``activity.nc`` is missing or unreadable, or an analysis file is invalid.
     """
     folder = Path(folder)
     path = folder / "activity.nc"
     if not path.is_file():
         raise ReportError(f"{folder}: no activity.nc (not a dataset results folder)")
-    from cortexfit.core import convention
-    from cortexfit.core.errors import SchemaError
-
     try:
         activity = convention.read_dataset(path, "activity")
     except SchemaError as exc:
         raise ReportError(str(exc)) from None
-    fits_dir = folder / "fits"
-    dirs = sorted(p for p in fits_dir.iterdir() if p.is_dir()) if fits_dir.is_dir() else []
-    fits = [load_fit(d) for d in dirs]
+    dirs, notes = fit_folders(folder, models)
+    fits = [read_model_results(d) for d in dirs]
     fits.sort(key=lambda f: (not math.isfinite(f.co_bps), -f.co_bps if math.isfinite(f.co_bps) else 0, f.name))
-    return DatasetResults(name=folder.resolve().name, path=folder, activity=activity, fits=fits)
+    return DatasetResults(name=folder.resolve().name, path=folder, activity=activity, fits=fits, notes=notes)
 
 
 def find_datasets(root: str | os.PathLike) -> list[Path]:
@@ -222,32 +200,30 @@ def dataset_page(data: DatasetResults) -> str:
 
 
 # ------------------------------------------------------------------------------------------ index page
-def _summary(folder: Path) -> dict[str, Any]:
+def _summary(folder: Path, models: Sequence[str] | None) -> dict[str, Any]:
     info: dict[str, Any] = {"name": folder.name, "trials": None, "units": None, "bin_ms": None, "fits": {}}
     try:
         with xr.open_dataset(folder / "activity.nc", engine="h5netcdf") as ds:
             nd = "unit" if "unit" in ds.sizes else "roi"
             info.update(trials=int(ds.sizes.get("trial", 0)), units=int(ds.sizes.get(nd, 0)),
-                        bin_ms=_num(ds.attrs.get("bin_width_s")) * 1000,
+                        bin_ms=as_float(ds.attrs.get("bin_width_s")) * 1000,
                         conditions=len(np.unique(ds["condition"].values)) if "condition" in ds.coords else None)
     except Exception as exc:  # noqa: BLE001 - any reader failure: a note, not a crash
         info["problem"] = f"activity.nc unreadable ({type(exc).__name__})"
-    fits_dir = folder / "fits"
-    for d in sorted(fits_dir.iterdir()) if fits_dir.is_dir() else []:
-        try:
-            info["fits"][d.name] = json.loads((d / "metrics.json").read_text())
-        except (OSError, ValueError):
-            continue
+    for d in fit_folders(folder, models)[0]:
+        metrics = read_fit_dir(d).metrics
+        if metrics is not None:
+            info["fits"][d.name] = metrics
     return info
 
 
-def index_page(root: Path, datasets: list[Path], out: Path) -> str:
-    """HTML of the index across datasets (links relative to ``out``'s folder)."""
+def index_page(root: Path, datasets: list[Path], out: Path, *, models: Sequence[str] | None = None) -> str:
+    """HTML of the index across datasets (links relative to ``out``'s folder; only ``models`` when given)."""
     page = H.Page("cortexfit results", subtitle=f"{len(datasets)} datasets in {root}")
-    infos = [_summary(d) for d in datasets]
+    infos = [_summary(d, models) for d in datasets]
     rows, links, bold = [], [], []
     for i, info in enumerate(infos):
-        scores = {m: _num(v.get("co_bps")) for m, v in info["fits"].items()}
+        scores = {m: as_float(v.get("co_bps")) for m, v in info["fits"].items()}
         finite = {m: s for m, s in scores.items() if math.isfinite(s)}
         best = max(finite, key=finite.get) if finite else None
         report = datasets[i] / "report.html"
@@ -271,7 +247,7 @@ def index_page(root: Path, datasets: list[Path], out: Path) -> str:
     else:
         rows, bold = [], []
         for i, info in enumerate(infos):
-            scores = [_num(info["fits"].get(m, {}).get("co_bps")) for m in models]
+            scores = [as_float(info["fits"].get(m, {}).get("co_bps")) for m in models]
             rows.append([info["name"], *[H.fmt(s) for s in scores]])
             if np.isfinite(scores).any():
                 bold.append((i, 1 + int(np.nanargmax(scores))))
@@ -283,7 +259,7 @@ def index_page(root: Path, datasets: list[Path], out: Path) -> str:
 
 
 # -------------------------------------------------------------------------------------------------- run
-def run(results: str | os.PathLike, out: str | os.PathLike) -> Path:
+def run(results: str | os.PathLike, out: str | os.PathLike, *, models: Sequence[str] | None = None) -> Path:
     """Write the report of a dataset folder, or the index page of a results root, to ``out``.
 
     Parameters
@@ -292,6 +268,9 @@ def run(results: str | os.PathLike, out: str | os.PathLike) -> Path:
         ``RESULTS_DIR/DATASET`` (holds ``activity.nc``) or ``RESULTS_DIR`` (sub-folders hold it).
     out : path
         HTML file to write (atomically).
+    models : names, optional
+        Read only these ``fits/<model>`` folders (default: every folder in ``fits/``); the index page
+        applies the same filter to every dataset.
 
     Raises
     ------
@@ -302,12 +281,13 @@ def run(results: str | os.PathLike, out: str | os.PathLike) -> Path:
     --------
     >>> run("results/mc_maze_small", "results/mc_maze_small/report.html")  # doctest: +SKIP
     >>> run("results", "results/index.html")  # doctest: +SKIP
+    >>> run("results/mc_maze_small", "report.html", models=["smoothing", "rate"])  # doctest: +SKIP
     """
     results, out = Path(results), Path(out)
     if not results.is_dir():
         raise ReportError(f"{results}: no such results folder")
     if (results / "activity.nc").is_file():
-        data = load_dataset(results)
+        data = load_dataset(results, models=models)
         log.info("%s: %d fits (%s)", results, len(data.fits), ", ".join(f.name for f in data.fits) or "none")
         text = dataset_page(data)
     else:
@@ -315,7 +295,7 @@ def run(results: str | os.PathLike, out: str | os.PathLike) -> Path:
         if not datasets:
             raise ReportError(f"{results}: no activity.nc here or in its sub-folders (run `cortexfit ingest` first)")
         log.info("index of %d datasets in %s", len(datasets), results)
-        text = index_page(results, datasets, out)
+        text = index_page(results, datasets, out, models=models)
     H.write_atomic(out, text)
     log.info("wrote %s (%.0f kB)", out, out.stat().st_size / 1024)
     return out

@@ -22,16 +22,22 @@ from typing import TYPE_CHECKING
 import numpy as np
 import xarray as xr
 
+from cortexfit.analysis.fitdir import ANALYSES
+from cortexfit.fit import registry
 from cortexfit.report import figures as F
 from cortexfit.report import html as H
 
 if TYPE_CHECKING:
-    from cortexfit.report import DatasetResults
+    from cortexfit.report import DatasetResults, ModelResults
 
 SMOOTH_MS = 20.0
 MAX_TRAJ = 24
-BASELINES = ("smoothing", "fa")
 MAX_SINGLE = 8  # single trials drawn when there are no conditions
+
+
+def _is_baseline(fit: ModelResults) -> bool:
+    """Whether the fit is of a registry model without dynamics (an NLB baseline)."""
+    return fit.folder.model_name in registry.baselines()
 
 
 def _img(fig, alt: str, caption: str | None = None) -> str:
@@ -79,14 +85,6 @@ def _quiet():
 
 def _time_ms(ds: xr.Dataset) -> tuple[np.ndarray, str]:
     return np.asarray(ds["time"].values, dtype=float) * 1000, f"time from {ds.attrs.get('align_event', 'event')} (ms)"
-
-
-def _fill(x: np.ndarray) -> np.ndarray:
-    """NaN -> each feature's mean (0 where never finite), so PCA/jPCA can run."""
-    flat = x.reshape(-1, x.shape[-1])
-    with _quiet():
-        mean = np.nan_to_num(np.nanmean(flat, axis=0))
-    return np.where(np.isfinite(x), x, mean)
 
 
 # ------------------------------------------------------------------------------------ 1. the recording
@@ -184,6 +182,8 @@ COLUMNS = (("co-bps", "co_bps", 3), ("fp-bps", "fp_bps", 3), ("vel R²", "vel_r2
 def models(data: DatasetResults, sec: H.Section) -> None:
     """2. The metrics of every fit with metrics.json, best co-bps first and in bold."""
     scored = [f for f in data.fits if f.metrics is not None]
+    for text in data.notes:
+        sec.add(H.note(text))
     for f in data.fits:
         if f.metrics is None:
             sec.add(H.note(f"{f.name}: {'; '.join(f.notes)}; left out of the table."))
@@ -194,9 +194,9 @@ def models(data: DatasetResults, sec: H.Section) -> None:
     rows, bold = [], []
     for i, f in enumerate(scored):
         m = f.metrics or {}
-        kind = "baseline" if f.name in BASELINES else str(m.get("mode", ""))
+        kind = "baseline" if _is_baseline(f) else str(m.get("mode", ""))
         rows.append([f.name, kind, *[_cell(m.get(key), d) for _, key, d in COLUMNS], m.get("device") or H.MISSING,
-                     ", ".join(k for k in ("geometry", "fixed_points", "dynamics") if k in f.analyses) or H.MISSING])
+                     ", ".join(k for k in ANALYSES if k in f.analyses) or H.MISSING])
         if f is best:
             bold.append(i)
     header = ["model", "mode", *[c for c, _, _ in COLUMNS], "device", "analyses"]
@@ -228,80 +228,52 @@ def training(data: DatasetResults, sec: H.Section) -> None:
 
 
 # ---------------------------------------------------------------------------- 4. latent trajectories
-def _pca2(avg: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    from cortexfit.analysis.geometry import pca_summary
-
-    with _quiet():  # constant trajectories give 0/0 variance ratios: NaN, drawn as "not available"
-        ratio, _, scores = pca_summary(_fill(avg))
-    return _pad(scores, 2), _pad(ratio, 2)
-
-
 def _pad(x: np.ndarray, n: int) -> np.ndarray:
     """First ``n`` entries of the last axis, zero-padded."""
     x = np.asarray(x, dtype=float)[..., :n]
     return np.concatenate([x, np.zeros((*x.shape[:-1], n - x.shape[-1]))], axis=-1) if x.shape[-1] < n else x
 
 
-def _jpca2(avg: np.ndarray, dt: float, soft_norm: float | None) -> tuple[np.ndarray, float, float]:
-    from cortexfit.analysis.jpca import jpca
-
-    k = min(6, avg.shape[2], avg.shape[0] * avg.shape[1]) // 2 * 2
-    with _quiet():
-        res = jpca(_fill(avg), dt=dt, n_pcs=k, soft_norm=soft_norm)
-    return res.projections[:, :, 0, :], float(res.frequencies_hz[0]), float(res.r2_skew)
-
-
 def _pct(r: np.ndarray, i: int) -> str:
     return f" ({100 * r[i]:.0f} %)" if i < len(r) and np.isfinite(r[i]) else ""
 
 
-def latents(data: DatasetResults, sec: H.Section) -> None:
-    """4. Condition-averaged trajectories of the data and of each model in the PCA and first jPCA planes."""
-    from cortexfit.analysis.geometry import condition_average
+def _planes(geo: xr.Dataset, who: str, names: list[str], title: str) -> list[tuple[str, np.ndarray | None, str, str]]:
+    """The PCA and first-jPCA-plane panels of ``who`` ("data" or "state") from a geometry dataset."""
+    pcs = _reorder(geo[f"{who}_pc_projection"], names)[..., :2]
+    ratio = geo[f"{who}_variance_explained"].values
+    jp = _reorder(geo["jpca_projection" if who == "data" else "state_jpca_projection"].isel(jpc_plane=0), names)
+    prefix = "" if who == "data" else "state_"
+    freq = float(geo[f"{prefix}jpca_frequency_hz"].values[0])
+    r2 = float(geo.attrs.get(f"{prefix}jpca_r2_skew", np.nan))
+    unit = " (Hz)" if who == "data" else ""
+    return [(f"{title}: PCA", pcs, "PC1" + _pct(ratio, 0) + unit, "PC2" + _pct(ratio, 1) + unit),
+            (f"{title}: jPCA plane 1, {freq:.2f} Hz, R² {r2:.2f}", jp, "jPC1" + (" (a.u.)" if unit else ""),
+             "jPC2" + (" (a.u.)" if unit else ""))]
 
-    act = data.activity
-    labels, names = _conditions(act)
-    dt = float(act.attrs["bin_width_s"])
-    geo = next((f.analyses["geometry"] for f in data.fits if "geometry" in f.analyses), None)
-    panels: list[tuple[str, np.ndarray | None, str, str]] = []
-    if geo is not None and "data_pc_projection" in geo:
-        pcs = _reorder(geo["data_pc_projection"], names)[..., :2]
-        ratio = geo["data_variance_explained"].values
-        jp = _reorder(geo["jpca_projection"].isel(jpc_plane=0), names)
-        freq, r2 = float(geo["jpca_frequency_hz"].values[0]), float(geo.attrs.get("jpca_r2_skew", np.nan))
-    else:
-        grouped = act.assign_coords(condition=("trial", labels))
-        avg = condition_average(grouped.isel(trial=np.isin(labels, names)), smooth_ms=SMOOTH_MS)
-        avg = avg.sel(condition=names).values
-        pcs, ratio = _pca2(avg)
-        jp, freq, r2 = _try_jpca(avg, dt, 5.0, sec, "data")
-    panels += [("data: PCA", pcs, "PC1" + _pct(ratio, 0) + " (Hz)", "PC2" + _pct(ratio, 1) + " (Hz)"),
-               (f"data: jPCA plane 1, {freq:.2f} Hz, R² {r2:.2f}", jp, "jPC1 (a.u.)", "jPC2 (a.u.)")]
-    skipped = []
-    for f in data.fits:
-        values, var = f.trajectory_variable()
-        if values is None:
-            skipped.append(f"{f.name} ({var})")
-            continue
-        flab, _ = _conditions(values)
-        avg = _cond_average(values.values.astype(float), flab, names)
-        geo_f = f.analyses.get("geometry")
-        if geo_f is not None and "state_pc_projection" in geo_f:
-            pcs, ratio = _reorder(geo_f["state_pc_projection"], names)[..., :2], geo_f["state_variance_explained"].values
-        else:
-            pcs, ratio = _pca2(avg)
-        jp, freq, r2 = _try_jpca(avg, dt, None, sec, f.name)
-        panels += [(f"{f.name} {var}: PCA", pcs, "PC1" + _pct(ratio, 0), "PC2" + _pct(ratio, 1)),
-                   (f"{f.name} {var}: jPCA plane 1, {freq:.2f} Hz, R² {r2:.2f}", jp, "jPC1", "jPC2")]
+
+def latents(data: DatasetResults, sec: H.Section) -> None:
+    """4. Condition-averaged trajectories of the data and of each model in the PCA and first jPCA planes,
+    as ``geometry.nc`` stores them (nothing is recomputed here)."""
+    _, names = _conditions(data.activity)
+    with_geo = [f for f in data.fits if "geometry" in f.analyses]
+    if not with_geo:
+        sec.add(H.note("No geometry.nc for any model: run `cortexfit geometry` to draw the latent trajectories."))
+        return
+    panels = _planes(with_geo[0].analyses["geometry"], "data", names, "data")
+    for f in with_geo:
+        geo = f.analyses["geometry"]
+        panels += _planes(geo, "state", names, f"{f.name} {geo.attrs['model_variable']}")
     sec.add(_img(F.trajectories(panels, names, ncols=2, max_traj=MAX_TRAJ,
-                                 legend_title="condition" if _labels(act) is not None else "trial"), "latent trajectories",
+                                legend_title="condition" if _labels(data.activity) is not None else "trial"),
+                 "latent trajectories",
                  "Condition-averaged trajectories (a dot marks the first bin) of the data's smoothed rates and of "
                  "each model's states (else factors, else rates) in their top two PCs (left, % variance) and in "
-                 "the first jPCA plane (right, rotation frequency and R² of the skew-symmetric fit)."))
-    if _labels(act) is None:
+                 "the first jPCA plane (right, rotation frequency and R² of the skew-symmetric fit), from each "
+                 "fit's geometry.nc (jPCA in its window)."))
+    if _labels(data.activity) is None:
         sec.add(H.note(f"No condition column: single trials are shown (first {len(names)}), not averages."))
-    if skipped:
-        sec.add(H.note(f"No trajectories for {', '.join(skipped)}."))
+    _missing_note(data, sec, "geometry", "latent trajectories")
 
 
 def _reorder(da: xr.DataArray, names: list[str]) -> np.ndarray:
@@ -312,16 +284,6 @@ def _reorder(da: xr.DataArray, names: list[str]) -> np.ndarray:
         if n in have:
             out[i] = da.values[have.index(n)]
     return out
-
-
-def _try_jpca(avg, dt, soft_norm, sec, who) -> tuple[np.ndarray | None, float, float]:
-    from cortexfit.core.errors import AnalysisError
-
-    try:
-        return _jpca2(avg, dt, soft_norm)
-    except (AnalysisError, ValueError, np.linalg.LinAlgError) as exc:
-        sec.add(H.note(f"jPCA of {who} not possible: {exc}"))
-        return None, float("nan"), float("nan")
 
 
 # ---------------------------------------------------------------------------------- 5. fixed points
@@ -350,9 +312,9 @@ def fixed_points(data: DatasetResults, sec: H.Section) -> None:
 
 
 def _missing_note(data: DatasetResults, sec: H.Section, kind: str, what: str) -> None:
-    lacking = [f.name for f in data.fits if kind not in f.analyses]
-    baselines = [n for n in lacking if n in BASELINES]
-    others = [n for n in lacking if n not in BASELINES]
+    lacking = [f for f in data.fits if kind not in f.analyses]
+    baselines = [f.name for f in lacking if _is_baseline(f)]
+    others = [f.name for f in lacking if not _is_baseline(f)]
     if baselines:
         sec.add(H.note(f"No {what} for {', '.join(baselines)} (baselines: no recurrent dynamics)."))
     if others:
