@@ -14,7 +14,7 @@ Echo-state network
     prediction: 50,000 steps, the first 40,000 to fit (100 warm-up steps left out), the last 10,000 to test.
     Same hyperparameters for both: 1000 units, spectral radius 0.9, leak rate 0.3, input scaling 1, ridge
     1e-6, 10% recurrent connectivity.  Time = reservoir construction + fit + predict.  Ours:
-    :class:`cortexfit.models.EchoStateNetwork` (on ``--esn-device``) with parallel time chunks
+    :class:`esn_series.EchoStateNetwork` (benchmarks/esn_series.py) (on ``--esn-device``) with parallel time chunks
     (``--chunk``/``--washout``) and, for reference, the exact sequential run (equal NRMSE shows the washout
     suffices).  reservoirpy 0.4.2 (``Reservoir >> Ridge``, CPU) if importable, else its figures are null;
     ours is also run on reservoirpy's own matrices (equal-error check).  Both fits solve the same float64
@@ -36,7 +36,8 @@ import time
 import numpy as np
 import torch
 
-from cortexfit.models import EchoStateNetwork, build_dynamics
+from cortexfit.models import build_dynamics
+from esn_series import EchoStateNetwork  # benchmark helper beside this file
 
 BATCH, STEPS, INPUTS = 64, 140, 107
 

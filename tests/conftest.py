@@ -35,3 +35,13 @@ def _torch_one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def osc_activity(tmp_path_factory):
+    """A small simulated activity file (24 trials x 30 bins x 10 units, two conditions) shared by the fit tests."""
+    from cortexfit.core import convention
+    from fit_factory import oscillator_activity
+
+    ds, _ = oscillator_activity(n_trials=24, n_time=30, n_units=10, seed=0)
+    return convention.write_dataset(ds, tmp_path_factory.mktemp("act") / "act.nc")

@@ -10,7 +10,7 @@ from cortexfit.core.errors import ConfigError
 from cortexfit.models import (
     FORMAT,
     ModelFileError,
-    Readout,
+    RidgeReadout,
     build_dynamics,
     load_model,
     save_model,
@@ -30,14 +30,14 @@ def test_roundtrip(tmp_path, family, options):
     torch.manual_seed(0)
     net = build_dynamics(family, input_size=3, hidden_size=9, **options).eval()
     encoder = nn.Linear(4, 3)
-    readout = Readout(9, 2, alpha=0.5)
+    readout = RidgeReadout(9, 2, alpha=0.5)
     path = save_model(tmp_path / "model.pt", net, modules={"encoder": encoder, "readout": readout},
                       module_specs={"encoder": {"type": "Linear", "in_features": 4, "out_features": 3}},
                       meta={"dt_s": 0.01, "mode": "fit", "heldout": [1, 2], "note": None})
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.pt"]  # no temp file left behind
     raw = torch.load(path, weights_only=True)
     assert raw["format"] == FORMAT and raw["spec"] == net.spec()
-    assert raw["module_specs"]["readout"] == {"type": "Readout", "in_features": 9, "out_features": 2, "alpha": 0.5}
+    assert raw["module_specs"]["readout"] == {"class": "RidgeReadout", "in_features": 9, "out_features": 2, "alpha": 0.5}
 
     loaded, rest = load_model(tmp_path)  # a folder holding model.pt works too
     assert type(loaded) is type(net) and not loaded.training
@@ -90,3 +90,21 @@ def test_move_dtype_and_device(family):
     assert out.dtype == torch.float64 and out.device.type == device
     assert net.initial_state(3).dtype == torch.float64
     assert net.step(net.initial_state(3), u[:, 0]).shape == (3, net.state_size)
+
+
+def test_baseline_files_load_through_the_same_function(tmp_path):
+    import numpy as np
+
+    from cortexfit.models import BaselineModel, save_baseline
+
+    save_baseline(tmp_path / "model.pt", "smoothing", {"w": np.arange(6.0).reshape(2, 3), "b": np.zeros(3)},
+                  options={"sigma_ms": 40.0}, meta={"dt_s": 0.005})
+    model, rest = load_model(tmp_path)
+    assert isinstance(model, BaselineModel) and not model.has_dynamics and model.family == "smoothing"
+    assert model.params["w"].tolist() == [[0.0, 1.0, 2.0], [3.0, 4.0, 5.0]] and model.options == {"sigma_ms": 40.0}
+    assert rest["meta"] == {"baseline": True, "dt_s": 0.005}
+    payload = torch.load(tmp_path / "model.pt", weights_only=True)
+    del payload["modules"]["baseline"]
+    torch.save(payload, tmp_path / "model.pt")
+    with pytest.raises(ModelFileError, match="incomplete baseline model file"):
+        load_model(tmp_path)

@@ -1,4 +1,4 @@
-"""Tests of the ``lstm`` and ``esn`` families, the ridge readout and :class:`EchoStateNetwork`."""
+"""Tests of the ``lstm`` and ``esn`` families (cortexfit.models.lstm, cortexfit.models.esn)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from cortexfit.core.errors import ConfigError, FitError
-from cortexfit.models import EchoStateNetwork, build_dynamics, fit_readout
+from cortexfit.core.errors import ConfigError
+from cortexfit.models import build_dynamics
 from cortexfit.models.esn import ESNOptions, make_reservoir
 
 
@@ -70,62 +70,6 @@ def test_esn_options_validation():
         build_dynamics("esn", input_size=1, hidden_size=5, radius=0.9)
 
 
-def _brute_force_cv(X, Y, alphas, k):
-    """k-fold CV over trials by explicit centred ridge solves (the slow, obvious way)."""
-    B = X.shape[0]
-    ids = torch.arange(B) % k
-    errs = []
-    for a in alphas:
-        sse = 0.0
-        for f in range(k):
-            tr, va = X[ids != f].reshape(-1, X.shape[-1]), X[ids == f].reshape(-1, X.shape[-1])
-            ytr, yva = Y[ids != f].reshape(-1, Y.shape[-1]), Y[ids == f].reshape(-1, Y.shape[-1])
-            mx, my = tr.mean(0), ytr.mean(0)
-            Xc = tr - mx
-            W = torch.linalg.solve(Xc.t() @ Xc + a * torch.eye(X.shape[-1], dtype=X.dtype), Xc.t() @ (ytr - my))
-            sse += float((((va - mx) @ W + my - yva) ** 2).sum())
-        errs.append(sse / (X.shape[0] * X.shape[1] * Y.shape[-1]))
-    return errs
-
-
-def test_fit_readout_cv_matches_brute_force():
-    X = torch.randn(10, 30, 6, dtype=torch.float64)
-    Y = X @ torch.randn(6, 2, dtype=torch.float64) + 0.5 * torch.randn(10, 30, 2, dtype=torch.float64) + 3.0
-    alphas = [1e-3, 1.0, 30.0, 1e3]
-    ro = fit_readout(X, Y, alphas, folds=5)
-    np.testing.assert_allclose(ro.cv_mse, _brute_force_cv(X, Y, alphas, 5), rtol=1e-8)
-    assert ro.alpha == alphas[int(np.argmin(ro.cv_mse))]
-    # final fit: the centred ridge solution on all data
-    Xf, Yf = X.reshape(-1, 6), Y.reshape(-1, 2)
-    Xc = Xf - Xf.mean(0)
-    W = torch.linalg.solve(Xc.t() @ Xc + ro.alpha * torch.eye(6, dtype=X.dtype), Xc.t() @ (Yf - Yf.mean(0)))
-    torch.testing.assert_close(ro.weight.detach(), W.t())
-    assert ro.weight.dtype == torch.float64
-
-
-def test_fit_readout_picks_more_ridge_for_noisier_targets():
-    X = torch.randn(12, 20, 15)
-    w = torch.randn(15, 1)
-    clean = fit_readout(X, X @ w + 0.01 * torch.randn(12, 20, 1))
-    noisy = fit_readout(X[:, :4], X[:, :4] @ w + 5.0 * torch.randn(12, 4, 1))
-    assert noisy.alpha > clean.alpha
-    assert len(clean.cv_mse) == len(clean.alphas) > 5
-    with pytest.raises(FitError, match="do not match"):
-        fit_readout(X, torch.randn(12, 19, 1))
-
-
-def test_fit_readout_single_sequence_and_float32_precision():
-    # near-collinear float32 states: the float64 Gram keeps the tiny-ridge solution accurate
-    t = torch.arange(4000, dtype=torch.float64)
-    base = torch.stack([torch.sin(0.01 * t), torch.cos(0.013 * t)], 1)
-    X = torch.cat([base, base @ torch.randn(2, 30, dtype=torch.float64) + 1e-4 * torch.randn(4000, 30,
-                                                                                            dtype=torch.float64)], 1)
-    y = (base @ torch.tensor([[1.5], [-0.5]], dtype=torch.float64))
-    ro = fit_readout(X.float(), y.float(), alphas=[1e-8])
-    with torch.no_grad():
-        err = float(((ro(X.float()).double() - y) ** 2).mean().sqrt())
-    assert err < 1e-4
-    assert ro.weight.dtype == torch.float32
 
 
 def test_esn_dynamics_fit_readout_recovers_memory_task():
@@ -137,23 +81,6 @@ def test_esn_dynamics_fit_readout_recovers_memory_task():
     with torch.no_grad():
         nrmse = float(((ro(states[:, 5:]) - target[:, 5:]) ** 2).mean().sqrt() / target.std())
     assert nrmse < 0.05
-
-
-def test_echo_state_network_chunks_match_sequential():
-    t = np.arange(3000)
-    s = np.sin(0.03 * t) * np.cos(0.0071 * t)
-    exact = EchoStateNetwork(units=100, leak_rate=0.3, ridge=1e-7)
-    chunked = EchoStateNetwork(units=100, leak_rate=0.3, ridge=1e-7, chunk_length=400, chunk_washout=400)
-    exact._build(1)
-    chunked._build(1)
-    a, b = exact.states(s[:, None]), chunked.states(s[:, None])
-    assert a.shape == b.shape == (3000, 100)
-    assert float((a - b).abs().max()) < 1e-5
-    pa = exact.fit(s[:2000, None], s[1:2001]).predict(s[2000:-1, None])
-    pb = chunked.fit(s[:2000, None], s[1:2001]).predict(s[2000:-1, None])
-    nrmse = np.sqrt(np.mean((pa[:, 0] - s[2001:]) ** 2)) / s.std()
-    assert nrmse < 1e-3
-    np.testing.assert_allclose(pa, pb, atol=1e-4)
 
 
 def test_make_reservoir_is_deterministic():

@@ -14,8 +14,9 @@ held-in units only, so co-bps on test trials is an honest score.
 Options given as sequences are searched on a grid by the bits per spike of the held-out units on the
 ``valid`` trials (or on a seeded 20 % of the train trials when there are none, or the held-out units are silent
 on them); the GLM fitted on the train trials at the best setting is kept.  The Poisson GLM
-(:func:`fit_poisson_glm`) minimises scikit-learn's ``PoissonRegressor`` objective for all units at once with
-L-BFGS.  Smoothing ignores NaN bins (:func:`cortexfit.fit.metrics.gaussian_smooth`); bins with no observed bin
+(:func:`cortexfit.fit.glm.fit_poisson_glm`) minimises scikit-learn's ``PoissonRegressor`` objective for all units
+at once with
+L-BFGS.  Smoothing ignores NaN bins (:func:`cortexfit.core.smoothing.gaussian_smooth`); bins with no observed bin
 within the kernel take the train mean, and only fully observed bins enter the FA fit and feature scaling.
 
 Examples
@@ -34,23 +35,29 @@ Examples
 
 from __future__ import annotations
 
-import dataclasses
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from itertools import product
+from pathlib import Path
 from typing import Any
 
 import numpy as np
-from scipy.optimize import minimize
 from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
 from cortexfit.core.errors import ConfigError, FitError
-from cortexfit.fit.metrics import bits_per_spike, gaussian_smooth
+from cortexfit.core.options import parse_options
+from cortexfit.core.smoothing import gaussian_smooth
+from cortexfit.fit.config import FitConfig
+from cortexfit.fit.data import FitData, FitRequest
+from cortexfit.fit.glm import fit_poisson_glm, glm_predict
+from cortexfit.fit.metrics import bits_per_spike
+from cortexfit.fit.outputs import FitResult
 
 TRANSFORMS = ("sqrt", "log", "raw")
 
-__all__ = ["BASELINES", "BaselineResult", "FAConfig", "SmoothingConfig", "fa", "fit_poisson_glm", "smoothing"]
+__all__ = ["BASELINES", "BaselineResult", "FAConfig", "SmoothingConfig", "fa", "fit_baseline", "smoothing"]
 
 
 @dataclass
@@ -134,91 +141,8 @@ class FAConfig:
         _grid("max_iter", self.max_iter, int, 1)
 
 
-def _config(cls: type, options: dict[str, Any]) -> Any:
-    names = [f.name for f in dataclasses.fields(cls)]
-    unknown = sorted(set(options) - set(names))
-    if unknown:
-        raise ConfigError(f"unknown option(s) {', '.join(unknown)} for this baseline; valid: {', '.join(names)}")
-    return cls(**options)
-
-
-def fit_poisson_glm(
-    x: np.ndarray,
-    y: np.ndarray,
-    *,
-    alpha: float,
-    init: tuple[np.ndarray, np.ndarray] | None = None,
-    max_iter: int = 500,
-    tol: float = 1e-5,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Fit ``y[:, u] ~ Poisson(exp(x @ w[:, u] + b[u]))`` for all units at once.
-
-    Minimises, per unit, scikit-learn's ``PoissonRegressor`` objective
-    ``mean_i(exp(eta) - y eta) + alpha / 2 * ||w||^2`` (intercept not penalised) over the bins where ``y`` is
-    not NaN, summed over units, with :func:`scipy.optimize.minimize` (L-BFGS-B).
-
-    Parameters
-    ----------
-    x : numpy.ndarray
-        ``(n, p)`` finite features.
-    y : numpy.ndarray
-        ``(n, units)`` counts; NaN entries are left out of that unit's fit.
-    alpha : float
-        L2 penalty.
-    init : tuple of arrays, optional
-        Starting ``(w, b)``; default ``w = 0`` and ``b = log(mean count)``.
-    max_iter, tol : int, float
-        L-BFGS iteration limit and gradient tolerance.
-
-    Returns
-    -------
-    tuple of numpy.ndarray
-        ``w`` of shape ``(p, units)`` and ``b`` of shape ``(units,)``.
-
-    Examples
-    --------
-    >>> rng = np.random.default_rng(0)
-    >>> x = rng.normal(size=(2000, 2))
-    >>> y = rng.poisson(np.exp(x @ np.array([[0.5], [-0.3]]) + 0.2)).astype(float)
-    >>> w, b = fit_poisson_glm(x, y, alpha=0.0)
-    >>> np.round(w.ravel(), 1).tolist(), round(float(b[0]), 1)
-    ([0.5, -0.3], 0.2)
-    """
-    x = np.asarray(x, dtype=float)
-    y = np.asarray(y, dtype=float)
-    p, units = x.shape[1], y.shape[1]
-    observed = ~np.isnan(y)
-    n_u = observed.sum(axis=0)
-    if np.any(n_u == 0):
-        raise FitError(f"Poisson GLM: {int((n_u == 0).sum())} unit(s) have no observed bins to fit")
-    y0 = np.where(observed, y, 0.0)
-    m = None if observed.all() else observed.astype(float)
-    scale = 1.0 / n_u
-    if init is None:
-        b0 = np.log(np.maximum(y0.sum(axis=0) * scale, 1e-8))
-        theta0 = np.concatenate([np.zeros(p * units), b0])
-    else:
-        theta0 = np.concatenate([np.asarray(init[0], float).ravel(), np.asarray(init[1], float)])
-
-    def objective(theta: np.ndarray) -> tuple[float, np.ndarray]:
-        w = theta[: p * units].reshape(p, units)
-        b = theta[p * units :]
-        eta = np.minimum(x @ w + b, 30.0)
-        mu = np.exp(eta)
-        if m is not None:
-            mu *= m
-        loss = float(((mu - y0 * eta).sum(axis=0) * scale).sum()) + 0.5 * alpha * float((w**2).sum())
-        resid = (mu - y0) * scale
-        grad_w = x.T @ resid + alpha * w
-        return loss, np.concatenate([grad_w.ravel(), resid.sum(axis=0)])
-
-    sol = minimize(objective, theta0, jac=True, method="L-BFGS-B",
-                   options={"maxiter": int(max_iter), "gtol": tol, "ftol": 1e-11})
-    return sol.x[: p * units].reshape(p, units), sol.x[p * units :]
-
-
-def _glm_predict(x: np.ndarray, w: np.ndarray, b: np.ndarray) -> np.ndarray:
-    return np.exp(np.minimum(x @ w + b, 30.0))
+def _config(cls: type, options: dict[str, Any], name: str) -> Any:
+    return parse_options(cls, options, where=f"baseline {name!r}")
 
 
 def _check_inputs(counts, heldin, train, valid, bin_width_s) -> tuple[np.ndarray, ...]:
@@ -289,7 +213,7 @@ def _search(
         glm = None
         for a in sorted(alphas, reverse=True):  # warm start from strong to weak penalty
             glm = fit_poisson_glm(x_fit, y_fit, alpha=a, init=glm, max_iter=max_iter)
-            pred = _glm_predict(feat[score_rows], *glm)
+            pred = glm_predict(feat[score_rows], *glm)
             score = bits_per_spike(pred, target[score_rows], label="baseline validation bits/spike")
             scores[" ".join(f"{v:g}" for v in (*key, a))] = score
             if score > best_score:
@@ -321,7 +245,7 @@ def smoothing(
     >>> r.latents.shape, r.info["sigma_ms"]
     ((10, 40, 4), 50.0)
     """
-    cfg = _config(SmoothingConfig, options)
+    cfg = _config(SmoothingConfig, options, "smoothing")
     counts, heldin, train, valid = _check_inputs(counts, heldin, train, valid, bin_width_s)
     target = counts[..., ~heldin]
     fit_rows, score_rows, selected_on = _selection_split(train, valid, target, seed)
@@ -349,7 +273,7 @@ def smoothing(
     w, b = glm
     rates = np.empty(counts.shape)
     rates[..., heldin] = np.maximum(sm, cfg.rate_floor)
-    rates[..., ~heldin] = np.maximum(_glm_predict(feat, w, b), cfg.rate_floor)
+    rates[..., ~heldin] = np.maximum(glm_predict(feat, w, b), cfg.rate_floor)
     info = {"baseline": "smoothing", "sigma_ms": float(sigma), "alpha": float(alpha), "transform": cfg.transform,
             "log_offset": cfg.log_offset, "selected_on": selected_on if scores else "none",
             "validation_bps": scores}
@@ -377,7 +301,7 @@ def fa(
     """
     from sklearn.decomposition import FactorAnalysis
 
-    cfg = _config(FAConfig, options)
+    cfg = _config(FAConfig, options, "fa")
     counts, heldin, train, valid = _check_inputs(counts, heldin, train, valid, bin_width_s)
     n_in = int(heldin.sum())
     too_many = [k for k in cfg.n_factors if k >= n_in]
@@ -412,8 +336,9 @@ def fa(
         w[:, units], b[units] = fit_poisson_glm(z[train].reshape(-1, int(k)), counts[train][..., units].reshape(
             -1, int(units.sum())), alpha=alpha, max_iter=cfg.max_iter)
         if not units.all():
+            assert glm_out is not None
             w[:, ~heldin], b[~heldin] = glm_out
-    rates = np.maximum(_glm_predict(z, w, b), 1e-9)
+    rates = np.maximum(glm_predict(z, w, b), 1e-9)
     info = {"baseline": "fa", "sigma_ms": float(sigma), "n_factors": int(k), "alpha": float(alpha),
             "sqrt": bool(cfg.sqrt), "selected_on": selected_on if scores else "none", "validation_bps": scores}
     params = {"fa_components": model.components_, "fa_mean": model.mean_,
@@ -424,3 +349,44 @@ def fa(
 
 #: Baselines by name, each ``f(counts, *, heldin, train, valid, bin_width_s, seed, **options) -> BaselineResult``.
 BASELINES: dict[str, Callable[..., BaselineResult]] = {"smoothing": smoothing, "fa": fa}
+
+
+def fit_baseline(data: FitData, cfg: FitConfig, request: FitRequest) -> FitResult:
+    """Run the baseline ``request.model`` of :data:`BASELINES` with the forward-prediction bins hidden (NaN).
+
+    co-bps is so scored under the same conditions as the latent models; baselines have no forward model, so
+    their ``fp_bps`` is null.
+
+    Examples
+    --------
+    >>> from cortexfit.core import convention
+    >>> from cortexfit.fit.config import load_config
+    >>> from cortexfit.fit.data import prepare
+    >>> y = np.random.default_rng(0).poisson(0.5, (12, 20, 6)).astype("uint16")
+    >>> data = prepare(convention.new_activity(y, time=np.arange(20) * 0.01, bin_width_s=0.01), load_config(), seed=0)
+    >>> res = fit_baseline(data, load_config("smoke"), FitRequest(model="fa"))
+    >>> res.rates.shape, res.forward
+    ((12, 20, 6), False)
+    """
+    from cortexfit.models import save_baseline
+
+    name = request.model
+    if not data.spikes:
+        raise FitError(f"{data.source}: baseline {name!r} needs spike counts, found signal {data.signal!r}")
+    t0 = time.perf_counter()
+    counts = data.nan_spikes()
+    counts[:, data.n_enc :] = np.nan
+    options = dict(getattr(cfg.baseline, name))
+    res = BASELINES[name](counts, heldin=~data.heldout, train=data.split == "train", valid=data.split == "valid",
+                          bin_width_s=data.bin_width_s, seed=request.seed, **options)
+    seconds = time.perf_counter() - t0
+    params = {k: np.asarray(v) for k, v in res.params.items()}
+    n_params = int(sum(v.size for k, v in params.items() if k not in ("heldin", "sigma_bins")))
+    info = {k: v for k, v in res.info.items() if k != "validation_bps"}
+
+    def save(path: Path) -> None:
+        save_baseline(path, name, params, options=info, meta={"dt_s": data.bin_width_s, "mode": "latent"})
+
+    latents = np.asarray(res.latents, dtype="float32")
+    return FitResult(rates=np.asarray(res.rates), states=latents, factors=latents if name == "fa" else None,
+                     n_params=n_params, epochs=None, seconds=seconds, save_model=save, info=info, forward=False)

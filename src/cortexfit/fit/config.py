@@ -9,7 +9,6 @@ when loaded; an unknown section or key raises :class:`~cortexfit.core.errors.Con
     esn:      {readout: ridge, alphas: [0.1, 1, 10, 100, 1000]}
 
 ``--config smoke`` (or ``load_config("smoke")``) selects a tiny preset that trains in seconds (tests).
-This module also registers the ``fit`` dataset kind, without importing torch.
 
 Examples
 --------
@@ -19,32 +18,28 @@ Examples
 >>> load_config({"train": {"epochs": 5}})
 Traceback (most recent call last):
 ...
-cortexfit.core.errors.ConfigError: config: unknown key 'epochs' in section 'train'; valid keys: ...
+cortexfit.core.errors.ConfigError: config: train: unknown option(s) epochs; valid options: ...
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import os
-import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from cortexfit.core import convention
-from cortexfit.core.options import type_ok
 from cortexfit.core.errors import ConfigError
-
+from cortexfit.core.options import parse_options
 
 SCHEDULES = ("teacher", "linear", "exponential", "inverse_sigmoid")
 
 
 def _check(cond: bool, section: str, key: str, what: str) -> None:
     if not cond:
-        raise ConfigError(f"config: {section}.{key} {what}")
+        raise ConfigError(f"{key} {what}")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -255,31 +250,6 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 
 
-def _section(cls: type, name: str, values: Any, where: str) -> Any:
-    if not isinstance(values, Mapping):
-        raise ConfigError(f"{where}: section '{name}' must be a mapping, got {type(values).__name__}")
-    fields = {f.name for f in dataclasses.fields(cls)}
-    for key in values:
-        if key not in fields:
-            raise ConfigError(
-                f"{where}: unknown key {key!r} in section '{name}'; valid keys: {', '.join(sorted(fields))}"
-            )
-    hints = typing.get_type_hints(cls)
-    clean = {}
-    for key, value in values.items():
-        if not type_ok(value, hints[key]):
-            raise ConfigError(f"{where}: {name}.{key}={value!r} has the wrong type (expected {hints[key]})")
-        if hints[key] is float and isinstance(value, int):
-            value = float(value)
-        if isinstance(value, float) and not math.isfinite(value):
-            raise ConfigError(f"{where}: {name}.{key} must be finite")
-        clean[key] = tuple(value) if hints[key] is tuple else value
-    try:
-        return cls(**clean)
-    except ConfigError as exc:
-        raise ConfigError(f"{where}: {str(exc).removeprefix('config: ')}") from None
-
-
 def _read_file(path: Path) -> Any:
     try:
         text = path.read_text()
@@ -330,11 +300,12 @@ def load_config(config: FitConfig | Mapping[str, Any] | str | os.PathLike | None
         else:
             where, data = str(path), _read_file(path)
     else:
-        data = config
+        data = dict(config)
     if not isinstance(data, Mapping):
         raise ConfigError(f"{where}: top level must be a mapping of sections ({', '.join(SECTIONS)})")
     for name in data:
         if name not in SECTIONS:
             raise ConfigError(f"{where}: unknown section {name!r}; valid sections: {', '.join(SECTIONS)}")
-    parts = {name: _section(cls, name, data.get(name) or {}, where) for name, cls in SECTIONS.items()}
+    parts: dict[str, Any] = {name: parse_options(cls, data.get(name) or {}, where=f"{where}: {name}")
+                             for name, cls in SECTIONS.items()}
     return FitConfig(**parts)

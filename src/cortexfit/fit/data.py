@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import xarray as xr
@@ -31,6 +31,9 @@ from cortexfit.core import convention
 from cortexfit.core.errors import FitError
 from cortexfit.fit.config import FitConfig
 from cortexfit.fit.splits import split_trials, split_units
+
+if TYPE_CHECKING:
+    from cortexfit.fit.loop import CheckpointState
 
 MIN_TRIALS = 5
 
@@ -118,29 +121,22 @@ class FitData:
         return np.where(self.valid > 0, self.y, np.nan)
 
 
-@dataclass(kw_only=True)
-class FitResult:
-    """What a family's fit returns to :mod:`cortexfit.fit` (numpy arrays over all trials).
+@dataclass(frozen=True, kw_only=True)
+class FitRequest:
+    """How to fit: which model, mode, seed and device, and the checkpoint of a gradient-trained fit.
 
-    ``rates`` (trial, time, unit) expected counts per bin (or predicted traces); ``states`` (trial, time,
-    state) and ``factors`` (trial, time, factor) or None; ``variables`` extra ``fit.nc`` variables as
-    ``{name: (dims, array)}``; ``history`` per-epoch rows; ``save_model(path)`` writes ``model.pt``;
-    ``json_files`` extra JSON outputs ``{file name: object}``; ``forward`` False for models that cannot run
-    into the forward-prediction bins (baselines: ``fp_bps`` is null).
+    ``resume`` is the :class:`cortexfit.fit.loop.CheckpointState` to continue from (``None``: from scratch);
+    ``after_epoch`` is called with each finished epoch (tests use it to interrupt a run).
     """
 
-    rates: np.ndarray
-    states: np.ndarray | None
-    factors: np.ndarray | None
-    n_params: int
-    epochs: int | None
-    seconds: float
-    save_model: Callable[[Path], Any]
-    history: list[dict[str, float]] = field(default_factory=list)
-    variables: dict[str, tuple[tuple[str, ...], np.ndarray]] = field(default_factory=dict)
-    json_files: dict[str, Any] = field(default_factory=dict)
-    info: dict[str, Any] = field(default_factory=dict)
-    forward: bool = True
+    model: str
+    mode: str = "latent"
+    seed: int = 0
+    device: str = "cpu"
+    checkpoint: Path | None = None
+    fingerprint: str = ""
+    resume: CheckpointState | None = None
+    after_epoch: Callable[[int], None] | None = None
 
 
 def _where(ds: xr.Dataset, source: str) -> str:

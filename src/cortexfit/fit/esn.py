@@ -1,4 +1,4 @@
-"""Fits without gradient training: the echo-state family (closed-form readouts) and the NLB baselines.
+"""The echo-state family: a fixed reservoir and a readout fitted in closed form (no gradient training).
 
 ``esn``: a fixed reservoir (:class:`cortexfit.models.esn.ESNDynamics`) is driven by the held-in activity of
 the encoder window (zero in the forward-prediction bins) and the task inputs.  In latent mode the activity is
@@ -7,13 +7,9 @@ runs the reservoir backwards in time (``esn.bidirectional``), so each bin's feat
 in forecast mode the inputs are causal ``log1p`` counts and state ``s_t`` has seen bins ``< t`` only.  The
 readout to every unit is either ridge regression of ``log(smoothed counts + c)`` (``c`` = ``esn.log_offset``
 times the unit's mean count) with the penalty chosen by k-fold CV over train trials
-(:func:`cortexfit.models.fit_readout`), recalibrated per unit so mean predicted and observed counts agree,
-or a Poisson GLM (:func:`cortexfit.fit.baselines.fit_poisson_glm`) with the penalty chosen on valid trials.
+(:func:`cortexfit.models.readouts.fit_readout`), recalibrated per unit so mean predicted and observed counts agree,
+or a Poisson GLM (:func:`cortexfit.fit.glm.fit_poisson_glm`) with the penalty chosen on valid trials.
 Rates are ``exp(.)`` of the readout, hence > 0.
-
-``smoothing`` / ``fa``: :data:`cortexfit.fit.baselines.BASELINES` on the counts with the forward-prediction bins
-hidden (NaN), so co-bps is scored under the same conditions as the latent models; they have no forward
-model, so their ``fp_bps`` is null.
 """
 
 from __future__ import annotations
@@ -24,38 +20,16 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
-from cortexfit.core.errors import FitError
+from cortexfit.core.smoothing import gaussian_smooth
 from cortexfit.fit.config import FitConfig
-from cortexfit.fit.data import FitData, FitResult
-from cortexfit.fit.metrics import bits_per_spike, gaussian_smooth
-
-
-class StateReadout(nn.Module):
-    """Closed-form readout: ``log_rates = W s + b``; ``factors`` = projection on the states' top PCs.
-
-    Examples
-    --------
-    >>> r = StateReadout(n_features=6, n_units=3, factors=2)
-    >>> [t.shape for t in r(torch.zeros(4, 6))]
-    [torch.Size([4, 2]), torch.Size([4, 3])]
-    """
-
-    def __init__(self, *, n_features: int, n_units: int, factors: int):
-        super().__init__()
-        self.n_features, self.n_units, self.factors = n_features, n_units, factors
-        self.linear = nn.Linear(n_features, n_units)
-        self.register_buffer("pc_mean", torch.zeros(n_features))
-        self.register_buffer("pcs", torch.zeros(factors, n_features))
-
-    def forward(self, feats: Tensor) -> tuple[Tensor, Tensor]:
-        return (feats - self.pc_mean) @ self.pcs.t(), self.linear(feats)
-
-    def spec(self) -> dict:
-        """Plain dict to rebuild the module."""
-        return {"class": "StateReadout", "n_features": self.n_features, "n_units": self.n_units,
-                "factors": self.factors}
+from cortexfit.fit.data import FitData, FitRequest
+from cortexfit.fit.heads import apply_link
+from cortexfit.fit.metrics import bits_per_spike
+from cortexfit.fit.outputs import FitResult
+from cortexfit.models.esn import ESNDynamics
+from cortexfit.models.readouts import StateReadout
 
 
 def _set_pcs(readout: StateReadout, feats: Tensor) -> None:
@@ -95,9 +69,9 @@ def _fit_readout(readout: StateReadout, feats: Tensor, data: FitData, cfg: FitCo
         w = ~np.isnan(spikes[tr])
         scale = np.nansum(spikes[tr], axis=(0, 1)) / np.maximum((pred * w).sum(axis=(0, 1)), 1e-12)
         with torch.no_grad():
-            readout.linear.bias += torch.as_tensor(np.log(np.maximum(scale, 1e-6)), dtype=feats.dtype)
+            readout.linear.bias.add_(torch.as_tensor(np.log(np.maximum(scale, 1e-6)), dtype=feats.dtype))
         return {"readout": "ridge", "alpha": ro.alpha}
-    from cortexfit.fit.baselines import fit_poisson_glm
+    from cortexfit.fit.glm import fit_poisson_glm
 
     x = feats.numpy().astype("float64")
     best, best_bps, init = None, -np.inf, None
@@ -108,6 +82,7 @@ def _fit_readout(readout: StateReadout, feats: Tensor, data: FitData, cfg: FitCo
         bps = bits_per_spike(pred, held, label="esn validation bits/spike") if np.nansum(held) > 0 else 0.0
         if best is None or bps > best_bps:
             best, best_bps = (a, init), bps
+    assert best is not None  # poisson_alphas is never empty (validated)
     a, (wt, b) = best
     with torch.no_grad():
         readout.linear.weight.copy_(torch.as_tensor(wt.T))
@@ -115,7 +90,60 @@ def _fit_readout(readout: StateReadout, feats: Tensor, data: FitData, cfg: FitCo
     return {"readout": "poisson", "alpha": float(a), "valid_bps": float(best_bps)}
 
 
-def fit_esn(data: FitData, cfg: FitConfig, *, mode: str, seed: int) -> FitResult:
+def esn_inputs(data: FitData, cfg: FitConfig, mode: str) -> np.ndarray:
+    """(trial, time, held-in + task inputs) reservoir drive; zero in the forward-prediction bins.
+
+    Latent mode smooths the held-in spikes acausally (``esn.smooth_ms``) and scales them by the unit means;
+    forecast mode feeds the causal ``log1p`` counts.
+    """
+    hi = ~data.heldout
+    x = data.transform(data.y[..., hi], hi) * data.valid[..., hi]
+    if mode == "latent" and data.spikes and cfg.esn.smooth_ms > 0:  # acausal smoothing: latent mode only
+        seen = np.where(np.arange(data.n_time)[None, :, None] < data.n_enc, data.nan_spikes()[..., hi], np.nan)
+        sm = np.nan_to_num(gaussian_smooth(seen, cfg.esn.smooth_ms / 1000.0 / data.bin_width_s, axis=1))
+        x = np.log1p(sm / np.maximum(data.mean[hi], 1e-3)).astype("float32")
+    x[:, data.n_enc :] = 0.0  # the forward-prediction bins are never seen
+    return np.concatenate([x, data.inputs], axis=-1)
+
+
+@torch.no_grad()
+def esn_states(dyn: ESNDynamics, U: Tensor, *, mode: str, bidirectional: bool) -> tuple[Tensor, Tensor]:
+    """``(states, features)``: forecast mode reads state ``s_t`` (inputs ``< t``); latent mode the forward run,
+    plus a backward run when ``bidirectional``."""
+    fwd = dyn(U)
+    if mode == "forecast":
+        states = torch.cat([dyn.initial_state(U.shape[0])[:, None], fwd[:, :-1]], dim=1)
+        return states, states
+    feats = torch.cat([fwd, dyn(U.flip(1)).flip(1)], dim=-1) if bidirectional else fwd
+    return fwd, feats
+
+
+def _forecast_rollout(dyn: ESNDynamics, readout: StateReadout, data: FitData, cfg: FitConfig,
+                      result: FitResult) -> None:
+    """Closed-loop rates and states over the forward-prediction bins and the errors by horizon (in place)."""
+    from cortexfit.fit.forecast import ForecastModel, horizon_errors, horizon_table
+
+    hi = ~data.heldout
+    fm = ForecastModel(dyn, n_heldin=int(hi.sum()), n_units=data.n_units, factors=cfg.model.factors,
+                       n_inputs=data.n_inputs, exp_link=data.spikes, readout=readout)
+    fm.s0.requires_grad_(False)
+    with torch.no_grad():
+        fm.fb_mean.copy_(torch.as_tensor(data.mean[hi]))
+        fm.fb_std.copy_(torch.as_tensor(data.std[hi]))
+        xt = torch.as_tensor(data.transform(data.y[..., hi], hi) * data.valid[..., hi])
+        out = fm.rollout(xt, torch.as_tensor(data.inputs), data.n_enc)
+    fp = out.rates.numpy() if data.spikes else out.rates.numpy() * data.std + data.mean
+    result.rates[:, data.n_enc :] = fp[:, data.n_enc :]
+    assert result.states is not None
+    result.states[:, data.n_enc :] = out.states[:, data.n_enc :].numpy()
+    te = data.trials("test")
+    y = torch.as_tensor(data.y if data.spikes else (data.y - data.mean) / data.std)
+    hs, op, cl = horizon_errors(fm, xt[te], torch.as_tensor(data.inputs[te]), y[te], torch.as_tensor(data.valid[te]),
+                                cfg.forecast.horizons, cfg.forecast.n_starts)
+    result.variables, result.json_files = horizon_table(hs, op, cl, data.spikes)
+
+
+def fit_esn(data: FitData, cfg: FitConfig, request: FitRequest) -> FitResult:
     """Echo-state fit in ``latent`` or ``forecast`` mode (CPU; the reservoir is small).
 
     Examples
@@ -126,37 +154,22 @@ def fit_esn(data: FitData, cfg: FitConfig, *, mode: str, seed: int) -> FitResult
     >>> from cortexfit.fit.data import prepare
     >>> y = np.random.default_rng(0).poisson(0.5, (12, 20, 6)).astype("uint16")
     >>> data = prepare(convention.new_activity(y, time=np.arange(20) * 0.01, bin_width_s=0.01), load_config(), seed=0)
-    >>> res = fit_esn(data, load_config("smoke"), mode="latent", seed=0)
+    >>> res = fit_esn(data, load_config("smoke"), FitRequest(model="esn", mode="latent"))
     >>> res.rates.shape, res.epochs is None
     ((12, 20, 6), True)
     """
     from cortexfit import models
-    from cortexfit.fit.forecast import ForecastModel, horizon_errors, horizon_table
-    from cortexfit.fit.latent import family_options
+    from cortexfit.models.defaults import family_defaults
 
+    mode, seed = request.mode, request.seed
     t0 = time.perf_counter()
     torch.manual_seed(seed)
-    hi = ~data.heldout
-    n_hi = int(hi.sum())
-    x = data.transform(data.y[..., hi], hi) * data.valid[..., hi]
-    if mode == "latent" and data.spikes and cfg.esn.smooth_ms > 0:  # acausal smoothing: latent mode only
-        seen = np.where(np.arange(data.n_time)[None, :, None] < data.n_enc, data.nan_spikes()[..., hi], np.nan)
-        sm = np.nan_to_num(gaussian_smooth(seen, cfg.esn.smooth_ms / 1000.0 / data.bin_width_s, axis=1))
-        x = np.log1p(sm / np.maximum(data.mean[hi], 1e-3)).astype("float32")
-    x[:, data.n_enc :] = 0.0  # the forward-prediction bins are never seen
-    u = np.concatenate([x, data.inputs], axis=-1)
-    opts = family_options("esn", cfg.model.family_options, data.bin_width_s, seed)
+    u = esn_inputs(data, cfg, mode)
+    opts = family_defaults("esn", cfg.model.family_options, bin_width_s=data.bin_width_s, seed=seed)
     dyn = models.build_dynamics("esn", input_size=u.shape[-1], hidden_size=cfg.esn.hidden_size, **opts)
+    assert isinstance(dyn, ESNDynamics)
     dyn.eval()
-    U = torch.as_tensor(u)
-    with torch.no_grad():
-        fwd = dyn(U)
-        if mode == "forecast":
-            states = torch.cat([dyn.initial_state(U.shape[0])[:, None], fwd[:, :-1]], dim=1)
-            feats = states
-        else:
-            states = fwd
-            feats = torch.cat([fwd, dyn(U.flip(1)).flip(1)], dim=-1) if cfg.esn.bidirectional else fwd
+    states, feats = esn_states(dyn, torch.as_tensor(u), mode=mode, bidirectional=cfg.esn.bidirectional)
     rows = {s: data.trials(s) for s in ("train", "valid", "test")}
     score = np.zeros((data.n_time, data.n_units))
     score[:, data.heldout] = 1.0
@@ -166,32 +179,8 @@ def fit_esn(data: FitData, cfg: FitConfig, *, mode: str, seed: int) -> FitResult
     info = _fit_readout(readout, feats, data, cfg, rows, score)
     with torch.no_grad():
         factors, log_r = readout(feats)
-    if data.spikes:
-        rates = torch.exp(log_r.clamp(max=12.0)).numpy()
-    else:
-        rates = log_r.numpy() * data.std + data.mean
-    result = FitResult(rates=rates, states=states.numpy(), factors=factors.numpy(),
-                       n_params=sum(p.numel() for p in readout.linear.parameters()), epochs=None, seconds=0.0,
-                       save_model=lambda path: None, info=info)
-    if mode == "forecast":
-        fm = ForecastModel(dyn, n_heldin=n_hi, n_units=data.n_units, factors=cfg.model.factors,
-                           n_inputs=data.n_inputs, exp_link=data.spikes)
-        fm.s0.requires_grad_(False)
-        fm.readout = readout
-        with torch.no_grad():
-            fm.fb_mean.copy_(torch.as_tensor(data.mean[hi]))
-            fm.fb_std.copy_(torch.as_tensor(data.std[hi]))
-            xt = torch.as_tensor(data.transform(data.y[..., hi], hi) * data.valid[..., hi])
-            out = fm.rollout(xt, torch.as_tensor(data.inputs), data.n_enc)
-        fp = out.rates.numpy() if data.spikes else out.rates.numpy() * data.std + data.mean
-        result.rates[:, data.n_enc :] = fp[:, data.n_enc :]
-        result.states[:, data.n_enc :] = out.states[:, data.n_enc :].numpy()
-        te = rows["test"]
-        y = torch.as_tensor(data.y if data.spikes else (data.y - data.mean) / data.std)
-        hs, op, cl = horizon_errors(fm, xt[te], torch.as_tensor(data.inputs[te]), y[te],
-                                    torch.as_tensor(data.valid[te]), cfg.forecast.horizons, cfg.forecast.n_starts)
-        result.variables, result.json_files = horizon_table(hs, op, cl, data.spikes)
-    result.seconds = time.perf_counter() - t0
+    rates = apply_link(log_r, exp_link=True)[0].numpy() if data.spikes else log_r.numpy() * data.std + data.mean
+    n_hi = int((~data.heldout).sum())
 
     def save(path: Path) -> None:
         models.save_model(path, dyn, modules={"readout": readout},
@@ -199,50 +188,10 @@ def fit_esn(data: FitData, cfg: FitConfig, *, mode: str, seed: int) -> FitResult
                                 "input_names": ["heldin"] * n_hi + list(data.input_names),
                                 "bidirectional": bool(cfg.esn.bidirectional and mode == "latent"), **info})
 
-    result.save_model = save
+    result = FitResult(rates=rates, states=states.numpy(), factors=factors.numpy(),
+                       n_params=sum(p.numel() for p in readout.linear.parameters()), epochs=None, seconds=0.0,
+                       save_model=save, info=info)
+    if mode == "forecast":
+        _forecast_rollout(dyn, readout, data, cfg, result)
+    result.seconds = time.perf_counter() - t0
     return result
-
-
-def fit_baseline(data: FitData, cfg: FitConfig, *, name: str, seed: int) -> FitResult:
-    """Run one baseline of :data:`cortexfit.fit.baselines.BASELINES` with the forward bins hidden.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> from cortexfit.core import convention
-    >>> from cortexfit.fit.config import load_config
-    >>> from cortexfit.fit.data import prepare
-    >>> y = np.random.default_rng(0).poisson(0.5, (12, 20, 6)).astype("uint16")
-    >>> data = prepare(convention.new_activity(y, time=np.arange(20) * 0.01, bin_width_s=0.01), load_config(), seed=0)
-    >>> res = fit_baseline(data, load_config("smoke"), name="fa", seed=0)
-    >>> res.rates.shape, res.forward
-    ((12, 20, 6), False)
-    """
-    from cortexfit.fit.baselines import BASELINES
-    from cortexfit.fit.loop import save_atomic
-    from cortexfit.models import FORMAT
-
-    if not data.spikes:
-        raise FitError(f"{data.source}: baseline {name!r} needs spike counts, found signal {data.signal!r}")
-    t0 = time.perf_counter()
-    counts = data.nan_spikes()
-    counts[:, data.n_enc :] = np.nan
-    options = dict(getattr(cfg.baseline, name))
-    res = BASELINES[name](counts, heldin=~data.heldout, train=data.split == "train", valid=data.split == "valid",
-                          bin_width_s=data.bin_width_s, seed=seed, **options)
-    seconds = time.perf_counter() - t0
-    params = {k: np.asarray(v) for k, v in res.params.items()}
-    n_params = int(sum(v.size for k, v in params.items() if k not in ("heldin", "sigma_bins")))
-    info = {k: v for k, v in res.info.items() if k != "validation_bps"}
-
-    def save(path: Path) -> None:
-        save_atomic({
-            "format": FORMAT, "spec": {"family": name, "options": info}, "input_size": 0, "hidden_size": 0,
-            "dynamics": {}, "modules": {"baseline": {k: torch.as_tensor(v) for k, v in params.items()}},
-            "module_specs": {"baseline": {"class": name}},
-            "meta": {"dt_s": data.bin_width_s, "mode": "latent", "baseline": True},
-        }, path)
-
-    latents = np.asarray(res.latents, dtype="float32")
-    return FitResult(rates=np.asarray(res.rates), states=latents, factors=latents if name == "fa" else None,
-                     n_params=n_params, epochs=None, seconds=seconds, save_model=save, info=info, forward=False)

@@ -21,12 +21,17 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
-from cortexfit.fit.latent import MAX_LOG_RATE, Readout
+from cortexfit.fit.config import FitConfig
+from cortexfit.fit.data import FitData, FitRequest
+from cortexfit.fit.heads import FactorReadout, apply_link, init_unit_bias, masked_loss
+from cortexfit.fit.outputs import FitResult
 from cortexfit.models.base import Dynamics
 
 
@@ -89,25 +94,32 @@ class ForecastModel(nn.Module):
         Task-input channels.
     exp_link : bool
         Exponential link and ``log1p`` feedback (spike counts); identity link and z-scored traces otherwise.
+    readout : torch.nn.Module, optional
+        Hidden units -> ``(factors, log_rates)``; default a trainable
+        :class:`~cortexfit.fit.heads.FactorReadout` (the echo-state fit passes its closed-form readout).
     """
 
+    fb_mean: Tensor
+    fb_std: Tensor
+    readout: nn.Module
+
     def __init__(self, dynamics: Dynamics, *, n_heldin: int, n_units: int, factors: int, n_inputs: int = 0,
-                 dropout: float = 0.0, exp_link: bool = True):
+                 dropout: float = 0.0, exp_link: bool = True, readout: nn.Module | None = None):
         super().__init__()
         if dynamics.input_size != n_heldin + n_inputs:
             raise ValueError(f"dynamics input_size {dynamics.input_size} != {n_heldin} + {n_inputs}")
         self.dynamics, self.n_heldin, self.exp_link = dynamics, n_heldin, exp_link
         free = dynamics.state_size if dynamics.family == "lstm" else dynamics.hidden_size
         self.s0 = nn.Parameter(torch.zeros(free))
-        self.readout = Readout(hidden_size=dynamics.hidden_size, factors=factors, n_units=n_units, dropout=dropout)
+        self.readout = readout if readout is not None else FactorReadout(
+            hidden_size=dynamics.hidden_size, factors=factors, n_units=n_units, dropout=dropout)
         self.register_buffer("fb_mean", torch.zeros(n_heldin))
         self.register_buffer("fb_std", torch.ones(n_heldin))
 
     def init_bias(self, mean_counts: Tensor) -> None:
         """Start each unit's prediction at its mean."""
-        with torch.no_grad():
-            b = torch.log(mean_counts.clamp_min(1e-3)) if self.exp_link else mean_counts
-            self.readout.to_units.bias.copy_(b)
+        assert isinstance(self.readout, FactorReadout), "only a trainable readout has a bias to initialise"
+        init_unit_bias(self.readout, mean_counts, exp_link=self.exp_link)
 
     def initial(self, batch: int) -> Tensor:
         s = self.dynamics.initial_state(batch)
@@ -116,10 +128,8 @@ class ForecastModel(nn.Module):
     def predict(self, states: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """(rates, log_rates, factors) read out of states."""
         factors, log_r = self.readout(self.dynamics.hidden(states))
-        if self.exp_link:
-            log_r = log_r.clamp(max=MAX_LOG_RATE)
-            return torch.exp(log_r), log_r, factors
-        return log_r, log_r, factors
+        rates, log_r = apply_link(log_r, exp_link=self.exp_link)
+        return rates, log_r, factors
 
     def feedback(self, rates: Tensor) -> Tensor:
         """The model's held-in prediction scaled like an observed input (detached)."""
@@ -236,12 +246,25 @@ def horizon_table(hs: np.ndarray, open_l: np.ndarray, closed_l: np.ndarray, spik
     return variables, {"horizon.json": table}
 
 
-def fit_forecast(data, cfg, *, family: str, device: str, seed: int, checkpoint=None, fingerprint: str = "",
-                 resume=None, after_epoch=None):
+def build_forecast_model(data: FitData, cfg: FitConfig, *, family: str, seed: int) -> ForecastModel:
+    """Learned initial state + the family (held-in activity and task inputs in) + readout, sized for ``data``."""
+    from cortexfit import models
+    from cortexfit.models.defaults import family_defaults
+
+    m = cfg.model
+    n_hi = int((~data.heldout).sum())
+    opts = family_defaults(family, m.family_options, bin_width_s=data.bin_width_s, seed=seed)
+    dyn = models.build_dynamics(family, input_size=n_hi + data.n_inputs, hidden_size=m.hidden_size, **opts)
+    return ForecastModel(dyn, n_heldin=n_hi, n_units=data.n_units, factors=m.factors, n_inputs=data.n_inputs,
+                         dropout=m.dropout, exp_link=data.spikes)
+
+
+def fit_forecast(data: FitData, cfg: FitConfig, request: FitRequest) -> FitResult:
     """Fit a gradient-trained family in forecast mode with scheduled sampling; predict every trial.
 
     Rates of the encoder window are one-step-ahead predictions (teacher-forced on held-in activity); the
-    forward-prediction bins are a closed-loop rollout.  Returns a :class:`cortexfit.fit.data.FitResult`.
+    forward-prediction bins are a closed-loop rollout.
+
     Examples
     --------
     >>> import numpy as np
@@ -250,25 +273,20 @@ def fit_forecast(data, cfg, *, family: str, device: str, seed: int, checkpoint=N
     >>> from cortexfit.fit.data import prepare
     >>> y = np.random.default_rng(0).poisson(0.5, (12, 20, 6)).astype("uint16")
     >>> data = prepare(convention.new_activity(y, time=np.arange(20) * 0.01, bin_width_s=0.01), load_config(), seed=0)
-    >>> res = fit_forecast(data, load_config("smoke"), family="lstm", device="cpu", seed=0)
+    >>> res = fit_forecast(data, load_config("smoke"), FitRequest(model="lstm", mode="forecast", device="cpu"))
     >>> res.rates.shape, sorted(res.json_files)
     ((12, 20, 6), ['horizon.json'])
     """
     from cortexfit import models
     from cortexfit.fit import loop
-    from cortexfit.fit.data import FitResult
-    from cortexfit.fit.latent import family_options, masked_loss
 
+    device, seed, fc = request.device, request.seed, cfg.forecast
     torch.manual_seed(seed)
-    m, fc = cfg.model, cfg.forecast
     poisson = data.spikes
     hi = ~data.heldout
     n_hi = int(hi.sum())
-    opts = family_options(family, m.family_options, data.bin_width_s, seed)
-    dyn = models.build_dynamics(family, input_size=n_hi + data.n_inputs, hidden_size=m.hidden_size, **opts)
-    model = ForecastModel(dyn, n_heldin=n_hi, n_units=data.n_units, factors=m.factors, n_inputs=data.n_inputs,
-                          dropout=m.dropout, exp_link=poisson).to(device)
-    f32 = {"dtype": torch.float32, "device": device}
+    model = build_forecast_model(data, cfg, family=request.model, seed=seed).to(device)
+    f32: dict[str, Any] = {"dtype": torch.float32, "device": device}
     std_t, mean_t = torch.as_tensor(data.std, **f32), torch.as_tensor(data.mean, **f32)
     X = torch.as_tensor(data.transform(data.y[..., hi], hi) * data.valid[..., hi], **f32)
     U = torch.as_tensor(data.inputs, **f32)
@@ -294,8 +312,8 @@ def fit_forecast(data, cfg, *, family: str, device: str, seed: int, checkpoint=N
         return float(masked_loss(out.rates, out.log_rates, Y[valid_idx], W[valid_idx], poisson=poisson))
 
     res = loop.train(model, batch_loss, valid_loss, n_train=len(train_idx), opts=cfg.train, seed=seed,
-                        checkpoint=checkpoint, fingerprint=fingerprint, resume=resume, where=data.source,
-                        desc=f"fit {family} (forecast)", after_epoch=after_epoch)
+                     checkpoint=request.checkpoint, fingerprint=request.fingerprint, resume=request.resume,
+                     where=data.source, desc=f"fit {request.model} (forecast)", after_epoch=request.after_epoch)
     with torch.no_grad():
         out = model.rollout(X, U, data.n_enc)
         rates = out.rates if poisson else out.rates * std_t + mean_t
@@ -303,7 +321,7 @@ def fit_forecast(data, cfg, *, family: str, device: str, seed: int, checkpoint=N
         hs, op, cl = horizon_errors(model, X[te], U[te], Y[te], W[te], fc.horizons, fc.n_starts)
     variables, json_files = horizon_table(hs, op, cl, poisson)
 
-    def save(path):
+    def save(path: Path) -> None:
         models.save_model(path, model.dynamics, modules={"readout": model.readout},
                           meta={"dt_s": data.bin_width_s, "mode": "forecast", "exp_link": poisson,
                                 "input_names": ["heldin"] * n_hi + list(data.input_names),

@@ -3,7 +3,7 @@
 An :class:`Encoder` (bidirectional GRU) reads a trial's held-in activity over the encoder window and infers
 the generator's initial state; the generator -- any :class:`~cortexfit.models.base.Dynamics` family -- then
 runs over the whole trial (autonomously or driven by task inputs, optionally by a few encoder-derived
-"controller" channels inside the encoder window); a :class:`Readout` maps its hidden units to
+"controller" channels inside the encoder window); a :class:`~cortexfit.fit.heads.FactorReadout` maps its hidden units to
 low-dimensional factors and the factors to rates of every unit (held-in and held-out) through an exponential
 link (identity link for imaging traces).
 
@@ -22,14 +22,18 @@ Examples
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
+from cortexfit.fit.config import FitConfig
+from cortexfit.fit.data import FitData, FitRequest
+from cortexfit.fit.heads import FactorReadout, apply_link, init_unit_bias, masked_loss
+from cortexfit.fit.outputs import FitResult
 from cortexfit.models.base import Dynamics
-
-MAX_LOG_RATE = 12.0
 
 
 @dataclass(frozen=True)
@@ -103,33 +107,6 @@ class Encoder(nn.Module):
                 "controller": self.controller}
 
 
-class Readout(nn.Module):
-    """Hidden units -> factors (linear, no bias) -> log-rates of every unit (linear).
-
-    Examples
-    --------
-    >>> r = Readout(hidden_size=8, factors=3, n_units=5)
-    >>> f, log_r = r(torch.zeros(2, 4, 8))
-    >>> f.shape, log_r.shape
-    (torch.Size([2, 4, 3]), torch.Size([2, 4, 5]))
-    """
-
-    def __init__(self, *, hidden_size: int, factors: int, n_units: int, dropout: float = 0.0):
-        super().__init__()
-        self.hidden_size, self.factors, self.n_units = hidden_size, factors, n_units
-        self.dropout = nn.Dropout(dropout)
-        self.to_factors = nn.Linear(hidden_size, factors, bias=False)
-        self.to_units = nn.Linear(factors, n_units)
-
-    def forward(self, hidden: Tensor) -> tuple[Tensor, Tensor]:
-        factors = self.to_factors(self.dropout(hidden))
-        return factors, self.to_units(factors)
-
-    def spec(self) -> dict:
-        """Plain dict to rebuild the module."""
-        return {"class": "Readout", "hidden_size": self.hidden_size, "factors": self.factors, "n_units": self.n_units}
-
-
 class LatentModel(nn.Module):
     """Encoder + generator + readout.
 
@@ -158,13 +135,12 @@ class LatentModel(nn.Module):
         free = dynamics.state_size if dynamics.family == "lstm" else dynamics.hidden_size
         self.encoder = Encoder(n_in=n_heldin, size=encoder_size, state_size=free,
                                controller=controller, dropout=dropout)
-        self.readout = Readout(hidden_size=dynamics.hidden_size, factors=factors, n_units=n_units, dropout=dropout)
+        self.readout = FactorReadout(hidden_size=dynamics.hidden_size, factors=factors, n_units=n_units,
+                                     dropout=dropout)
 
     def init_bias(self, mean_counts: Tensor) -> None:
         """Start each unit's rate at its mean (log link) or mean trace (identity link)."""
-        with torch.no_grad():
-            b = torch.log(mean_counts.clamp_min(1e-3)) if self.exp_link else mean_counts
-            self.readout.to_units.bias.copy_(b)
+        init_unit_bias(self.readout, mean_counts, exp_link=self.exp_link)
 
     def generator_input(self, batch: LatentBatch, ctrl: Tensor | None) -> Tensor:
         """(B, T, I) input of the generator: task inputs, controller channels (0 after the encoder window)."""
@@ -185,143 +161,127 @@ class LatentModel(nn.Module):
             g0 = torch.cat([g0, rest], dim=-1)
         states = run_dynamics(self.dynamics, self.generator_input(batch, ctrl), g0, tbptt)
         factors, log_rates = self.readout(self.dynamics.hidden(states))
-        if self.exp_link:
-            log_rates = log_rates.clamp(max=MAX_LOG_RATE)
-            rates = torch.exp(log_rates)
-        else:
-            rates = log_rates
+        rates, log_rates = apply_link(log_rates, exp_link=self.exp_link)
         return LatentOutput(rates=rates, log_rates=log_rates, factors=factors, states=states, g0=g0)
 
 
-def masked_loss(out_rates: Tensor, out_log: Tensor, target: Tensor, mask: Tensor, *, poisson: bool,
-                scale: Tensor | None = None) -> Tensor:
-    """Mean Poisson NLL (up to the constant ``log y!``) or Gaussian NLL over ``mask`` entries.
-
-    For the Gaussian case ``out_rates`` are predicted traces and ``scale`` the per-unit std.
-
-    Examples
-    --------
-    >>> y = torch.tensor([[[1.0, 0.0]]]); m = torch.ones_like(y)
-    >>> float(masked_loss(torch.ones_like(y), torch.zeros_like(y), y, m, poisson=True))
-    1.0
-    """
-    if poisson:
-        per = out_rates - target * out_log
-    else:
-        s = scale if scale is not None else torch.ones_like(target[0, 0])
-        per = 0.5 * ((target - out_rates) / s) ** 2
-    return (per * mask).sum() / mask.sum().clamp_min(1.0)
-
-
-def family_options(family: str, cfg_options: dict, bin_width_s: float, seed: int) -> dict:
-    """Options for :func:`cortexfit.models.build_dynamics`: the config's, plus data-derived defaults.
-
-    ``rate`` gets ``dt`` = the bin width and ``tau`` = 4 bins (at least ``dt``) unless set; ``esn`` gets the
-    fit's seed as its reservoir seed unless set.
-
-    Examples
-    --------
-    >>> family_options("rate", {}, 0.005, 0)
-    {'dt': 0.005, 'tau': 0.02}
-    """
-    opts = dict(cfg_options)
-    if family == "rate":
-        opts.setdefault("dt", float(bin_width_s))
-        opts.setdefault("tau", max(float(opts["dt"]), 4.0 * float(bin_width_s)))
-    if family == "esn":
-        opts.setdefault("seed", int(seed))
-    return opts
-
-
-def fit_latent(data, cfg, *, family: str, device: str, seed: int, checkpoint=None, fingerprint: str = "",
-               resume=None, after_epoch=None):
-    """Fit a gradient-trained family in latent mode and predict every trial (see :mod:`cortexfit.fit`).
-
-    Returns a :class:`cortexfit.fit.data.FitResult`.
-    Examples
-    --------
-    >>> import numpy as np
-    >>> from cortexfit.core import convention
-    >>> from cortexfit.fit.config import load_config
-    >>> from cortexfit.fit.data import prepare
-    >>> y = np.random.default_rng(0).poisson(0.5, (12, 20, 6)).astype("uint16")
-    >>> data = prepare(convention.new_activity(y, time=np.arange(20) * 0.01, bin_width_s=0.01), load_config(), seed=0)
-    >>> res = fit_latent(data, load_config("smoke"), family="vanilla", device="cpu", seed=0)
-    >>> res.rates.shape, res.epochs
-    ((12, 20, 6), 3)
-    """
+def build_latent_model(data: FitData, cfg: FitConfig, *, family: str, seed: int) -> LatentModel:
+    """Encoder + the family's generator (with its data-derived defaults) + readout, sized for ``data``."""
     from cortexfit import models
-    from cortexfit.fit import loop
-    from cortexfit.fit.data import FitResult
+    from cortexfit.models.defaults import family_defaults
 
-    torch.manual_seed(seed)
     m = cfg.model
-    poisson = data.spikes
-    opts = family_options(family, m.family_options, data.bin_width_s, seed)
+    opts = family_defaults(family, m.family_options, bin_width_s=data.bin_width_s, seed=seed)
     dyn = models.build_dynamics(family, input_size=max(1, data.n_inputs + m.controller), hidden_size=m.hidden_size,
                                 **opts)
-    hi = ~data.heldout
-    model = LatentModel(dyn, n_heldin=int(hi.sum()), n_units=data.n_units, n_inputs=data.n_inputs,
-                        factors=m.factors, encoder_size=m.encoder_size, controller=m.controller,
-                        dropout=m.dropout, exp_link=poisson).to(device)
-    f32 = {"dtype": torch.float32, "device": device}
-    std_t, mean_t = torch.as_tensor(data.std, **f32), torch.as_tensor(data.mean, **f32)
-    X = torch.as_tensor(data.encoder_input(), **f32)
-    U = torch.as_tensor(data.inputs, **f32)
-    Y = torch.as_tensor(data.y if poisson else (data.y - data.mean) / data.std, **f32)
-    W = torch.as_tensor(data.valid, **f32)
-    train_idx = torch.as_tensor(data.trials("train"), device=device)
-    valid_idx = torch.as_tensor(data.trials("valid"), device=device)
-    mean = (Y[train_idx] * W[train_idx]).sum((0, 1)) / W[train_idx].sum((0, 1)).clamp_min(1.0)
-    model.init_bias(mean)
+    return LatentModel(dyn, n_heldin=int((~data.heldout).sum()), n_units=data.n_units, n_inputs=data.n_inputs,
+                       factors=m.factors, encoder_size=m.encoder_size, controller=m.controller, dropout=m.dropout,
+                       exp_link=data.spikes)
+
+
+@dataclass(frozen=True)
+class _Tensors:
+    """The arrays of :class:`FitData` as tensors on the fit's device."""
+
+    X: Tensor  # encoder input (trial, n_enc, held-in)
+    U: Tensor  # task inputs (trial, time, input)
+    Y: Tensor  # targets: counts, or z-scored traces
+    W: Tensor  # valid mask
+    train: Tensor
+    valid: Tensor
+
+    @classmethod
+    def of(cls, data: FitData, device: str) -> _Tensors:
+        f32: dict[str, Any] = {"dtype": torch.float32, "device": device}
+        y = data.y if data.spikes else (data.y - data.mean) / data.std
+        return cls(X=torch.as_tensor(data.encoder_input(), **f32), U=torch.as_tensor(data.inputs, **f32),
+                   Y=torch.as_tensor(y, **f32), W=torch.as_tensor(data.valid, **f32),
+                   train=torch.as_tensor(data.trials("train"), device=device),
+                   valid=torch.as_tensor(data.trials("valid"), device=device))
+
+
+def _losses(data: FitData, cfg: FitConfig, t: _Tensors, device: str):
+    """``batch_loss`` (coordinated dropout on held-in entries) and ``valid_loss`` of :func:`loop.train`."""
+    m, poisson = cfg.model, data.spikes
     # validation scores what the encoder never sees: held-out units, and every unit in the forward bins
-    eval_mask = torch.zeros(data.n_time, data.n_units, **f32)
+    eval_mask = torch.zeros(data.n_time, data.n_units, dtype=torch.float32, device=device)
     eval_mask[:, torch.as_tensor(data.heldout, device=device)] = 1.0
     eval_mask[data.n_enc :] = 1.0
-    hi_t = torch.as_tensor(hi, device=device)
+    hi_t = torch.as_tensor(~data.heldout, device=device)
     p_cd = m.coordinated_dropout
 
-    def loss_on(out: LatentOutput, idx: Tensor, mask: Tensor) -> Tensor:
-        return masked_loss(out.rates, out.log_rates, Y[idx], mask, poisson=poisson)
-
     def batch_loss(model: LatentModel, b: Tensor, epoch: int) -> Tensor:
-        idx = train_idx[b]
-        x, mask = X[idx], W[idx]
+        idx = t.train[b]
+        x, mask = t.X[idx], t.W[idx]
         if p_cd > 0:
             keep = (torch.rand(x.shape, device=device) >= p_cd).to(x.dtype)
             x = x * keep / (1 - p_cd)
             score = torch.ones_like(mask)
             score[:, : data.n_enc, hi_t] = 1.0 - keep
             mask = mask * score
-        out = model(LatentBatch(x, U[idx]), cfg.train.tbptt)
-        return loss_on(out, idx, mask) + m.ic_l2 * (out.g0**2).mean()
+        out = model(LatentBatch(x, t.U[idx]), cfg.train.tbptt)
+        return masked_loss(out.rates, out.log_rates, t.Y[idx], mask, poisson=poisson) + m.ic_l2 * (out.g0**2).mean()
 
     def valid_loss(model: LatentModel) -> float:
-        out = model(LatentBatch(X[valid_idx], U[valid_idx]))
-        return float(loss_on(out, valid_idx, W[valid_idx] * eval_mask))
+        out = model(LatentBatch(t.X[t.valid], t.U[t.valid]))
+        return float(masked_loss(out.rates, out.log_rates, t.Y[t.valid], t.W[t.valid] * eval_mask, poisson=poisson))
 
-    res = loop.train(model, batch_loss, valid_loss, n_train=len(train_idx), opts=cfg.train, seed=seed,
-                        checkpoint=checkpoint, fingerprint=fingerprint, resume=resume, where=data.source,
-                        desc=f"fit {family}", after_epoch=after_epoch)
+    return batch_loss, valid_loss
+
+
+@torch.no_grad()
+def predict_all(model: LatentModel, data: FitData, t: _Tensors, *, chunk: int = 64) -> dict[str, np.ndarray]:
+    """Rates (counts per bin, or traces in data units), states and factors of every trial."""
+    device = t.X.device
+    std_t = torch.as_tensor(data.std, dtype=torch.float32, device=device)
+    mean_t = torch.as_tensor(data.mean, dtype=torch.float32, device=device)
     rates, states, factors = [], [], []
-    with torch.no_grad():
-        for a in range(0, data.n_trials, 64):
-            out = model(LatentBatch(X[a : a + 64], U[a : a + 64]))
-            r = out.rates if poisson else out.rates * std_t + mean_t
-            rates.append(r.cpu().numpy())
-            states.append(out.states.cpu().numpy())
-            factors.append(out.factors.cpu().numpy())
+    for a in range(0, data.n_trials, chunk):
+        out = model(LatentBatch(t.X[a : a + chunk], t.U[a : a + chunk]))
+        r = out.rates if data.spikes else out.rates * std_t + mean_t
+        rates.append(r.cpu().numpy())
+        states.append(out.states.cpu().numpy())
+        factors.append(out.factors.cpu().numpy())
+    return {"rates": np.concatenate(rates), "states": np.concatenate(states), "factors": np.concatenate(factors)}
 
+
+def fit_latent(data: FitData, cfg: FitConfig, request: FitRequest) -> FitResult:
+    """Fit a gradient-trained family in latent mode and predict every trial (see :mod:`cortexfit.fit`).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from cortexfit.core import convention
+    >>> from cortexfit.fit.config import load_config
+    >>> from cortexfit.fit.data import FitRequest, prepare
+    >>> y = np.random.default_rng(0).poisson(0.5, (12, 20, 6)).astype("uint16")
+    >>> data = prepare(convention.new_activity(y, time=np.arange(20) * 0.01, bin_width_s=0.01), load_config(), seed=0)
+    >>> res = fit_latent(data, load_config("smoke"), FitRequest(model="vanilla", mode="latent", seed=0, device="cpu"))
+    >>> res.rates.shape, res.epochs
+    ((12, 20, 6), 3)
+    """
+    from cortexfit import models
+    from cortexfit.fit import loop
+
+    device, seed, m = request.device, request.seed, cfg.model
+    torch.manual_seed(seed)
+    model = build_latent_model(data, cfg, family=request.model, seed=seed).to(device)
+    t = _Tensors.of(data, device)
+    model.init_bias((t.Y[t.train] * t.W[t.train]).sum((0, 1)) / t.W[t.train].sum((0, 1)).clamp_min(1.0))
+    batch_loss, valid_loss = _losses(data, cfg, t, device)
+    res = loop.train(model, batch_loss, valid_loss, n_train=len(t.train), opts=cfg.train, seed=seed,
+                     checkpoint=request.checkpoint, fingerprint=request.fingerprint, resume=request.resume,
+                     where=data.source, desc=f"fit {request.model}", after_epoch=request.after_epoch)
+    pred = predict_all(model, data, t)
     gen_inputs = list(data.input_names) + [f"controller:{i}" for i in range(m.controller)] or ["zero"]
 
-    def save(path):
+    def save(path: Path) -> None:
         models.save_model(path, model.dynamics, modules={"encoder": model.encoder, "readout": model.readout},
-                          meta={"dt_s": data.bin_width_s, "mode": "latent", "exp_link": poisson,
+                          meta={"dt_s": data.bin_width_s, "mode": "latent", "exp_link": data.spikes,
                                 "input_names": list(data.input_names), "controller": m.controller,
-                                "generator_inputs": gen_inputs,
-                                "n_enc_bins": data.n_enc})
+                                "generator_inputs": gen_inputs, "n_enc_bins": data.n_enc})
 
-    return FitResult(rates=np.concatenate(rates), states=np.concatenate(states), factors=np.concatenate(factors),
+    return FitResult(rates=pred["rates"], states=pred["states"], factors=pred["factors"],
                      n_params=sum(p.numel() for p in model.parameters() if p.requires_grad), epochs=res.epochs,
                      seconds=res.seconds, save_model=save, history=res.history,
                      info={"best_epoch": res.best_epoch, "best_valid_loss": res.best_valid})

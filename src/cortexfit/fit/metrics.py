@@ -19,7 +19,8 @@ Definitions follow ``nlb_tools.evaluation`` (Pei et al. 2021), re-implemented he
   trials against the true PSTH (condition mean of Gaussian-smoothed spikes), rows of all conditions stacked,
   ``r2_score`` per neuron and then **averaged over neurons** (uniform).  nlb smooths the 1 ms spike train of
   the whole session (kernel 70 ms for MC_Maze) before binning; here binned spikes are smoothed per trial
-  with a NaN- and edge-aware Gaussian (:func:`gaussian_smooth`), so values differ slightly at trial edges.
+  with a NaN- and edge-aware Gaussian (:func:`cortexfit.core.smoothing.gaussian_smooth`), so values differ
+  slightly at trial edges.
 
 Numpy in, Python floats out; this module does not import torch.
 
@@ -34,27 +35,23 @@ Examples
 
 from __future__ import annotations
 
+import logging
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
-from scipy.ndimage import gaussian_filter1d
 from scipy.special import gammaln
 
 from cortexfit.core.errors import FitError
-from cortexfit.fit.splits import split_trials, split_units
+from cortexfit.core.smoothing import gaussian_smooth
 
-__all__ = [
-    "bits_per_spike",
-    "co_bps",
-    "fp_bps",
-    "gaussian_smooth",
-    "poisson_nll",
-    "psth_r2",
-    "split_trials",
-    "split_units",
-    "velocity_r2",
-]
+__all__ = ["bits_per_spike", "co_bps", "compute_metrics", "fp_bps", "poisson_nll", "psth_r2", "velocity_r2"]
+
+if TYPE_CHECKING:
+    from cortexfit.fit.data import FitData
+
+log = logging.getLogger(__name__)
 
 NULL_RATE_FLOOR = 1e-9  # nlb's replacement for zero null rates
 DEFAULT_RIDGE_ALPHAS = tuple(np.logspace(-4, 0, 9))
@@ -169,33 +166,6 @@ def fp_bps(rates_fp: np.ndarray, spikes_fp: np.ndarray) -> float:
     0.9
     """
     return bits_per_spike(rates_fp, spikes_fp, label="fp-bps")
-
-
-def gaussian_smooth(x: np.ndarray, sigma_bins: float, *, axis: int = 1) -> np.ndarray:
-    """Gaussian-smooth ``x`` along ``axis``, ignoring NaN bins and renormalising at the edges.
-
-    Computes ``G*(x m) / G*m`` with ``m`` the mask of finite bins and ``G`` a Gaussian of standard deviation
-    ``sigma_bins`` (zero padding, :func:`scipy.ndimage.gaussian_filter1d` truncated at 4 sigma), so a trial's
-    edges and gaps are averaged over the observed bins only.  Bins with no observed bin within the kernel
-    stay NaN.  ``sigma_bins == 0`` returns a float copy.
-
-    Examples
-    --------
-    >>> gaussian_smooth(np.array([[1.0, np.nan, 3.0]]), 1.0).round(3).tolist()
-    [[1.238, 2.0, 2.762]]
-    """
-    x = np.asarray(x, dtype=float)
-    if sigma_bins < 0:
-        raise FitError(f"smoothing sigma must be >= 0 bins, got {sigma_bins}")
-    if sigma_bins == 0:
-        return x.copy()
-    m = np.isfinite(x).astype(float)
-    num = gaussian_filter1d(np.where(m > 0, x, 0.0), sigma_bins, axis=axis, mode="constant")
-    den = gaussian_filter1d(m, sigma_bins, axis=axis, mode="constant")
-    with np.errstate(invalid="ignore", divide="ignore"):
-        out = num / den
-    out[den < 1e-12] = np.nan
-    return out
 
 
 def _trial_mask(mask: np.ndarray | None, n: int, name: str) -> np.ndarray:
@@ -360,3 +330,54 @@ def psth_r2(
     if not true_rows or sum(len(t) for t in true_rows) < 2:
         raise FitError("PSTH R2: no condition has both evaluated trials and observed bins")
     return float(r2_score(np.vstack(true_rows), np.vstack(pred_rows)))
+
+
+def _safe(fn: Callable[[], float], name: str) -> float | None:
+    try:
+        v = float(fn())
+    except FitError as exc:
+        log.warning("%s not computed: %s", name, exc)
+        return None
+    return v if np.isfinite(v) else None
+
+
+def compute_metrics(data: FitData, rates: np.ndarray, *, forward: bool = True, vel_lag_ms: float = 100.0,
+                    psth_sigma_ms: float = 70.0) -> dict[str, float | None]:
+    """co_bps, fp_bps (when ``forward``), vel_r2 and psth_r2 of predicted ``rates`` (null where not applicable).
+
+    co_bps: held-out units, test trials, encoder window; fp_bps: all units, test trials, forward bins;
+    psth_r2: held-out units, test trials (needs >= 2 conditions; spikes smoothed with ``psth_sigma_ms``);
+    vel_r2: ridge decoder from all units' rates to velocity ``vel_lag_ms`` later (0 if that is over half
+    the window), fitted on train trials and scored on test trials.
+
+    Examples
+    --------
+    >>> from cortexfit.core import convention
+    >>> from cortexfit.fit.config import load_config
+    >>> from cortexfit.fit.data import prepare
+    >>> y = np.random.default_rng(0).poisson(0.5, (12, 20, 6)).astype("uint16")
+    >>> data = prepare(convention.new_activity(y, time=np.arange(20) * 0.01, bin_width_s=0.01), load_config(), seed=0)
+    >>> m = compute_metrics(data, np.full(y.shape, 0.5))
+    >>> abs(m["co_bps"]) < 0.2, m["vel_r2"]
+    (True, None)
+    """
+    out: dict[str, float | None] = {"co_bps": None, "fp_bps": None, "vel_r2": None, "psth_r2": None}
+    te, tr = data.split == "test", data.split == "train"
+    spikes = data.nan_spikes()
+    if data.spikes:
+        ho = data.heldout
+        out["co_bps"] = co_bps(rates[te][:, : data.n_enc][..., ho], spikes[te][:, : data.n_enc][..., ho])
+        if data.n_fp > 0 and forward:
+            out["fp_bps"] = _safe(lambda: fp_bps(rates[te][:, data.n_enc :], spikes[te][:, data.n_enc :]),
+                                  "fp_bps")
+        cond = data.conditions
+        if cond is not None and len(np.unique(cond)) > 1:
+            sigma = psth_sigma_ms / 1000.0 / data.bin_width_s
+            out["psth_r2"] = _safe(lambda: psth_r2(rates[..., ho], spikes[..., ho], cond, sigma_bins=sigma,
+                                                   eval_trials=te), "psth_r2")
+    vel = data.velocity
+    if vel is not None:
+        lag = round(vel_lag_ms / 1000.0 / data.bin_width_s)
+        lag = lag if lag < data.n_time // 2 else 0
+        out["vel_r2"] = _safe(lambda: velocity_r2(rates, vel, train=tr, test=te, lag_bins=lag), "vel_r2")
+    return out

@@ -115,7 +115,7 @@ def split_trials(
             f"trial split fractions must be 3 non-negative numbers (train, valid, test) summing to 1 with "
             f"train > 0, got {tuple(fractions)}"
         )
-    counts = _split_counts(n_trials, fr)  # type: ignore[arg-type]
+    counts = _split_counts(n_trials, fr)
     n_needed = 1 + sum(1 for f in fr[1:] if f > 0)
     if n_trials < n_needed or counts[0] < 1:
         raise FitError(

@@ -2,7 +2,8 @@
 
 Every recurrent family is a :class:`torch.nn.Module` subclass of :class:`Dynamics` registered by name with
 :func:`register`.  Options are a frozen, keyword-only dataclass per family (``Family.Options``), validated
-once when the model is built; :func:`parse_options` turns a plain ``dict`` into that dataclass and raises
+once when the model is built; :func:`cortexfit.core.options.parse_options` turns a plain ``dict`` into that
+dataclass and raises
 :class:`~cortexfit.core.errors.ConfigError` naming the valid options for an unknown one.
 
 Examples
@@ -17,15 +18,14 @@ from __future__ import annotations
 
 import dataclasses
 import numbers
-import typing
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
 
-from cortexfit.core.options import type_ok
 from cortexfit.core.errors import ConfigError, CortexfitError
+from cortexfit.core.options import parse_options
 
 REGISTRY: dict[str, type[Dynamics]] = {}
 
@@ -60,42 +60,6 @@ def register(name: str) -> Callable[[type[Dynamics]], type[Dynamics]]:
     return deco
 
 
-
-
-def parse_options(cls: type, family: str, options: Mapping[str, Any]) -> Any:
-    """Build the frozen options dataclass ``cls`` from a plain mapping, with one-line errors.
-
-    Parameters
-    ----------
-    cls
-        A frozen dataclass type (a family's ``Options``).
-    family
-        Family name, used in error messages.
-    options
-        Plain keyword options (e.g. from a YAML config).
-
-    Returns
-    -------
-    object
-        An instance of ``cls``; its ``__post_init__`` may raise :class:`ConfigError` for bad values.
-
-    Examples
-    --------
-    >>> from cortexfit.models.rate import RateOptions
-    >>> parse_options(RateOptions, "rate", {"tau": 0.1}).tau
-    0.1
-    """
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(options) - set(fields))
-    if unknown:
-        valid = ", ".join(sorted(fields)) or "(none)"
-        raise ConfigError(f"model {family!r}: unknown option(s) {', '.join(unknown)}; valid options: {valid}")
-    hints = typing.get_type_hints(cls)
-    for key, value in options.items():
-        if not type_ok(value, hints.get(key, Any)):
-            raise ConfigError(f"model {family!r}: option {key}={value!r} should be of type {hints[key]}")
-    clean = {k: (float(v) if hints.get(k) is float and isinstance(v, int) else v) for k, v in options.items()}
-    return cls(**clean)
 
 
 class Dynamics(nn.Module):
@@ -191,3 +155,46 @@ class Dynamics(nn.Module):
     def extra_repr(self) -> str:
         opts = ", ".join(f"{k}={v}" for k, v in dataclasses.asdict(self.options).items())
         return f"input_size={self.input_size}, hidden_size={self.hidden_size}, state_size={self.state_size}, {opts}"
+
+
+def families() -> list[str]:
+    """Sorted names of the registered model families.
+
+    Examples
+    --------
+    >>> import cortexfit.models  # registers the families
+    >>> "rate" in families()
+    True
+    """
+    return sorted(REGISTRY)
+
+
+def build_dynamics(family: str, *, input_size: int, hidden_size: int, **options: Any) -> Dynamics:
+    """Construct a registered family with validated options.
+
+    Parameters
+    ----------
+    family
+        Registry name (see :func:`families`).
+    input_size, hidden_size
+        I and H.
+    **options
+        The family's options (fields of ``REGISTRY[family].Options``).
+
+    Raises
+    ------
+    ConfigError
+        Unknown family or option, or a bad option value (the message lists the valid ones).
+
+    Examples
+    --------
+    >>> import cortexfit.models  # registers the families
+    >>> net = build_dynamics("lstm", input_size=3, hidden_size=8)
+    >>> net.state_size
+    16
+    """
+    if family not in REGISTRY:
+        raise ConfigError(f"unknown model family {family!r}; valid families: {', '.join(families())}")
+    cls = REGISTRY[family]
+    opts = parse_options(cls.Options, options, where=f"model {family!r}")
+    return cls(input_size=input_size, hidden_size=hidden_size, options=opts)

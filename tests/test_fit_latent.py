@@ -7,19 +7,17 @@ import json
 import numpy as np
 import pytest
 import torch
-from fit_factory import oscillator_activity
 
-from cortexfit.core import convention
 from cortexfit import fit as fit_stage
+from cortexfit.core import convention
 from cortexfit.fit.latent import (
     Encoder,
     LatentBatch,
     LatentModel,
-    family_options,
-    masked_loss,
     run_dynamics,
 )
 from cortexfit.models import build_dynamics
+from fit_factory import oscillator_activity
 
 
 @pytest.mark.parametrize("family", ["vanilla", "rate", "lstm"])
@@ -65,23 +63,6 @@ def test_tbptt_cuts_gradient_to_initial_state():
     assert torch.allclose(states, net(u, s0))
     states[:, 4:].sum().backward()  # only later chunks: no gradient reaches s0
     assert s0.grad is None or torch.all(s0.grad == 0)
-
-
-def test_masked_loss_poisson_and_gaussian():
-    y = torch.tensor([[[2.0, 0.0], [1.0, 3.0]]])
-    log_r = torch.tensor([[[0.5, -1.0], [0.0, 1.0]]])
-    mask = torch.tensor([[[1.0, 1.0], [0.0, 1.0]]])
-    want = ((log_r.exp() - y * log_r) * mask).sum() / 3
-    assert torch.isclose(masked_loss(log_r.exp(), log_r, y, mask, poisson=True), want)
-    pred = torch.zeros_like(y)
-    g = masked_loss(pred, pred, y, mask, poisson=False, scale=torch.tensor([1.0, 2.0]))
-    assert torch.isclose(g, torch.tensor((0.5 * 4 + 0.0 + 0.5 * (3 / 2) ** 2) / 3))
-
-
-def test_family_options_defaults():
-    assert family_options("rate", {"tau": 0.1}, 0.005, 0) == {"tau": 0.1, "dt": 0.005}
-    assert family_options("esn", {}, 0.01, 7) == {"seed": 7}
-    assert family_options("lstm", {"forget_bias": 0.5}, 0.01, 0) == {"forget_bias": 0.5}
 
 
 def test_latent_fit_beats_null_on_simulated_poisson(tmp_path):

@@ -1,4 +1,4 @@
-"""Closed-form ridge readouts with the regularisation chosen by k-fold cross-validation (torch, any device).
+"""Closed-form readouts of recurrent states: ridge with the penalty chosen by k-fold CV, and the ESN's state readout.
 
 :func:`fit_readout` fits ``y = W s + b`` on reservoir (or any) states.  Sufficient statistics (Gram
 matrices) are computed once per fold in one pass over the data; every fold then needs ONE symmetric
@@ -28,12 +28,12 @@ from cortexfit.core.errors import FitError
 RELATIVE_ALPHAS = tuple(float(10.0**e) for e in range(-10, 2))
 
 
-class Readout(nn.Linear):
+class RidgeReadout(nn.Linear):
     """Linear readout ``y = W s + b`` fitted in closed form; ``alpha`` and the CV curve are kept as attributes.
 
     Examples
     --------
-    >>> ro = Readout(4, 2)
+    >>> ro = RidgeReadout(4, 2)
     >>> ro.spec()["out_features"]
     2
     """
@@ -45,8 +45,8 @@ class Readout(nn.Linear):
         self.cv_mse: list[float] = []
 
     def spec(self) -> dict:
-        """Plain dict to rebuild the module: ``Readout(**{k: v for k, v in spec.items() if k != "type"})``."""
-        return {"type": "Readout", "in_features": self.in_features, "out_features": self.out_features,
+        """Plain dict to rebuild the module (``class`` names it)."""
+        return {"class": "RidgeReadout", "in_features": self.in_features, "out_features": self.out_features,
                 "alpha": self.alpha}
 
 
@@ -89,7 +89,7 @@ def fit_readout(
     alphas: list[float] | Tensor | None = None,
     *,
     folds: int = 5,
-) -> Readout:
+) -> RidgeReadout:
     """Ridge regression of ``targets`` on ``states`` with the ridge value picked by k-fold cross-validation.
 
     Parameters
@@ -106,7 +106,7 @@ def fit_readout(
 
     Returns
     -------
-    Readout
+    RidgeReadout
         On the states' device, float32 unless the states are float64; ``alpha`` is the chosen value,
         ``alphas``/``cv_mse`` the validation curve (mean squared error per output).
 
@@ -192,10 +192,39 @@ def fit_readout(
         W = V @ ((V.t() @ Cc) / (lam.clamp(min=0) + alpha).clamp(min=1e-300)[:, None])  # (S, O)
     b = my + cy - (mx + cx) @ W
     out_dtype = torch.float64 if work == torch.float64 else torch.float32
-    ro = Readout(S, O, alpha=alpha).to(device=dev, dtype=out_dtype)
+    ro = RidgeReadout(S, O, alpha=alpha).to(device=dev, dtype=out_dtype)
     with torch.no_grad():
         ro.weight.copy_(W.t())
         ro.bias.copy_(b)
     ro.alphas = grid.tolist()
     ro.cv_mse = cv.tolist() if k > 1 else []
     return ro
+
+
+class StateReadout(nn.Module):
+    """Closed-form readout: ``log_rates = W s + b``; ``factors`` = projection on the states' top PCs.
+
+    Examples
+    --------
+    >>> r = StateReadout(n_features=6, n_units=3, factors=2)
+    >>> [t.shape for t in r(torch.zeros(4, 6))]
+    [torch.Size([4, 2]), torch.Size([4, 3])]
+    """
+
+    pc_mean: Tensor
+    pcs: Tensor
+
+    def __init__(self, *, n_features: int, n_units: int, factors: int):
+        super().__init__()
+        self.n_features, self.n_units, self.factors = n_features, n_units, factors
+        self.linear = nn.Linear(n_features, n_units)
+        self.register_buffer("pc_mean", torch.zeros(n_features))
+        self.register_buffer("pcs", torch.zeros(factors, n_features))
+
+    def forward(self, feats: Tensor) -> tuple[Tensor, Tensor]:
+        return (feats - self.pc_mean) @ self.pcs.t(), self.linear(feats)
+
+    def spec(self) -> dict:
+        """Plain dict to rebuild the module."""
+        return {"class": "StateReadout", "n_features": self.n_features, "n_units": self.n_units,
+                "factors": self.factors}

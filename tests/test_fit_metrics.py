@@ -8,9 +8,8 @@ import numpy as np
 import pytest
 from scipy.special import gammaln
 
-from cortexfit.fit import metrics
 from cortexfit.core.errors import CortexfitError, FitError
-from cortexfit.fit.splits import split_trials, split_units
+from cortexfit.fit import metrics
 
 
 def _nll(rates, spikes):
@@ -76,16 +75,6 @@ def test_bits_per_spike_matches_nlb_tools():
     assert metrics.co_bps(*flat) == pytest.approx(ev.bits_per_spike(flat[0].copy(), flat[1]), abs=1e-9)
 
 
-def test_gaussian_smooth_by_hand_nan_and_edges():
-    w = math.exp(-2.0)  # Gaussian weight two bins away for sigma = 1
-    got = metrics.gaussian_smooth(np.array([[1.0, np.nan, 3.0]]), 1.0)
-    assert got[0].tolist() == pytest.approx([(1 + 3 * w) / (1 + w), 2.0, (3 + w) / (1 + w)], abs=1e-9)
-    const = np.full((2, 50, 3), 0.7)
-    const[0, 10:20] = np.nan
-    assert np.allclose(metrics.gaussian_smooth(const, 4.0, axis=1), 0.7)  # edges and gaps renormalised
-    assert np.isnan(metrics.gaussian_smooth(np.array([[np.nan] * 3]), 1.0)).all()
-
-
 def _velocity_case(seed=0, lag=3):
     rng = np.random.default_rng(seed)
     rates = rng.gamma(2.0, 0.5, size=(40, 25, 6))
@@ -148,32 +137,3 @@ def test_psth_r2_errors():
         metrics.psth_r2(np.ones((4, 5, 2)), np.ones((4, 5, 2)), [0, 1], sigma_bins=1.0)
 
 
-def test_split_units_is_seeded_and_sized():
-    m = split_units(107, 0.25, seed=3)
-    assert m.dtype == bool and m.sum() == 27
-    assert np.array_equal(m, split_units(107, 0.25, seed=3))
-    assert not np.array_equal(m, split_units(107, 0.25, seed=4))
-    assert split_units(2, 0.01, seed=0).sum() == 1 and split_units(2, 0.99, seed=0).sum() == 1
-    with pytest.raises(FitError, match="at least 2"):
-        split_units(1, seed=0)
-    with pytest.raises(FitError, match="heldout_frac"):
-        split_units(10, 1.0, seed=0)
-
-
-def test_split_trials_counts_stratification_and_errors():
-    labels = split_trials(100, (0.6, 0.2, 0.2), seed=0)
-    assert [int((labels == s).sum()) for s in ("train", "valid", "test")] == [60, 20, 20]
-    assert np.array_equal(labels, split_trials(100, (0.6, 0.2, 0.2), seed=0))
-    cond = np.repeat(["r1", "r2"], [70, 30])
-    strat = split_trials(100, (0.6, 0.2, 0.2), seed=1, stratify=cond)
-    assert [int((strat == s).sum()) for s in ("train", "valid", "test")] == [60, 20, 20]
-    for c, n in (("r1", 70), ("r2", 30)):
-        assert abs(int(((strat == "test") & (cond == c)).sum()) - 0.2 * n) <= 1
-    assert set(split_trials(3, (0.5, 0.25, 0.25), seed=0)) == {"train", "valid", "test"}
-    assert "valid" not in set(split_trials(5, (0.8, 0.0, 0.2), seed=0))
-    with pytest.raises(FitError, match="too few trials"):
-        split_trials(2, (0.7, 0.15, 0.15), seed=0)
-    with pytest.raises(FitError, match="summing to 1"):
-        split_trials(10, (0.5, 0.2, 0.2), seed=0)
-    with pytest.raises(FitError, match="stratify"):
-        split_trials(10, seed=0, stratify=[0, 1])

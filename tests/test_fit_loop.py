@@ -1,0 +1,78 @@
+"""Tests of cortexfit.fit.loop: early stopping, checkpoints as an explicit state, exact resume, errors."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from cortexfit.core.errors import FitError
+from cortexfit.fit.config import TrainOptions
+from cortexfit.fit.loop import CheckpointState, load_checkpoint, save_atomic, train
+
+X = torch.linspace(-1, 1, 40)[:, None]
+Y = 3 * X
+
+
+def _loss(m, idx, epoch):
+    return ((m(X[idx]) - Y[idx]) ** 2).mean()
+
+
+def _valid(m):
+    return float(((m(X) - Y) ** 2).mean())
+
+
+def _net():
+    torch.manual_seed(0)
+    return torch.nn.Linear(1, 1)
+
+
+def test_resume_from_a_checkpoint_state_equals_an_uninterrupted_run(tmp_path):
+    opts = TrainOptions(max_epochs=12, batch_size=8, lr=0.05, patience=50)
+    full_net = _net()
+    full = train(full_net, _loss, _valid, n_train=40, opts=opts, seed=3)
+
+    def stop(epoch):
+        if epoch == 5:
+            raise KeyboardInterrupt
+
+    ck = tmp_path / "c.pt"
+    with pytest.raises(KeyboardInterrupt):
+        train(_net(), _loss, _valid, n_train=40, opts=opts, seed=3, checkpoint=ck, fingerprint="f", after_epoch=stop)
+    state = load_checkpoint(ck, "f")
+    assert isinstance(state, CheckpointState) and state.epoch == 5 and len(state.history) == 5
+    net = _net()
+    res = train(net, _loss, _valid, n_train=40, opts=opts, seed=3, checkpoint=ck, fingerprint="f", resume=state)
+    assert res.epochs == full.epochs == 12 and res.best_valid == full.best_valid
+    assert torch.equal(net.weight, full_net.weight)
+
+
+def test_early_stopping_keeps_the_best_epoch():
+    calls = iter([5.0, 1.0, 2.0, 3.0, 4.0, 0.5])
+    res = train(_net(), _loss, lambda m: next(calls), n_train=40,
+                opts=TrainOptions(max_epochs=6, batch_size=40, patience=3), seed=0)
+    assert res.epochs == 5 and res.best_epoch == 2 and res.best_valid == 1.0
+
+
+def test_checkpoint_payload_round_trips_and_foreign_files_are_refused(tmp_path):
+    st = CheckpointState(fingerprint="a", epoch=2, best_valid=0.5, history=[
+        {"epoch": 1.0, "train_loss": 1.0, "valid_loss": 0.9, "seconds": 0.1}])
+    p = tmp_path / "c.pt"
+    save_atomic(st.to_payload(), p)
+    back = load_checkpoint(p, "a")
+    assert back.epoch == 2 and back.best_valid == 0.5 and back.history == st.history
+    with pytest.raises(FitError, match="different dataset, model, config or seed"):
+        load_checkpoint(p, "b")
+    save_atomic({"epoch": 1}, p)
+    with pytest.raises(FitError, match="not a cortexfit checkpoint"):
+        load_checkpoint(p, "a")
+    p.write_bytes(b"garbage")
+    with pytest.raises(FitError, match="cannot read checkpoint"):
+        load_checkpoint(p, "a")
+
+
+def test_nan_loss_is_a_fit_error():
+    with pytest.raises(FitError, match="training loss became nan"):
+        train(_net(), lambda m, idx, e: m(X[idx]).sum() * math.nan, _valid, n_train=40,
+              opts=TrainOptions(max_epochs=2), seed=0, where="x.nc")
