@@ -74,8 +74,8 @@ def test_headline_numbers(quick_run):
 
     assert values("dale")["radius_formula"] == pytest.approx((0.8 * 0.5**2 + 0.2 * 1.5**2) ** 0.5)
     assert values("flipflop")["n_stable"] == 8
-    grad = values("gradients")["accuracy"]
-    assert grad["lstm"] > 0.9 > grad["vanilla"] + 0.2
+    grad = values("gradients")["accuracy_per_seed"]
+    assert min(grad["lstm"]) > 0.9 and sum(grad["lstm"]) - sum(grad["vanilla"]) > 0
     interference = values("interference")
     assert interference["accuracy_A_after_B"]["ewc"] > interference["accuracy_A_after_B"]["plain"]
     stp = values("stp")["paired_pulse_ratio"]

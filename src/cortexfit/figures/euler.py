@@ -78,8 +78,12 @@ class EulerResult:
         return self.errors[:-1] / self.errors[1:]
 
 
-def compute(*, quick: bool, seed: int = 0) -> EulerResult:
-    """Rate vs vanilla at dt = tau, and the Euler error against ``solve_ivp`` for halving dt."""
+def compute(*, quick: bool, seed: int = 0, tau_scale: float = 1.0) -> EulerResult:
+    """Rate vs vanilla at dt = tau, and the Euler error against ``solve_ivp`` for halving dt.
+
+    ``tau_scale`` != 1 builds the rate models with the wrong time constant ``tau_scale * tau`` (the broken
+    control: not the vanilla RNN at dt = tau, and no convergence to the ODE; its checks must fail).
+    """
     import torch
     from scipy.integrate import solve_ivp
 
@@ -97,7 +101,7 @@ def compute(*, quick: bool, seed: int = 0) -> EulerResult:
     t_tau = np.arange(n_steps) * tau
     u_tau = torch.tensor(_inputs(t_tau))[None]
     with torch.no_grad():
-        h_rate = _rate_net(vanilla, tau, tau)(u_tau)[0].numpy()
+        h_rate = _rate_net(vanilla, tau, tau * tau_scale)(u_tau)[0].numpy()
         h_van = vanilla(u_tau)[0].numpy()
     # 2. ODE reference and Euler convergence; errors compared on the common grid t = k tau
     W = vanilla.recurrent_weight().detach().numpy()
@@ -117,7 +121,7 @@ def compute(*, quick: bool, seed: int = 0) -> EulerResult:
         k = round(tau / dt)
         t_fine = np.arange(n_steps * k) * dt
         with torch.no_grad():
-            h = _rate_net(vanilla, float(dt), tau)(torch.tensor(_inputs(t_fine))[None])[0].numpy()
+            h = _rate_net(vanilla, float(dt), tau * tau_scale)(torch.tensor(_inputs(t_fine))[None])[0].numpy()
         coarse = h[k - 1 :: k]  # state after step j*k = time (j + 1) tau
         errors.append(float(np.abs(coarse - h_ode).max()))
         examples[float(dt)] = (t_fine + dt, h[:, 0])

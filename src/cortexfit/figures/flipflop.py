@@ -143,8 +143,21 @@ class FlipflopResult:
         return (np.abs(self.fps.eigenvalues) > 1).sum(1)
 
 
-def compute(*, quick: bool, seed: int = 0) -> FlipflopResult:
-    """Run the network on task trials, find its fixed points at zero input, project onto the top 3 PCs."""
+def untrained_network(hidden: int = 100):
+    """A random vanilla RNN with a random readout (the broken control: no memories, no 8 attractors)."""
+    import torch
+
+    from cortexfit.models import build_dynamics
+
+    net = build_dynamics("vanilla", input_size=3, hidden_size=hidden)
+    return net.eval(), torch.nn.Linear(hidden, 3).eval(), f"untrained random vanilla RNN ({hidden} units; control)"
+
+
+def compute(*, quick: bool, seed: int = 0, trained: bool = True) -> FlipflopResult:
+    """Run the network on task trials, find its fixed points at zero input, project onto the top 3 PCs.
+
+    ``trained=False`` uses :func:`untrained_network` (the broken control, whose checks must fail).
+    """
     import torch
     from sklearn.decomposition import PCA
 
@@ -152,7 +165,7 @@ def compute(*, quick: bool, seed: int = 0) -> FlipflopResult:
 
     n_trials, n_init = (32, 256) if quick else (64, 1024)
     with seeded(seed) as rng:
-        net, readout, source = load_network(quick, seed)
+        net, readout, source = load_network(quick, seed) if trained else untrained_network()
         gen = torch.Generator().manual_seed(seed)
         u, y = flipflop_batch(n_trials, 500, p=0.01, generator=gen)
         with torch.no_grad():

@@ -6,8 +6,8 @@ arrives every step; at ``t = L`` a go channel asks for the cue (chance 0.5).  Re
 information to survive ``L`` steps of dynamics, and learning it needs the gradient ``d loss / d s_0`` to
 survive the same ``L`` Jacobian products.
 
-Models (the project's ``build_dynamics``): ``vanilla`` tanh RNN with gain g = 0.58 (about the spectral radius
-of the ``torch.nn.RNN`` default initialisation, 1/sqrt(3)) and ``lstm`` with the chrono initialisation
+Models (the project's ``build_dynamics``): ``vanilla`` tanh RNN with the project's default gain (no gain
+picked to make it fail) and ``lstm`` with the chrono initialisation
 (Tallec & Ollivier 2018: forget-gate bias ``log U(1, L-1)``, input-gate bias its negative, other biases 0),
 both 32 units, Adam (lr 1e-2, batch 128, gradient norm clipped at 1).  The gradient norms are
 :func:`cortexfit.analysis.dynamics.gradient_norms` (``||d s_t / d s_0||_2`` along task trajectories, with
@@ -63,12 +63,18 @@ def cue_batch(batch: int, lag: int, generator):
     return u, cue
 
 
-def _models(lag: int):
+def _models(lag: int, *, gated: bool = True):
+    """The vanilla RNN (the project's default gain) and the chrono-initialised LSTM.
+
+    ``gated=False`` (the broken control) replaces the LSTM by a second vanilla RNN under the name "lstm".
+    """
     import torch
 
     from cortexfit.models import build_dynamics
 
-    vanilla = build_dynamics("vanilla", input_size=N_CUES + 2, hidden_size=HIDDEN, g=1 / math.sqrt(3))
+    vanilla = build_dynamics("vanilla", input_size=N_CUES + 2, hidden_size=HIDDEN)
+    if not gated:
+        return {"vanilla": vanilla, "lstm": build_dynamics("vanilla", input_size=N_CUES + 2, hidden_size=HIDDEN)}
     lstm = build_dynamics("lstm", input_size=N_CUES + 2, hidden_size=HIDDEN, forget_bias=0.0)
     with torch.no_grad():  # chrono initialisation
         core, H = lstm.lstm, HIDDEN
@@ -129,7 +135,10 @@ def _train(net, lag: int, steps: int, generator) -> tuple[float, list[float]]:
 
 @dataclass
 class GradientsResult:
-    """Gradient-norm curves before and after training, test accuracies and loss histories per model."""
+    """Per model seed: gradient-norm curves before and after training, test accuracies, loss histories.
+
+    The dict fields hold the first model seed (plotted); ``accuracies`` and ``gaps`` hold every seed.
+    """
 
     seed: int
     lag: int
@@ -138,39 +147,68 @@ class GradientsResult:
     curves_trained: dict[str, np.ndarray]
     accuracy: dict[str, float]
     history: dict[str, list[float]]
+    accuracies: dict[str, np.ndarray]
+    gaps: np.ndarray
+    init_gaps: np.ndarray
+    model_seeds: list[int]
 
     @property
     def gap(self) -> float:
-        """log10 gradient norm at the full lag: trained LSTM minus trained vanilla RNN."""
-        return float(self.curves_trained["lstm"][-1] - self.curves_trained["vanilla"][-1])
+        """log10 gradient norm at the full lag: trained LSTM minus trained vanilla RNN (first seed)."""
+        return float(self.gaps[0])
 
 
-def compute(*, quick: bool, seed: int = 0) -> GradientsResult:
-    """Train both models on the lag task, recording gradient norms before and after."""
+def _one_seed(lag: int, steps: int, seed: int, gated: bool) -> tuple[dict, dict, dict, dict]:
     import torch
 
-    lag, steps = (50, 200) if quick else (100, 300)
     curves_init, curves_trained, acc, history = {}, {}, {}, {}
     with seeded(seed):
-        models = _models(lag)
+        models = _models(lag, gated=gated)
         gen = torch.Generator().manual_seed(seed)
         for name, net in models.items():
             curves_init[name] = _grad_curve(net, lag, gen)
             acc[name], history[name] = _train(net, lag, steps, gen)
             curves_trained[name] = _grad_curve(net, lag, gen)
+    return curves_init, curves_trained, acc, history
+
+
+def compute(*, quick: bool, seed: int = 0, n_seeds: int | None = None, gated: bool = True) -> GradientsResult:
+    """Train both models on the lag task for each model seed, recording gradient norms before and after.
+
+    ``gated=False`` removes the gating (both models vanilla RNNs): the broken control, whose checks must fail.
+    """
+    lag, steps = (50, 200) if quick else (100, 300)
+    n_seeds = n_seeds or 3
+    model_seeds = [1000 * seed + k for k in range(n_seeds)]
+    runs = [_one_seed(lag, steps, ms, gated) for ms in model_seeds]
+    accs = {name: np.array([run[2][name] for run in runs]) for name in ("vanilla", "lstm")}
+    gaps = np.array([float(run[1]["lstm"][-1] - run[1]["vanilla"][-1]) for run in runs])
+    init_gaps = np.array([float(run[0]["lstm"][-1] - run[0]["vanilla"][-1]) for run in runs])
+    curves_init, curves_trained, acc, history = runs[0]
     return GradientsResult(seed=seed, lag=lag, steps=steps, curves_init=curves_init, curves_trained=curves_trained,
-                           accuracy=acc, history=history)
+                           accuracy=acc, history=history, accuracies=accs, gaps=gaps, init_gaps=init_gaps,
+                           model_seeds=model_seeds)
 
 
 def check(r: GradientsResult) -> list[dict]:
-    """The numeric checks of the figure."""
-    chance = 1.0 / N_CUES
+    """The numeric checks of the figure, over all model seeds (worst case or mean, as named).
+
+    With the project's default vanilla gain, Adam sometimes finds an attractor solution at lag 50 (vanilla
+    accuracies 0.5-1 across seeds), so the checks compare the two models on average and test the
+    mechanism itself at initialisation, where it does not depend on training luck.
+    """
+    n = len(r.gaps)
+    init_gaps = np.array(r.init_gaps)
+    diff = float(r.accuracies["lstm"].mean() - r.accuracies["vanilla"].mean())
     return [
-        numeric_check("lstm_accuracy", r.accuracy["lstm"], lo=0.9, description=f"LSTM test accuracy at lag {r.lag}"),
-        numeric_check("vanilla_accuracy", r.accuracy["vanilla"], hi=chance + 0.15,
-                      description=f"vanilla RNN test accuracy at lag {r.lag} (near chance {chance:g})"),
-        numeric_check("log10_grad_gap_at_lag", r.gap, lo=3.0, unit="decades",
-                      description=f"log10 ||ds_{r.lag}/ds_0||: trained LSTM minus trained vanilla RNN"),
+        numeric_check("lstm_accuracy_min", float(r.accuracies["lstm"].min()), lo=0.9,
+                      description=f"LSTM test accuracy at lag {r.lag}, lowest of {n} model seeds"),
+        numeric_check("lstm_minus_vanilla_accuracy_mean", diff, lo=0.15,
+                      description=f"test accuracy at lag {r.lag}: LSTM minus vanilla RNN (default gain), mean of "
+                                  f"{n} model seeds"),
+        numeric_check("log10_grad_gap_at_init_mean", float(init_gaps.mean()), lo=2.0, unit="decades",
+                      description=f"log10 ||ds_{r.lag}/ds_0|| at initialisation: LSTM minus vanilla RNN, mean of "
+                                  f"{n} model seeds (the vanilla gradient vanishes)"),
     ]
 
 
@@ -180,10 +218,13 @@ def record(r: GradientsResult) -> FigureResult:
         name=NAME,
         title=TITLE,
         params={"lag": r.lag, "train_steps": r.steps, "batch": BATCH, "hidden": HIDDEN, "cues": N_CUES,
-                "optimizer": "Adam lr 1e-2, grad-norm clip 1", "vanilla_gain": 1 / math.sqrt(3),
+                "optimizer": "Adam lr 1e-2, grad-norm clip 1", "vanilla_gain": "project default",
+                "model_seeds": r.model_seeds,
                 "lstm_init": "chrono: b_f = log U(1, lag-1), b_i = -b_f", "seed": r.seed,
                 "models": "cortexfit.models vanilla and lstm; gradient norms from cortexfit.analysis.dynamics"},
-        values={"accuracy": r.accuracy, "chance": 1.0 / N_CUES, "log10_grad_norm_init": r.curves_init,
+        values={"accuracy": r.accuracy, "accuracy_per_seed": r.accuracies, "grad_gap_per_seed": r.gaps,
+                "grad_gap_at_init_per_seed": r.init_gaps,
+                "chance": 1.0 / N_CUES, "log10_grad_norm_init": r.curves_init,
                 "log10_grad_norm_trained": r.curves_trained, "loss_history": r.history},
         checks=check(r),
     )

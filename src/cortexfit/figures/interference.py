@@ -115,8 +115,11 @@ class InterferenceResult:
     curves: dict[str, list[tuple[float, float]]]
 
 
-def compute(*, quick: bool, seed: int = 0) -> InterferenceResult:
-    """Learn A, estimate the Fisher, then learn B from the same start with and without EWC."""
+def compute(*, quick: bool, seed: int = 0, ewc_lambda: float = LAMBDA) -> InterferenceResult:
+    """Learn A, estimate the Fisher, then learn B from the same start with and without EWC.
+
+    ``ewc_lambda=0`` turns the EWC run into plain training (the broken control, whose checks must fail).
+    """
     import torch
     from torch import nn
 
@@ -132,7 +135,7 @@ def compute(*, quick: bool, seed: int = 0) -> InterferenceResult:
         anchor = [p.detach().clone() for p in net.parameters()]
 
         def ewc(model):
-            return 0.5 * LAMBDA * sum((f * (p - a) ** 2).sum() for f, p, a in zip(fisher, model.parameters(), anchor))
+            return 0.5 * ewc_lambda * sum((f * (p - a) ** 2).sum() for f, p, a in zip(fisher, model.parameters(), anchor))
 
         state_a = {k: v.clone() for k, v in net.state_dict().items()}
         results, curves = {}, {}

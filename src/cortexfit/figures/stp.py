@@ -65,8 +65,12 @@ def synapse_train(types: list[str], *, rate_hz: float = 20.0, n_spikes: int = 8,
             "amplitude": np.array(amps), "spike_times": np.array(spikes)}
 
 
-def working_memory(*, dt: float = 1e-3, delay_s: float = 1.0, cue_s: float = 0.25, readout_s: float = 0.05):
+def working_memory(*, dt: float = 1e-3, delay_s: float = 1.0, cue_s: float = 0.25, readout_s: float = 0.05,
+                   facilitation: bool = True):
     """Simulate the cue / delay / readout protocol on the project's rate model with STP.
+
+    ``facilitation=False`` is the broken control: the E synapses' ``tau_F`` drops to 20 ms, so ``u``
+    returns to ``U`` right after the cue and nothing is held through the delay.
 
     Returns
     -------
@@ -98,6 +102,8 @@ def working_memory(*, dt: float = 1e-3, delay_s: float = 1.0, cue_s: float = 0.2
         net.col_scale.copy_(net.sign)  # E columns +, I column -
         net.weight_ih.copy_(torch.cat([torch.eye(N_POP), torch.zeros(1, N_POP)]).double())
         net.bias.copy_(torch.tensor([-0.05] * N_POP + [-0.1], dtype=torch.float64))
+        if not facilitation:
+            net.stp_tau_F[:N_POP] = 0.02
     t_cue = (0.1, 0.1 + cue_s)
     t_read = (t_cue[1] + delay_s, t_cue[1] + delay_s + readout_s)
     t_end = t_read[1] + 0.25
@@ -148,10 +154,13 @@ class StpResult:
         return self.wm["u"][int(np.searchsorted(self.wm["t"], self.wm["readout"][0])), :N_POP]
 
 
-def compute(*, quick: bool, seed: int = 0) -> StpResult:
-    """Synapse train and working-memory protocol (deterministic; ``seed`` is recorded only)."""
+def compute(*, quick: bool, seed: int = 0, facilitation: bool = True) -> StpResult:
+    """Synapse train and working-memory protocol (deterministic; ``seed`` is recorded only).
+
+    ``facilitation=False`` removes the mechanism (see :func:`working_memory`); its checks must fail.
+    """
     return StpResult(seed=seed, syn=synapse_train(["facilitating", "depressing"]),
-                     wm=working_memory(dt=2e-3 if quick else 1e-3))
+                     wm=working_memory(dt=2e-3 if quick else 1e-3, facilitation=facilitation))
 
 
 def check(r: StpResult) -> list[dict]:
@@ -166,7 +175,7 @@ def check(r: StpResult) -> list[dict]:
                       description="largest rate of any population during the delay (activity has stopped)"),
         numeric_check("u_cued_minus_u_other_at_readout", float(u_read[0] - u_read[1:].max()), lo=0.1,
                       description="facilitation u of the cued population above the others when the readout starts"),
-        numeric_check("reactivation_ratio", r.reactivation_ratio, lo=1.0,
+        numeric_check("reactivation_ratio", r.reactivation_ratio, lo=1.5,
                       description="peak readout response of the cued population / largest peak of the other "
                                   "populations"),
     ]
