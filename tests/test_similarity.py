@@ -7,6 +7,7 @@ import pytest
 from scipy.linalg import expm
 
 from cortexfit.analysis.similarity import (
+    DSA_VARIANTS,
     angular_procrustes_distance,
     cv_cca,
     dmd_operator,
@@ -95,7 +96,8 @@ def test_dsa_zero_for_rotated_copy_positive_for_other_dynamics():
     same = dsa_distance(x, simulate(ROTATION, seed=6), **kw)  # same dynamics, other starts/embedding/noise
     other = dsa_distance(x, simulate(DECAY, seed=6), **kw)
     assert rotated < 1e-4
-    assert dsa_distance(x, x @ q, center=False, **kw) < 1e-4  # Ostrow's form: compares A, not A - I
+    for variant in DSA_VARIANTS:
+        assert dsa_distance(x, x @ q, variant=variant, **kw) < 1e-4  # orthogonal copies: 0 in every variant
     assert other > 0.05
     assert other > 10 * same
 
@@ -104,3 +106,65 @@ def test_dsa_with_delays_separates_rotation_from_decay():
     x = simulate(ROTATION, seed=7)
     kw = {"n_delays": 4, "rank": 3}
     assert dsa_distance(x, simulate(ROTATION, seed=8), **kw) < dsa_distance(x, simulate(DECAY, seed=8), **kw)
+
+
+# ---- known answers for DSA as Ostrow et al. (2023) define it: A_v in whitened coordinates, not A - I
+TURN = np.pi / 6  # discrete-time maps, coarse enough that the operators are far from the identity
+ROTATION_MAP = np.array([[0.98 * np.cos(TURN), -0.98 * np.sin(TURN), 0.0],
+                         [0.98 * np.sin(TURN), 0.98 * np.cos(TURN), 0.0], [0.0, 0.0, 0.9]])
+DECAY_MAP = np.diag([0.7, 0.5, 0.9])  # same slowest mode, no rotation
+
+
+def iterate(a: np.ndarray, *, seed: int, n_trial: int = 10, n_time: int = 40) -> np.ndarray:
+    """(trial, time, 3) trajectories of z[t+1] = a z[t] from random starts."""
+    rng = np.random.default_rng(seed)
+    z = np.zeros((n_trial, n_time, len(a)))
+    z[:, 0] = rng.normal(size=(n_trial, len(a)))
+    for t in range(1, n_time):
+        z[:, t] = z[:, t - 1] @ a.T
+    return z
+
+
+def recoordinated(x: np.ndarray, *, seed: int, n_out: int = 10, noise: float = 1e-3) -> np.ndarray:
+    """``x' = M x`` with a random, invertible, non-orthogonal ``M`` (n_out x 3), plus observation noise."""
+    rng = np.random.default_rng(seed)
+    m = rng.normal(size=(n_out, x.shape[-1])) * np.array([5.0, 1.0, 0.2])  # anisotropic: far from orthogonal
+    return x @ m.T + noise * rng.normal(size=(*x.shape[:2], n_out))
+
+
+KNOWN = {"n_delays": 1, "rank": 3}
+
+
+def test_dsa_is_zero_for_a_non_orthogonally_recoordinated_copy():
+    x = iterate(ROTATION_MAP, seed=0)
+    copy = dsa_distance(x, recoordinated(x, seed=1), **KNOWN)
+    rotation_vs_decay = dsa_distance(x, iterate(DECAY_MAP, seed=0), **KNOWN)
+    assert rotation_vs_decay > 0.3  # radians
+    assert copy < 0.05 * rotation_vs_decay
+
+
+def test_dsa_compares_a_v_not_a_minus_identity():
+    x = iterate(ROTATION_MAP, seed=2)
+    a_v = [dmd_operator(z, n_delays=1, rank=3) for z in (x, recoordinated(x, seed=3))]
+    # the whitened operators of a system and its re-coordinated copy are orthogonally similar
+    assert angular_procrustes_distance(*a_v) < 1e-3
+    assert dsa_distance(x, recoordinated(x, seed=3), **KNOWN) == pytest.approx(
+        angular_procrustes_distance(*a_v), abs=1e-6)
+
+
+def test_dsa_delays_keep_the_known_answers():
+    x = iterate(ROTATION_MAP, seed=4)
+    kw = {"n_delays": 3, "rank": 3}
+    assert dsa_distance(x, recoordinated(x, seed=5), **kw) < 0.05 * dsa_distance(x, iterate(DECAY_MAP, seed=5), **kw)
+
+
+def test_legacy_variant_is_kept_and_is_not_invariant_to_recoordination():
+    x = iterate(ROTATION_MAP, seed=0)
+    legacy = {"variant": "projected_minus_identity", **KNOWN}
+    copy = dsa_distance(x, recoordinated(x, seed=1), **legacy)
+    rotation_vs_decay = dsa_distance(x, iterate(DECAY_MAP, seed=0), **legacy)
+    assert copy > 0.3 * rotation_vs_decay  # A_z - I in unwhitened PCA coordinates: not ~0 for x' = M x
+    with pytest.raises(AnalysisError, match="variant"):
+        dsa_distance(x, x, variant="nope")
+    with pytest.raises(AnalysisError, match="basis"):
+        dmd_operator(x, basis="nope")

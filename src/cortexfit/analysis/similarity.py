@@ -7,18 +7,22 @@ DSA (Ostrow et al. 2023) is implemented here from its definition rather than tak
 package (whose dependencies -- torch, pot, pydmd, omegaconf, ... -- are heavy for one metric):
 
 1. delay (Hankel) embedding of each system with ``n_delays`` lags, per trial (no window crosses a trial);
-2. reduced-rank DMD: the ``rank`` leading left singular vectors ``U`` of the embedded snapshots give
-   coordinates ``z = U^T h`` in which the linear operator ``A`` (``z[t+1] ~ A z[t]``) is fitted by least
-   squares -- the projected DMD matrix ``A = U^T H' V S^-1``;
-3. the angular Procrustes distance ``min_C arccos(<A_x, C A_y C^T> / (|A_x| |A_y|))`` over orthogonal
-   ``C``, searched as ``C = C0 expm(S)`` with ``S`` skew-symmetric by L-BFGS on the exact gradient (adjoint
-   Frechet derivative of the matrix exponential, from an eigendecomposition of ``S``).  Starting points
-   ``C0``: identity, a reflection (the other component of the orthogonal group), a spectral guess that
-   matches the eigenbases of the operators' symmetric parts, and random orthogonal matrices.
+2. reduced-rank DMD in the whitened coordinates of the paper: the SVD ``H = U S V^T`` of all embedded
+   snapshots gives each snapshot the coordinates ``v = S_r^-1 U_r^T h`` (the rows of ``V_r``, rank ``r``),
+   and the operator ``A_v`` (``v[t+1] ~ A_v v[t]``, within each trial) is fitted by least squares;
+3. the angular Procrustes distance ``min_C arccos(<A_x, C A_y C^T> / (|A_x| |A_y|))`` between the two
+   ``A_v`` over orthogonal ``C``, searched as ``C = C0 expm(S)`` with ``S`` skew-symmetric by L-BFGS on the
+   exact gradient (adjoint Frechet derivative of the matrix exponential, from an eigendecomposition of
+   ``S``).  Starting points ``C0``: identity, a reflection (the other component of the orthogonal group), a
+   spectral guess that matches the eigenbases of the operators' symmetric parts, and random orthogonal
+   matrices.
 
-Because the DMD coordinates of a system are defined only up to an orthogonal change of basis, this
-distance is 0 for a system and any rotated / reflected copy of it, and grows as the dynamics differ.
-One documented variant: by default :func:`dsa_distance` compares ``A - I`` rather than ``A`` (see there).
+Whitening is what makes the distance a comparison of dynamics rather than of geometry: an invertible linear
+re-coordination ``x' = M x`` (any ``M``, not only orthogonal ones) changes the whitened coordinates only by
+an orthogonal matrix, so ``A_v`` only by an orthogonal similarity, which the Procrustes search removes.
+
+The distance is 0 for a system and any linearly re-coordinated copy of it, and grows as the dynamics
+differ.  :data:`DSA_VARIANTS` keeps the earlier variants of this module by name (see :func:`dsa_distance`).
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ from cortexfit.core.errors import AnalysisError
 
 __all__ = [
     "CCAResult",
+    "DSA_VARIANTS",
     "angular_procrustes_distance",
     "cv_cca",
     "dmd_operator",
@@ -192,7 +197,11 @@ def hankel_embed(x: np.ndarray, n_delays: int) -> np.ndarray:
     return np.ascontiguousarray(windows.transpose(0, 1, 3, 2)).reshape(n_trial, n_time - n_delays + 1, -1)
 
 
-def dmd_operator(x: np.ndarray, *, n_delays: int = 10, rank: int = 10) -> np.ndarray:
+#: DMD coordinates of :func:`dmd_operator`: ``"whitened"`` (Ostrow et al. 2023) or ``"projected"``.
+DMD_BASES = ("whitened", "projected")
+
+
+def dmd_operator(x: np.ndarray, *, n_delays: int = 10, rank: int = 10, basis: str = "whitened") -> np.ndarray:
     """Reduced-rank DMD operator of delay-embedded trajectories, ``(rank, rank)``.
 
     Parameters
@@ -200,6 +209,10 @@ def dmd_operator(x: np.ndarray, *, n_delays: int = 10, rank: int = 10) -> np.nda
     x : (trial, time, n) trajectories (or (time, n)).
     n_delays : lags in the Hankel embedding.
     rank : number of leading singular directions of the embedded snapshots kept (capped by their rank).
+    basis : ``"whitened"`` (default, Ostrow et al. 2023): the SVD ``H = U S V^T`` of all snapshots gives
+        the coordinates ``v = S^-1 U^T h`` (rows of ``V``) in which ``A_v`` is fitted.  ``"projected"``
+        (this module's earlier form): ``z = U^T h`` with ``U`` from the SVD of the predecessor snapshots only
+        (``A_z = S A_v S^-1`` up to that difference: same eigenvalues, another basis).
 
     Examples
     --------
@@ -209,16 +222,29 @@ def dmd_operator(x: np.ndarray, *, n_delays: int = 10, rank: int = 10) -> np.nda
     >>> np.round(np.abs(np.linalg.eigvals(a)), 6)
     array([1., 1.])
     """
+    if basis not in DMD_BASES:
+        raise AnalysisError(f"basis={basis!r} must be one of {DMD_BASES}")
     h = hankel_embed(x, n_delays)
-    pre = h[:, :-1].reshape(-1, h.shape[2])
-    post = h[:, 1:].reshape(-1, h.shape[2])
-    u, s, _ = np.linalg.svd(pre.T, full_matrices=False)
-    keep = int(min(rank, np.sum(s > s[0] * 1e-10))) if s[0] > 0 else 0
+    if basis == "projected":
+        pre = h[:, :-1].reshape(-1, h.shape[2])
+        post = h[:, 1:].reshape(-1, h.shape[2])
+        u, s, _ = np.linalg.svd(pre.T, full_matrices=False)
+        u = u[:, :_rank_kept(s, rank)]
+        at, *_ = np.linalg.lstsq(pre @ u, post @ u, rcond=None)
+        return at.T
+    u, s, _ = np.linalg.svd(h.reshape(-1, h.shape[2]).T, full_matrices=False)
+    keep = _rank_kept(s, rank)
+    v = (h @ u[:, :keep]) / s[:keep]  # (trial, time', rank): the rows of V_r, trial by trial
+    at, *_ = np.linalg.lstsq(v[:, :-1].reshape(-1, keep), v[:, 1:].reshape(-1, keep), rcond=None)
+    return at.T
+
+
+def _rank_kept(s: np.ndarray, rank: int) -> int:
+    """Number of singular values kept: at most ``rank``, only those above ``1e-10`` of the largest."""
+    keep = int(min(rank, np.sum(s > s[0] * 1e-10))) if s.size and s[0] > 0 else 0
     if keep < 1:
         raise AnalysisError("DMD needs non-constant trajectories")
-    u = u[:, :keep]
-    at, *_ = np.linalg.lstsq(pre @ u, post @ u, rcond=None)
-    return at.T
+    return keep
 
 
 def _skew_from(params: np.ndarray, n: int) -> np.ndarray:
@@ -319,38 +345,53 @@ def _best_cos(a: np.ndarray, b: np.ndarray, norm: float, c0: np.ndarray) -> floa
     return -float(res.fun)
 
 
+#: Variants of :func:`dsa_distance`: name -> (DMD basis, whether ``I`` is subtracted from the operators).
+DSA_VARIANTS = {
+    "ostrow": ("whitened", False),  # Ostrow et al. (2023): A_v in the whitened coordinates
+    "projected_minus_identity": ("projected", True),  # this module's earlier default: A_z - I
+    "projected": ("projected", False),  # this module's earlier center=False: A_z
+}
+
+
 def dsa_distance(
     x: np.ndarray,
     y: np.ndarray,
     *,
     n_delays: int = 10,
     rank: int = 10,
-    center: bool = True,
+    variant: str = "ostrow",
     n_restarts: int = 8,
     seed: int = 0,
 ) -> float:
     """Dynamical Similarity Analysis distance between two systems (radians; 0 = same dynamics).
 
     ``x`` and ``y`` are (trial, time, features) trajectories; features may differ in number and basis.
-    Each is delay-embedded and summarised by its reduced-rank DMD operator ``A`` (:func:`dmd_operator`), and
+    Each is delay-embedded and summarised by its reduced-rank DMD operator (:func:`dmd_operator`), and
     the operators are compared with :func:`angular_procrustes_distance`.
 
-    With ``center=True`` (default) the compared operators are ``A - I``, the one-step change ``z[t+1] - z[t]``
-    (``dt`` times the generator).  Sampled finely, every ``A`` is close to the identity, which then dominates
-    the angle between two operators and hides differences in their dynamics; removing it compares the
-    dynamics themselves.  ``center=False`` compares ``A`` as in Ostrow et al. (2023).
+    ``variant`` (:data:`DSA_VARIANTS`):
+
+    * ``"ostrow"`` (default): Ostrow et al. (2023) -- ``A_v`` fitted in the whitened coordinates (rows of
+      ``V`` of ``H = U S V^T``).  0 for any invertible linear re-coordination ``x' = M x``.
+    * ``"projected_minus_identity"``: the earlier default of this module -- ``A_z - I`` with ``z = U^T h``
+      (unwhitened PCA coordinates).  Invariant only to orthogonal re-coordination: a non-orthogonal ``M``
+      reshapes the PCA coordinates and so the operator, and the distance is no longer 0.
+    * ``"projected"``: ``A_z`` (the earlier ``center=False``).
 
     Examples
     --------
     >>> t = np.arange(200) * 0.05
     >>> rot = np.stack([np.cos(t), np.sin(t)], -1)
-    >>> q = np.linalg.qr(np.random.default_rng(0).normal(size=(2, 2)))[0]
-    >>> dsa_distance(rot, rot @ q, n_delays=2, rank=4) < 1e-3
+    >>> m = np.array([[2.0, 0.5], [0.3, 0.7]])  # invertible, not orthogonal
+    >>> dsa_distance(rot, rot @ m.T, n_delays=2, rank=4) < 1e-3
     True
     """
+    if variant not in DSA_VARIANTS:
+        raise AnalysisError(f"variant={variant!r} must be one of {sorted(DSA_VARIANTS)}")
+    basis, minus_identity = DSA_VARIANTS[variant]
     with threadpool_limits(1):
-        ax = dmd_operator(x, n_delays=n_delays, rank=rank)
-        ay = dmd_operator(y, n_delays=n_delays, rank=rank)
-    if center:
+        ax = dmd_operator(x, n_delays=n_delays, rank=rank, basis=basis)
+        ay = dmd_operator(y, n_delays=n_delays, rank=rank, basis=basis)
+    if minus_identity:
         ax, ay = ax - np.eye(len(ax)), ay - np.eye(len(ay))
     return angular_procrustes_distance(ax, ay, n_restarts=n_restarts, seed=seed)
