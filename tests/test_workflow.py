@@ -1,20 +1,28 @@
-"""The Snakemake workflow: config and sheet validation, the job graph, and an end-to-end ingest run."""
+"""The Snakemake workflow: config and sheet validation, the job graph, and end-to-end runs (ingest; the
+tiny `.test` configuration through fits, analyses and reports)."""
 
 from __future__ import annotations
 
+import json
+import math
+import re
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
+import yaml
+
+from cortexfit.fit import registry
 
 ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile")]
 
 
 def _workdir(tmp_path: Path, sheet: str, extra_config: str = "") -> Path:
-    (tmp_path / "config").mkdir()
+    (tmp_path / "config").mkdir(parents=True)
     (tmp_path / "config" / "datasets.tsv").write_text(sheet)
     (tmp_path / "config" / "config.yaml").write_text("datasets: config/datasets.tsv\n" + extra_config)
     return tmp_path
@@ -26,6 +34,32 @@ def _run(workdir: Path, *args: str) -> subprocess.CompletedProcess:
 
 
 HEADER = "id\tnwb\tsimulate\talign\twindow_start_ms\twindow_stop_ms\tbin_ms\tareas\n"
+ONE_REC = "id\tnwb\nrec1\trec1.nwb\n"
+
+
+def _jobs(text: str) -> list[dict[str, str]]:
+    """The jobs of a `snakemake -n -p` output: {"rule", "wildcards", "resources", "threads", "shell", ...}."""
+    jobs: list[dict[str, str]] = []
+    for line in text.splitlines():
+        m = re.match(r"^(?:local)?rule (\w+):$", line)
+        if m:
+            jobs.append({"rule": m.group(1)})
+            continue
+        if not jobs:
+            continue
+        m = re.match(r"^    (\w+): (.*)$", line)
+        if m:
+            jobs[-1][m.group(1)] = m.group(2)
+        elif line.startswith("Shell command: ") or (line.startswith("cortexfit") and "shell" not in jobs[-1]):
+            jobs[-1]["shell"] = line.removeprefix("Shell command: ")
+    return jobs
+
+
+def _plan(tmp_path: Path, config: str, *targets: str) -> tuple[subprocess.CompletedProcess, list[dict[str, str]]]:
+    work = _workdir(tmp_path, ONE_REC, config)
+    (work / "rec1.nwb").write_bytes(b"x")
+    out = _run(work, "-n", "-p", "--cores", "4", *targets)
+    return out, _jobs(out.stdout + out.stderr)
 
 
 def test_default_config_plans_every_stage():
@@ -91,3 +125,157 @@ def test_simulate_and_ingest_end_to_end(tmp_path):
     again = _run(work, "-n")
     assert "Nothing to be done" in again.stdout + again.stderr
     shutil.rmtree(work / "data")
+
+
+def test_schema_models_are_the_registry():
+    schema = yaml.safe_load((ROOT / "workflow" / "schemas" / "config.schema.yaml").read_text())
+    models = schema["properties"]["models"]
+    assert sorted(models["items"]["enum"]) == registry.names()
+    assert set(models["default"]) == set(registry.names())
+    assert "RNN_FAMILIES = (" not in (ROOT / "workflow" / "rules" / "common.smk").read_text()
+
+
+@pytest.mark.parametrize("spelling", ["false", "False", "no", "NO", "0", "off"])
+def test_boolean_spellings_on_the_command_line(tmp_path, spelling):
+    work = _workdir(tmp_path, ONE_REC)
+    (work / "rec1.nwb").write_bytes(b"x")
+    out = _run(work, "-n", "--config", "models=[]", f"report={spelling}")
+    assert out.returncode == 0, out.stderr[-2000:]
+    rules = {j["rule"] for j in _jobs(out.stdout + out.stderr)}
+    assert "report" not in rules and "ingest" in rules
+
+
+def test_bad_boolean_is_still_rejected(tmp_path):
+    work = _workdir(tmp_path, ONE_REC)
+    out = _run(work, "-n", "--config", "report=maybe")
+    assert out.returncode != 0
+    assert "boolean" in out.stdout + out.stderr
+
+
+def test_nested_numbers_from_the_command_line(tmp_path):
+    work = _workdir(tmp_path, ONE_REC, "models: [fa]\nreport: false\n")
+    (work / "rec1.nwb").write_bytes(b"x")
+    out = _run(work, "-n", "-p", "--config", "fit={seed: 7, threads: 1}", "simulate={seed: 3}")
+    assert out.returncode == 0, out.stderr[-2000:]
+    fits = [j for j in _jobs(out.stdout + out.stderr) if j["rule"] == "fit"]
+    assert fits and "--seed 7" in fits[0]["shell"] and "cortexfit --threads 1 " in fits[0]["shell"]
+
+
+def test_gpu_resource_only_for_gpu_models_and_threads_everywhere(tmp_path):
+    out, jobs = _plan(tmp_path, "fit: {threads: 3}\n")
+    assert out.returncode == 0, out.stderr[-2000:]
+    heavy = [j for j in jobs if j["rule"] in ("fit", "fixed_points", "geometry", "dynamics")]
+    assert {j["rule"] for j in heavy} == {"fit", "fixed_points", "geometry", "dynamics"}
+    for job in heavy:
+        model = re.search(r"model=(\w+)", job["wildcards"]).group(1)
+        gpu = re.search(r"gpu=(\d+)", job.get("resources", ""))
+        assert (int(gpu.group(1)) if gpu else 0) == int(model in registry.gpu_models() and job["rule"] in
+                                                        ("fit", "fixed_points")), job
+        assert job["threads"] == "3" and "cortexfit --threads 3 " in job["shell"], job
+        if job["rule"] != "fit":
+            assert model in registry.rnn_families()
+    fits = {re.search(r"model=(\w+)", j["wildcards"]).group(1) for j in heavy if j["rule"] == "fit"}
+    assert fits == set(registry.names())
+    assert all("--resume" in j["shell"] for j in heavy if j["rule"] == "fit")
+    # CPU pinned: nobody asks for a GPU.
+    out, jobs = _plan(tmp_path / "cpu", "fit: {device: cpu}\n")
+    assert out.returncode == 0 and not [j for j in jobs if "gpu=1" in j.get("resources", "")]
+
+
+def test_analyses_only_for_rnn_families(tmp_path):
+    for baseline in registry.baselines():
+        out, _ = _plan(tmp_path / baseline, "", f"results/rec1/fits/{baseline}/dynamics.nc")
+        assert out.returncode != 0
+        assert "MissingRuleException" in out.stderr or "No rule to produce" in out.stdout + out.stderr
+
+
+def test_fit_options_file_is_an_input_and_presets_are_not(tmp_path):
+    out, _ = _plan(tmp_path / "file", "models: [fa]\nfit: {config: opts.yaml}\n")
+    assert out.returncode != 0 and "opts.yaml" in out.stdout + out.stderr
+    (tmp_path / "file" / "opts.yaml").write_text("train: {max_epochs: 1}\n")
+    out = _run(tmp_path / "file", "-n", "-p")
+    fits = [j for j in _jobs(out.stdout + out.stderr) if j["rule"] == "fit"]
+    assert out.returncode == 0 and "opts.yaml" in fits[0]["input"] and "--config opts.yaml" in fits[0]["shell"]
+    out, jobs = _plan(tmp_path / "preset", "models: [fa]\nfit: {config: smoke}\n")
+    fits = [j for j in jobs if j["rule"] == "fit"]
+    assert out.returncode == 0 and "--config smoke" in fits[0]["shell"] and "smoke" not in fits[0]["input"]
+
+
+def test_report_reads_only_configured_models(tmp_path):
+    out, jobs = _plan(tmp_path, "models: [fa, rate]\n")
+    assert out.returncode == 0, out.stderr[-2000:]
+    reports = [j for j in jobs if j["rule"] in ("report", "report_index")]
+    assert len(reports) == 2
+    for job in reports:
+        assert job["shell"].split(">")[0].split("--models")[1].split() == ["fa", "rate"]
+    report = next(j for j in reports if j["rule"] == "report")
+    for name in ("fits/fa/metrics.json", "fits/rate/history.csv", "fits/rate/fit.nc", "fits/rate/dynamics.nc"):
+        assert name in report["input"]
+
+
+def test_figures_rule_declares_every_figure(tmp_path):
+    from cortexfit.figures import names
+
+    out, jobs = _plan(tmp_path, "", "figures_all")
+    assert out.returncode == 0, out.stderr[-2000:]
+    fig = next(j for j in jobs if j["rule"] == "figures")
+    for name in names():
+        assert f"results/figures/{name}.json" in fig["output"] and f"results/figures/{name}.png" in fig["output"]
+    assert "results/figures/index.html" in fig["output"] and "log" in fig
+
+
+def test_profile_keeps_rerun_incomplete():
+    profile = yaml.safe_load((ROOT / "workflow" / "profiles" / "default" / "profile.yaml").read_text())
+    assert profile["rerun-incomplete"] is True
+
+
+@pytest.mark.slow
+def test_dot_test_config_end_to_end(tmp_path):
+    """The `.test` configuration (one small simulated recording, one RNN, every analysis, the reports), run as
+    `snakemake --cores 2` in a copy of the workflow; then the README's commands that need results."""
+    for name in ("Snakefile", "workflow"):
+        src = ROOT / name
+        (shutil.copytree if src.is_dir() else shutil.copy2)(src, tmp_path / name)
+    shutil.copytree(ROOT / ".test" / "config", tmp_path / "config")
+    cfg = yaml.safe_load((tmp_path / "config" / "config.yaml").read_text())
+    (model,) = cfg["models"]
+    t0 = time.perf_counter()
+    out = subprocess.run([sys.executable, "-m", "snakemake", "--cores", "2"], cwd=tmp_path, capture_output=True,
+                         text=True, timeout=900)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    print(f".test workflow: {time.perf_counter() - t0:.0f} s")
+    res = tmp_path / "results" / "sim_reach"
+    from cortexfit.core import convention
+
+    act = convention.read_dataset(res / "activity.nc", "activity")
+    assert act.sizes["trial"] == cfg["simulate"]["n_trials"]
+    metrics = json.loads((res / "fits" / model / "metrics.json").read_text())
+    assert metrics["model"] == model and metrics["epochs"] >= 1
+    for key in ("co_bps", "fp_bps", "vel_r2", "psth_r2"):
+        assert isinstance(metrics[key], float) and math.isfinite(metrics[key]), (key, metrics[key])
+    for kind in ("fixed_points", "geometry", "dynamics"):
+        convention.read_dataset(res / "fits" / model / f"{kind}.nc", kind)
+    page = (res / "report.html").read_text()
+    assert model in page and "could not be drawn" not in page
+    assert "sim_reach" in (tmp_path / "results" / "index.html").read_text()
+    for log in ("fit_" + model, "fixed_points_" + model, "geometry_" + model, "dynamics_" + model, "report"):
+        assert (tmp_path / "results" / "logs" / "sim_reach" / f"{log}.log").is_file()
+    again = _run(tmp_path, "-n")
+    assert "Nothing to be done" in again.stdout + again.stderr
+    # The README's commands that read a finished run (`snakemake --report report.zip`), as written.
+    from test_readme import ENV, readme_commands
+
+    for cmd in [c for c in readme_commands() if c.needs_results]:
+        done = subprocess.run(["bash", "-c", cmd.text], cwd=tmp_path, env=ENV, capture_output=True, text=True,
+                              timeout=300)
+        assert done.returncode == 0, f"`{cmd.text}`: {done.stderr[-3000:]}"
+    if (tmp_path / "report.zip").exists():
+        import zipfile
+
+        names = zipfile.ZipFile(tmp_path / "report.zip").namelist()
+        assert any(n.endswith("metrics.json") for n in names) and any(n.endswith("report.html") for n in names)
+    # Editing the fit options file re-runs the fit (and what depends on it).
+    opts = tmp_path / cfg["fit"]["config"]
+    opts.write_text(opts.read_text() + "# edited\n")
+    rerun = _jobs(_run(tmp_path, "-n").stdout)
+    assert "fit" in {j["rule"] for j in rerun}

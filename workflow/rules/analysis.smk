@@ -1,4 +1,5 @@
-# Analyses of every fitted RNN family: fixed points, state-space geometry vs the data, dynamics diagnostics.
+# Analyses of every fitted RNN family (registry.rnn_families(); baselines have no dynamics): fixed points,
+# state-space geometry vs the data, dynamics diagnostics. Each reads only the fit files it declares.
 
 
 rule fixed_points:
@@ -11,12 +12,16 @@ rule fixed_points:
         f"{LOGS}/{{dataset}}/fixed_points_{{model}}.log",
     benchmark:
         f"{BENCH}/{{dataset}}/fixed_points_{{model}}.tsv"
+    wildcard_constraints:
+        model=regex_of(RNN_FAMILIES),
+    threads: config["fit"]["threads"]
     resources:
-        gpu=1,
+        gpu=gpu_request,
     params:
-        fit_dir=lambda wc: fit_dir(wc.dataset, wc.model),
+        fit_dir=lambda wc, input: os.path.dirname(input.model),
+        device=config["fit"]["device"],
     shell:
-        "{CORTEXFIT} fixed-points {params.fit_dir} {output} > {log} 2>&1"
+        "cortexfit --threads {threads} fixed-points {params.fit_dir} {output} --device {params.device} > {log} 2>&1"
 
 
 rule geometry:
@@ -29,10 +34,13 @@ rule geometry:
         f"{LOGS}/{{dataset}}/geometry_{{model}}.log",
     benchmark:
         f"{BENCH}/{{dataset}}/geometry_{{model}}.tsv"
+    wildcard_constraints:
+        model=regex_of(RNN_FAMILIES),
+    threads: config["fit"]["threads"]
     params:
-        fit_dir=lambda wc: fit_dir(wc.dataset, wc.model),
+        fit_dir=lambda wc, input: os.path.dirname(input.fit),
     shell:
-        "{CORTEXFIT} geometry {input.activity} {params.fit_dir} {output} > {log} 2>&1"
+        "cortexfit --threads {threads} geometry {input.activity} {params.fit_dir} {output} > {log} 2>&1"
 
 
 rule dynamics:
@@ -45,7 +53,10 @@ rule dynamics:
         f"{LOGS}/{{dataset}}/dynamics_{{model}}.log",
     benchmark:
         f"{BENCH}/{{dataset}}/dynamics_{{model}}.tsv"
+    wildcard_constraints:
+        model=regex_of(RNN_FAMILIES),
+    threads: config["fit"]["threads"]
     params:
-        fit_dir=lambda wc: fit_dir(wc.dataset, wc.model),
+        fit_dir=lambda wc, input: os.path.dirname(input.model),
     shell:
-        "{CORTEXFIT} dynamics {params.fit_dir} {output} > {log} 2>&1"
+        "cortexfit --threads {threads} dynamics {params.fit_dir} {output} > {log} 2>&1"

@@ -1,15 +1,74 @@
-# Helpers shared by all rule files: config and datasets-sheet validation, paths, and the targets of `rule all`.
+# Helpers shared by the workflow files: config and datasets-sheet validation, paths, and the default targets.
+# Which models exist and which have dynamics / want a GPU comes from the fit registry (cortexfit.fit.registry),
+# the same table the `cortexfit fit --model` choices come from; nothing here copies a model list.
+import os
 import re
 import shlex
 import sys
 from pathlib import Path
 
 import pandas as pd
+import yaml
 from snakemake.utils import validate
 
-# `python -m cortexfit` with the interpreter running Snakemake, so rules work without an activated venv.
-CORTEXFIT = f"{shlex.quote(sys.executable)} -m cortexfit"
+from cortexfit.fit import registry
+from cortexfit.fit.config import PRESETS as FIT_PRESETS
 
+# Rules call `cortexfit ...`; the folder of the interpreter running Snakemake goes first on the jobs' PATH, so
+# `.venv/bin/snakemake` finds `.venv/bin/cortexfit` without an activated venv. (A prefix replaces Snakemake's
+# default one, which is `set -euo pipefail;`.) CORTEXFIT is kept for rule files that still spell it out.
+shell.prefix(f"set -euo pipefail; export PATH={shlex.quote(os.path.dirname(sys.executable))}:\"$PATH\"; ")
+CORTEXFIT = "cortexfit"
+
+# ------------------------------------------------------------------------------------------------ config
+CONFIG_SCHEMA = Path(workflow.current_basedir.get_path_or_uri(secret_free=True)) / ".." / "schemas" / "config.schema.yaml"
+
+_TRUE = {"true", "yes", "y", "on", "1"}
+_FALSE = {"false", "no", "n", "off", "0"}
+
+
+def _coerce(value, schema):
+    """Values as users type them on `--config` (strings) -> the schema's types; anything else is left as is,
+    for the validator to report. Snakemake passes `report=false` as the string 'false', and nested values of
+    `--config fit="{seed: 1}"` as strings."""
+    kind = schema.get("type")
+    if kind == "object" and isinstance(value, dict):
+        props = schema.get("properties", {})
+        return {k: _coerce(v, props[k]) if k in props else v for k, v in value.items()}
+    if kind == "array":
+        if value is None:
+            return []
+        if isinstance(value, str):  # models=rate,lstm
+            value = [v for v in re.split(r"[,\s]+", value.strip("[] ")) if v]
+        if isinstance(value, list):
+            return [_coerce(v, schema.get("items", {})) for v in value]
+        return value
+    if kind == "boolean":
+        if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
+            return value.strip().lower() in _TRUE
+        if isinstance(value, int) and not isinstance(value, bool) and value in (0, 1):
+            return bool(value)
+        return value
+    if isinstance(value, str) and (kind == "integer" or "integer" in (kind or [])):
+        return int(value) if re.fullmatch(r"[+-]?\d+", value.strip()) else value
+    if isinstance(value, str) and kind == "number":
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
+
+
+def coerce_config(cfg, schema_path=CONFIG_SCHEMA):
+    """The config with string spellings of booleans and numbers converted (see `_coerce`), in place."""
+    schema = yaml.safe_load(Path(schema_path).read_text())
+    fixed = _coerce(dict(cfg), schema)
+    cfg.clear()
+    cfg.update(fixed)
+    return cfg
+
+
+coerce_config(config)
 validate(config, schema="../schemas/config.schema.yaml", set_default=True)
 
 RESULTS = config["results"].rstrip("/")
@@ -17,6 +76,7 @@ LOGS = f"{RESULTS}/logs"
 BENCH = f"{RESULTS}/benchmarks"
 
 
+# -------------------------------------------------------------------------------------------- datasets
 def _read_sheet(path):
     if not Path(path).is_file():
         raise WorkflowError(f"{path}: datasets sheet not found (config key 'datasets')")
@@ -48,9 +108,9 @@ def _read_sheet(path):
 DATASETS = _read_sheet(config["datasets"])
 
 
-wildcard_constraints:
-    dataset="|".join(map(re.escape, DATASETS.index)) if len(DATASETS) else "NONE",
-    task="reach|flipflop",
+def regex_of(names):
+    """A wildcard constraint matching exactly `names` (one that matches nothing when empty)."""
+    return "|".join(map(re.escape, names)) if len(names) else "(?!x)x"
 
 
 def dataset_row(wildcards):
@@ -58,8 +118,17 @@ def dataset_row(wildcards):
 
 
 def nwb_path(wildcards):
-    """The NWB file of a dataset (a simulated one is produced by rule `simulate`)."""
+    """The NWB file of a dataset (a simulated one is produced by the simulate step)."""
     return dataset_row(wildcards)["nwb"]
+
+
+def simulate_args(wildcards=None):
+    """Options of `cortexfit simulate` from the config's `simulate` block (seed, optional number of trials)."""
+    opts = config["simulate"]
+    args = ["--seed", opts["seed"]]
+    if opts.get("n_trials") is not None:
+        args += ["--n-trials", opts["n_trials"]]
+    return " ".join(shlex.quote(str(a)) for a in args)
 
 
 def ingest_args(wildcards):
@@ -81,41 +150,52 @@ def activity_path(dataset):
     return f"{RESULTS}/{dataset}/activity.nc"
 
 
-RNN_FAMILIES = ("rate", "vanilla", "lstm", "esn")
+# ---------------------------------------------------------------------------------------------- models
 MODELS = list(config["models"])
 ANALYSES = list(config["analyses"])
+RNN_FAMILIES = registry.rnn_families()  # models with dynamics: the only ones the analyses accept
+GPU_MODELS = registry.gpu_models()  # models that ask for the `gpu` resource
+FIT_FILES = ("fit.nc", "model.pt", "history.csv", "metrics.json")  # what a fit writes and the report reads
+ANALYSIS_FILES = {"fixed_points": "fixed_points.nc", "geometry": "geometry.nc", "dynamics": "dynamics.nc"}
 
 
 def fit_dir(dataset, model):
     return f"{RESULTS}/{dataset}/fits/{model}"
 
 
+def fit_options_file():
+    """The fit options file named by `fit: config:` as a list of inputs: [] for none or a preset such as
+    `smoke` (a name, not a file), [path] otherwise, so editing that file re-runs the fits."""
+    name = config["fit"]["config"]
+    if not name or (name in FIT_PRESETS and not Path(name).exists()):
+        return []
+    return [name]
+
+
 def fit_args(wildcards):
-    """Options of `cortexfit fit` from the config's `fit:` block."""
+    """Options of `cortexfit fit` from the config's `fit:` block. `--resume` continues a killed fit from its
+    checkpoint (checkpoint.pt, not a declared output, so Snakemake leaves it in place); cortexfit only
+    resumes a checkpoint of the same data, model, options and seed, and starts afresh otherwise."""
     opts = config["fit"]
-    args = ["--mode", opts["mode"], "--seed", opts["seed"], "--device", opts["device"]]
+    args = ["--mode", opts["mode"], "--seed", opts["seed"], "--device", opts["device"], "--resume"]
     if opts["config"]:
         args += ["--config", opts["config"]]
     return " ".join(shlex.quote(str(a)) for a in args)
 
 
+def gpu_request(wildcards):
+    """1 for models that use a GPU (registry.gpu_models()) unless the config pins the CPU; 0 otherwise."""
+    return int(wildcards.model in GPU_MODELS and config["fit"]["device"] != "cpu")
+
+
 def analysis_outputs(dataset):
     """Analysis files of every fitted RNN family of a dataset."""
-    names = {"fixed_points": "fixed_points.nc", "geometry": "geometry.nc", "dynamics": "dynamics.nc"}
-    return [
-        f"{fit_dir(dataset, m)}/{names[a]}" for m in MODELS if m in RNN_FAMILIES for a in ANALYSES
-    ]
+    return [f"{fit_dir(dataset, m)}/{ANALYSIS_FILES[a]}" for m in MODELS if m in RNN_FAMILIES for a in ANALYSES]
 
 
-def dataset_outputs(wildcards):
-    """Everything the report of one dataset reads."""
-    d = wildcards.dataset
-    return (
-        [activity_path(d)]
-        + [f"{fit_dir(d, m)}/metrics.json" for m in MODELS]
-        + analysis_outputs(d)
-        + teacher_outputs(d)
-    )
+def fit_outputs(dataset):
+    """Every file of every configured fit of a dataset."""
+    return [f"{fit_dir(dataset, m)}/{f}" for m in MODELS for f in FIT_FILES]
 
 
 def teacher_outputs(dataset):
@@ -125,8 +205,20 @@ def teacher_outputs(dataset):
     return []
 
 
+def dataset_outputs(wildcards):
+    """Everything the report of one dataset reads."""
+    d = wildcards.dataset
+    return [activity_path(d)] + fit_outputs(d) + analysis_outputs(d) + teacher_outputs(d)
+
+
+def report_models_arg(wildcards=None):
+    """`--models` of `cortexfit report`: exactly the configured models, so stale fit folders are ignored.
+    (With no models configured the option is left out: `--models` needs at least one name.)"""
+    return " ".join(["--models"] + [shlex.quote(m) for m in MODELS]) if MODELS else ""
+
+
 def all_targets():
-    """What `rule all` builds: activity per dataset, then fits, analyses and reports as configured."""
+    """What the default target builds: activity per dataset, then fits, analyses and reports as configured."""
     targets = [activity_path(d) for d in DATASETS.index]
     for d in DATASETS.index:
         targets += [f"{fit_dir(d, m)}/metrics.json" for m in MODELS]

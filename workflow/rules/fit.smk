@@ -1,10 +1,12 @@
-# Fit each model family in config `models:` to each dataset (cortexfit fit). GPU-capable families ask for
-# `gpu=1` so a run with `--resources gpu=1` puts one at a time on the card; the code falls back to the CPU.
+# Fit each model in config `models:` to each dataset (`cortexfit fit`). Models the registry marks as GPU users
+# ask for `gpu=1`, so a run with `--resources gpu=1` puts one at a time on the card (the code falls back to
+# the CPU); the ESN and the baselines never ask for one. A killed run resumes each fit from its checkpoint.
 
 
 rule fit:
     input:
         activity=f"{RESULTS}/{{dataset}}/activity.nc",
+        options=fit_options_file(),
     output:
         fit=f"{RESULTS}/{{dataset}}/fits/{{model}}/fit.nc",
         model=f"{RESULTS}/{{dataset}}/fits/{{model}}/model.pt",
@@ -21,12 +23,13 @@ rule fit:
     benchmark:
         f"{BENCH}/{{dataset}}/fit_{{model}}.tsv"
     wildcard_constraints:
-        model="|".join(MODELS) if MODELS else "NONE",
+        model=regex_of(MODELS),
     threads: config["fit"]["threads"]
     resources:
-        gpu=lambda wc: 1 if wc.model in RNN_FAMILIES else 0,
+        gpu=gpu_request,
     params:
-        out_dir=lambda wc: fit_dir(wc.dataset, wc.model),
+        out_dir=lambda wc, output: os.path.dirname(output.metrics),
         args=fit_args,
     shell:
-        "{CORTEXFIT} fit {input.activity} {params.out_dir} --model {wildcards.model} {params.args} > {log} 2>&1"
+        "cortexfit --threads {threads} fit {input.activity} {params.out_dir} --model {wildcards.model}"
+        " {params.args} > {log} 2>&1"

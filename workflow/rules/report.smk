@@ -1,4 +1,5 @@
-# Per-dataset HTML report (self-contained) and an index page across datasets; the mechanism figures target.
+# Per-dataset HTML report (self-contained) and an index page across datasets. Both read only the models in
+# config `models:` (`--models`), so fit folders left over from an earlier config are not shown.
 
 
 rule report:
@@ -16,14 +17,17 @@ rule report:
     benchmark:
         f"{BENCH}/{{dataset}}/report.tsv"
     params:
-        results=lambda wc: f"{RESULTS}/{wc.dataset}",
+        results=lambda wc, output: os.path.dirname(output[0]),
+        models=report_models_arg,
     shell:
-        "{CORTEXFIT} report {params.results} {output} > {log} 2>&1"
+        "cortexfit report {params.results} {output} {params.models} > {log} 2>&1"
 
 
 rule report_index:
     input:
-        expand(f"{RESULTS}/{{dataset}}/report.html", dataset=DATASETS.index),
+        reports=expand(f"{RESULTS}/{{dataset}}/report.html", dataset=DATASETS.index),
+        activity=expand(f"{RESULTS}/{{dataset}}/activity.nc", dataset=DATASETS.index),
+        metrics=expand(f"{RESULTS}/{{dataset}}/fits/{{model}}/metrics.json", dataset=DATASETS.index, model=MODELS),
     output:
         report(f"{RESULTS}/index.html", caption="../report/index.rst", category="Datasets"),
     log:
@@ -31,23 +35,7 @@ rule report_index:
     benchmark:
         f"{BENCH}/report_index.tsv"
     params:
-        results=RESULTS,
+        results=lambda wc, output: os.path.dirname(output[0]) or ".",
+        models=report_models_arg,
     shell:
-        "{CORTEXFIT} report {params.results} {output} > {log} 2>&1"
-
-
-rule figures:
-    output:
-        index=report(
-            f"{RESULTS}/figures/index.html",
-            caption="../report/figures.rst",
-            category="Mechanism figures",
-        ),
-    log:
-        f"{LOGS}/figures.log",
-    benchmark:
-        f"{BENCH}/figures.tsv"
-    params:
-        out_dir=f"{RESULTS}/figures",
-    shell:
-        "{CORTEXFIT} figures {params.out_dir} > {log} 2>&1"
+        "cortexfit report {params.results} {output} {params.models} > {log} 2>&1"
