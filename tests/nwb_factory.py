@@ -96,7 +96,7 @@ def make_units_file(
     seed: int = 0,
     unit_ids: Sequence[int] | None = None,
     spike_times: Sequence[Sequence[float]] | None = None,
-    obs_intervals: bool = True,
+    obs_intervals: bool | str = True,
     gap_unit: int | None = None,
     nan_align: Sequence[int] = (),
     behavior: str | None = "position",
@@ -104,6 +104,7 @@ def make_units_file(
     trials: bool = True,
     table_name: str | None = None,
     units_extra: bool = True,
+    position_name: str = "hand_pos",
 ) -> Path:
     """Write a spiking session: units (spike_times, obs_intervals, electrodes), trials and behaviour.
 
@@ -112,8 +113,12 @@ def make_units_file(
     spike_times
         Explicit per-unit spike times (kept in the given order, so unsorted lists stay unsorted);
         default: Poisson-like random times across the session plus spikes exactly on trial edges.
+    obs_intervals
+        True: every unit is observed during the trials only (one interval per trial); ``"session"``: one
+        interval over the whole session; False: no ``obs_intervals`` column (a continuous recording).
     gap_unit
-        Index of a unit whose ``obs_intervals`` leave out the first 0.1 s of trial 1 (an unobserved gap).
+        Index of a unit whose ``obs_intervals`` leave out the first 0.1 s of trial 1 (an unobserved gap);
+        with ``obs_intervals="session"`` the 0.2 s around the start of trial 1.
     nan_align
         Trials whose ``go_time`` is NaN.
     behavior
@@ -122,7 +127,9 @@ def make_units_file(
         TimeSeries ``lever`` in acquisition plus an ElectricalSeries that must be skipped), or None.
     table_name
         Store the trials as a TimeIntervals table of this name under processing['behavior'] instead of
-        ``nwb.trials``.
+        ``nwb.trials``; ``"epochs"`` stores them as the file's epochs table (``intervals/epochs``).
+    position_name
+        Name of the position SpatialSeries.
     """
     from pynwb.base import TimeSeries
     from pynwb.behavior import BehavioralTimeSeries, Position, SpatialSeries
@@ -135,24 +142,28 @@ def make_units_file(
     start, stop = trial_times(n_trials)
     session_end = float(stop[-1] + TRIAL_GAP)
     if trials:
-        target = nwb
-        if table_name is not None:
-            table = TimeIntervals(name=table_name, description="trials elsewhere")
-            target = table
+        epochs = table_name == "epochs"
+        table = None if table_name is None or epochs else TimeIntervals(name=table_name,
+                                                                        description="trials elsewhere")
         for col, desc in (("go_time", "go cue"),) + ((("condition", "reach target"),) if conditions else ()):
-            target.add_trial_column(name=col, description=desc) if target is nwb else target.add_column(
-                name=col, description=desc
-            )
+            if epochs:
+                nwb.add_epoch_column(name=col, description=desc)
+            elif table is None:
+                nwb.add_trial_column(name=col, description=desc)
+            else:
+                table.add_column(name=col, description=desc)
         for i in range(n_trials):
             row = {"start_time": float(start[i]), "stop_time": float(stop[i])}
             row["go_time"] = float("nan") if i in nan_align else float(start[i] + GO_OFFSET)
             if conditions:
                 row["condition"] = "left" if i % 2 == 0 else "right"
-            if target is nwb:
+            if epochs:
+                nwb.add_epoch(**row)
+            elif table is None:
                 nwb.add_trial(**row)
             else:
                 table.add_row(**row)
-        if table_name is not None:
+        if table is not None:
             nwb.create_processing_module("behavior", "behaviour").add(table)
     if units_extra:
         nwb.add_unit_column(name="heldout", description="held out in NLB")
@@ -166,7 +177,11 @@ def make_units_file(
             st = np.round(np.concatenate([st, start[:2], stop[:1]]), 4)  # spikes on trial edges
             st.sort()
         obs = None
-        if obs_intervals:
+        if obs_intervals == "session":
+            obs = np.array([[0.0, session_end]])
+            if gap_unit == u:
+                obs = np.array([[0.0, start[1] - 0.1], [start[1] + 0.1, session_end]])
+        elif obs_intervals:
             obs = np.c_[start, stop]
             if gap_unit == u:
                 obs = obs.copy()
@@ -185,7 +200,7 @@ def make_units_file(
         beh = nwb.create_processing_module("behavior", "behaviour") if "behavior" not in nwb.processing else \
             nwb.processing["behavior"]
         beh.add(Position(spatial_series=SpatialSeries(
-            name="hand_pos", data=pos, reference_frame="centre", timestamps=t, unit="m")))
+            name=position_name, data=pos, reference_frame="centre", timestamps=t, unit="m")))
         if behavior == "both":
             vel = np.c_[np.full_like(t, 2.0), np.full_like(t, -1.0)]
             beh.add(BehavioralTimeSeries(time_series=TimeSeries(

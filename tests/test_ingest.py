@@ -48,9 +48,10 @@ def _edges(ds, align):
     return align[:, None] + (ds.attrs["window_start_s"] + k * ds.attrs["bin_width_s"])[None, :]
 
 
+@pytest.mark.parametrize("clip", [False, True])
 @pytest.mark.parametrize("window", [(-200.0, 400.0), (-600.0, 600.0)])  # back-to-back and overlapping windows
-def test_counts_exact_and_valid(files, window):
-    ds = ingest_nwb(files["units"], align="go_time", window_ms=window)
+def test_counts_exact_and_valid(files, window, clip):
+    ds = ingest_nwb(files["units"], align="go_time", window_ms=window, clip_to_trial=clip)
     start, stop = F.trial_times(6)
     edges = _edges(ds, start + F.GO_OFFSET)
     want = F.brute_counts(_spikes(files["units"]), edges)
@@ -59,11 +60,14 @@ def test_counts_exact_and_valid(files, window):
     assert not ds.activity.values[~valid].any()  # invalid bins hold 0
     centres = (edges[:, :-1] + edges[:, 1:]) / 2
     in_trial = (centres >= start[:, None]) & (centres < stop[:, None])
-    np.testing.assert_array_equal(valid[:, :, 0], in_trial)
+    # obs_intervals are the trials: a window reaching into the neighbouring trial is observed there
+    observed = ((centres[:, :, None] >= start) & (centres[:, :, None] < stop)).any(-1)
+    np.testing.assert_array_equal(valid[:, :, 0], observed & in_trial if clip else observed)
     gap = in_trial[1] & (centres[1] < start[1] + 0.1)  # unit 1 unobserved for the first 100 ms of trial 1
     assert gap.sum() == 20
-    np.testing.assert_array_equal(valid[1, :, 1], in_trial[1] & ~gap)
+    np.testing.assert_array_equal(valid[1, :, 1], valid[1, :, 0] & ~gap)
     assert ds.activity.dtype == np.uint16 and ds.valid.dtype == np.int8
+    assert ds.attrs["valid_rule"] == ("observed_and_in_trial" if clip else "observed")
 
 
 def test_coords_and_attrs(files):
@@ -219,7 +223,10 @@ BAD = [
     ("nan_start", [], "trial(s) 1 have no start_time/stop_time (NaN)"),
     ("units", ["--align", "move_time"], "no alignment column 'move_time' in 'trials' (available: start_time, "
                                         "stop_time, go_time)"),
-    ("units", ["--window-ms", "5000", "6000"], "window 5000..6000 ms around 'start_time' lies outside every trial"),
+    ("units", ["--window-ms", "5000", "6000"], "window 5000..6000 ms around 'start_time' lies outside the "
+                                               "observed recording in every trial"),
+    ("units", ["--clip-to-trial", "--window-ms", "5000", "6000"], "window 5000..6000 ms around 'start_time' lies "
+                                                                  "outside every trial"),
     ("reaches", [], "no intervals table 'trials' (available: reaches;"),
     ("units", ["--areas", "regions"], "areas option 'regions' not understood"),
     ("units", ["--areas", "unit-id:1000=PMd"], "matches no pattern for unit id(s) 1001, 1002, 1003"),
@@ -227,7 +234,8 @@ BAD = [
 ]
 
 
-@pytest.mark.parametrize("name,args,message", BAD, ids=[f"{b[0]}{'-' + b[1][0] if b[1] else ''}" for b in BAD])
+@pytest.mark.parametrize("name,args,message", BAD, ids=[f"{b[0]}{'-' + '-'.join(b[1]) if b[1] else ''}"
+                                                        for b in BAD])
 def test_cli_bad_input(files, tmp_path, capsys, name, args, message):
     src = files[name] if name in files else _bad(files, name)
     out = tmp_path / "out.nc"
@@ -267,6 +275,7 @@ def test_real_mc_maze(shared_data):
     np.testing.assert_array_equal(ds.activity.sum("time").values, want)
     assert int(ds.activity.sum()) == want.sum()
     assert int(ds.activity.sum()) == 32897
+    assert ds.valid.values.all() and ds.attrs["valid_rule"] == "observed"  # the window lies inside every trial
     areas = dict(zip(*np.unique(ds.area.values, return_counts=True)))
     assert areas == {"PMd": 52, "M1": 55}
     assert ds.split.values[0] == "test" and ds.heldout.dtype == bool
@@ -283,5 +292,5 @@ def test_real_yu2009(shared_data):
     want = _independent_counts(path, "start_time", 0.0, 1.0)
     np.testing.assert_array_equal(ds.activity.sum("time").values, want)
     assert int(ds.activity.sum()) == 74038
-    assert ds.valid.values.all()
+    assert ds.valid.values.all() and ds.attrs["valid_rule"] == "observed"
     assert set(ds.condition.values) == {"reach1", "reach2"}

@@ -69,6 +69,11 @@ def _ingest_args(p: argparse.ArgumentParser) -> None:
         "--session-window-ms", type=float, default=1000.0,
         help="window length for sessions without a trials table (default 1000)",
     )
+    p.add_argument(
+        "--clip-to-trial", action="store_true",
+        help="also mark bins outside the trial's [start_time, stop_time) invalid (and zero them); by default "
+        "every bin where the unit was observed is valid, padding beyond the trial included",
+    )
 
 
 @command("fit", "cortexfit.fit", "fit a model family to an activity dataset")

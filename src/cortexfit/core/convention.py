@@ -19,15 +19,22 @@ Attributes
     stored as JSON strings, e.g. ``config``).  Physical units go in each variable's ``units`` attr.
     Provenance attrs on every file: ``cortexfit_kind``, ``convention_version``, ``cortexfit_version``,
     ``created``; activity files add ``source_file``, ``source_sha256``, ``bin_width_s``, ``align_event``,
-    ``window_start_s``, ``window_stop_s``, ``signal`` and ``config``.
+    ``window_start_s``, ``window_stop_s``, ``signal`` and ``config``, and (files written since the rule
+    was made explicit) ``valid_rule``.
 
 Kind ``activity`` (written by ``cortexfit ingest``)
     ``activity`` (trial, time, unit|roi): spike counts per bin (uint16, ``signal="spike_counts"``) or
     imaging traces (float32, ``signal="dff"`` or ``"fluorescence"``).  Bins are left-closed
     ``[t0, t0 + bin)`` with ``t0 = time - bin_width_s / 2``.
-    ``valid`` (trial, time, unit|roi) int8: 1 where the unit was observed (inside its ``obs_intervals``
-    and inside the trial), 0 elsewhere.  Invalid bins hold 0 in ``activity`` and must be masked with
-    ``valid`` -- never read them as "no spikes".
+    ``valid`` (trial, time, unit|roi) int8: 1 where the unit was observed, 0 elsewhere; the attr
+    ``valid_rule`` says which rule was used.  ``"observed"`` (the default of ``cortexfit ingest``): the
+    bin's centre lies inside one of the unit's ``obs_intervals`` or, for units without them, the bin
+    overlaps the recorded span of the session (earliest to latest spike or trial time); an imaging bin
+    is valid where its trace is finite.  Bins of the window beyond the trial's ``[start_time,
+    stop_time)`` are valid when observed, and their spikes are counted.  ``"observed_and_in_trial"``
+    (``--clip-to-trial``): observed and with the centre inside the trial as well.  Files without the attr
+    were written with ``"observed_and_in_trial"``.  Invalid bins hold 0 in ``activity`` and must be
+    masked with ``valid`` -- never read them as "no spikes".
     optional ``behavior`` (trial, time, behavior_channel) float32 with coords ``behavior_channel``
     (e.g. ``"hand_pos_x"``) and ``behavior_kind`` (``"position"``, ``"velocity"`` or ``"other"``).
 

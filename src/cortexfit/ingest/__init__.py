@@ -7,10 +7,17 @@ import torch.
 
 Spike counts are exact: for every unit the sorted spike times are searched (:func:`numpy.searchsorted`)
 against all bin edges of all trials at once, with edges ``align + (window_start + k * bin)`` for integer
-``k``, and bins are left-closed ``[t, t + bin)``.  A bin is ``valid`` when its centre lies inside the
-trial and inside one of the unit's ``obs_intervals``; invalid bins hold 0 and must be masked.  Behaviour
-and imaging traces are averaged over the samples inside each bin (linear interpolation at the bin centre
-where a bin holds no sample, NaN outside the series).
+``k``, and bins are left-closed ``[t, t + bin)``.
+
+A bin is ``valid`` where the unit was observed, whether or not it lies inside the trial's
+``[start_time, stop_time)`` (rule ``valid_rule="observed"``, the default): its centre lies inside one of
+the unit's ``obs_intervals`` or, for units without them, the bin overlaps the recorded span of the session
+(earliest to latest of all spike times and of the trials table's start/stop times).  Spikes in window bins
+padded beyond the trial are counted, as nlb_tools takes them from the continuous recording.  With
+``clip_to_trial=True`` a bin must also have its centre inside the trial (``valid_rule="observed_and_in_trial"``).
+Invalid bins hold 0 and must be masked.  Behaviour and imaging traces are averaged over the samples
+inside each bin (linear interpolation at the bin centre where a bin holds no sample, NaN outside the
+series); an imaging bin is valid where its trace is finite (and, when clipping, inside the trial).
 
 Examples
 --------
@@ -23,6 +30,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 import time as _time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -39,6 +47,8 @@ from cortexfit.ingest.binning import bin_spikes, inside, resample
 from cortexfit.ingest.nwb import NWBReader, Series, Units
 
 log = logging.getLogger("cortexfit.ingest")
+#: ``valid_rule`` attr of the dataset: which bins are ``valid`` (see the module docstring).
+VALID_RULES = {False: "observed", True: "observed_and_in_trial"}
 _RESERVED = {"trial", "time", "unit", "roi", "activity", "valid", "behavior", "behavior_channel", "behavior_kind"}
 
 
@@ -56,6 +66,7 @@ class IngestConfig:
     trials_table: str = "trials"
     areas: str = "electrodes"
     session_window_ms: float = 1000.0
+    clip_to_trial: bool = False
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.bin_ms) and self.bin_ms > 0):
@@ -69,18 +80,23 @@ class IngestConfig:
             raise ConfigError(f"--session-window-ms must be at least one bin, got {self.session_window_ms}")
         if not self.align or not self.trials_table:
             raise ConfigError("--align and --trials-table must be non-empty")
+        if not isinstance(self.clip_to_trial, (bool, np.bool_)):
+            raise ConfigError(f"clip_to_trial must be True or False, got {self.clip_to_trial!r}")
+        object.__setattr__(self, "clip_to_trial", bool(self.clip_to_trial))
         parse_areas(self.areas)
 
 
 @dataclass
 class Trials:
-    """Trial rows after alignment: ids, start/stop/align times (s) and per-trial coordinates."""
+    """Trial rows after alignment: ids, start/stop/align times (s) and per-trial coordinates; ``extent`` is
+    the earliest start and latest stop (s) of all rows of the table, dropped ones included."""
 
     ids: np.ndarray
     start: np.ndarray
     stop: np.ndarray
     align: np.ndarray
     coords: dict[str, np.ndarray]
+    extent: tuple[float, float]
 
 
 def _trials(r: NWBReader, cfg: IngestConfig, extent: tuple[float, float]) -> Trials:
@@ -97,7 +113,8 @@ def _trials(r: NWBReader, cfg: IngestConfig, extent: tuple[float, float]) -> Tri
         start = extent[0] + np.arange(n) * w
         log.info("%s: no trials table; cut the session into %d windows of %g ms", r.path, n, cfg.session_window_ms)
         stop = start + w
-        return Trials(np.arange(n), start, stop, start, {"start_time": start, "stop_time": stop})
+        return Trials(np.arange(n), start, stop, start, {"start_time": start, "stop_time": stop},
+                      (float(start[0]), float(stop[-1])))
     t = r.table(cfg.trials_table)
     cols = t.columns
     for need in ("start_time", "stop_time"):
@@ -121,7 +138,8 @@ def _trials(r: NWBReader, cfg: IngestConfig, extent: tuple[float, float]) -> Tri
                     len(keep), cfg.align)
     if not keep.any():
         raise IngestError(f"{r.path}: every trial's '{cfg.align}' is NaN")
-    return Trials(t.ids[keep], start[keep], stop[keep], align[keep], {k: v[keep] for k, v in cols.items()})
+    extent = (float(start.min()), float(stop.max())) if len(start) else (math.inf, -math.inf)
+    return Trials(t.ids[keep], start[keep], stop[keep], align[keep], {k: v[keep] for k, v in cols.items()}, extent)
 
 
 def _window(tr: Trials, cfg: IngestConfig, path: Path) -> tuple[float, float, int]:
@@ -138,6 +156,37 @@ def _window(tr: Trials, cfg: IngestConfig, path: Path) -> tuple[float, float, in
     return w0 / 1000.0, bw, n
 
 
+_POSITION = re.compile(r"position|pos(?![a-z])", re.IGNORECASE)
+
+
+def velocity_name(position: str) -> str:
+    """Name of the velocity derived from a position series: its ``position``/``pos`` part becomes
+    ``velocity``/``vel`` (same case), else ``_vel`` is appended.
+
+    Parameters
+    ----------
+    position
+        Name of the position series.
+
+    Returns
+    -------
+    str
+        Name of the derived velocity series.
+
+    Examples
+    --------
+    >>> [velocity_name(n) for n in ("hand_position", "hand_pos", "cursorPos", "eye_POS_xy", "finger", "posture")]
+    ['hand_velocity', 'hand_vel', 'cursorVel', 'eye_VEL_xy', 'finger_vel', 'posture_vel']
+    """
+    def swap(m: re.Match) -> str:
+        word = "velocity" if len(m.group()) > 3 else "vel"
+        g = m.group()
+        return word.upper() if g.isupper() else word.capitalize() if g[0].isupper() else word
+
+    name, n = _POSITION.subn(swap, position, count=1)
+    return name if n else f"{position}_vel"
+
+
 def _behavior(series: list[Series], edges: np.ndarray) -> xr.DataArray | None:
     if not series:
         return None
@@ -147,7 +196,7 @@ def _behavior(series: list[Series], edges: np.ndarray) -> xr.DataArray | None:
             if len(ts) < 2:
                 continue
             vel = np.gradient(s.data[keep], ts, axis=0)
-            name = s.name.replace("pos", "vel") if "pos" in s.name else f"{s.name}_vel"
+            name = velocity_name(s.name)
             chans = [c.replace(s.name, name, 1) for c in s.channels]
             series.append(Series(name, "derived", ts, vel, "velocity", chans))
     values = np.concatenate([resample(s.timestamps, s.data, edges) for s in series], axis=2)
@@ -193,10 +242,33 @@ class Neurons:
     meta: dict[str, np.ndarray]
 
 
+def recorded_span(units: Units, trials: Trials) -> tuple[float, float]:
+    """The span (s) over which a session without ``obs_intervals`` was recorded: from the earliest to the
+    latest of all spike times and of the trials table's start and stop times.
+
+    Parameters
+    ----------
+    units
+        The units table.
+    trials
+        The trials (their ``extent`` covers every row of the table, dropped rows included).
+
+    Returns
+    -------
+    tuple of float
+        ``(first, last)`` time in s; every spike of the file lies inside it.
+    """
+    lo, hi = trials.extent
+    if len(units.spike_times):
+        lo, hi = min(lo, float(units.spike_times.min())), max(hi, float(units.spike_times.max()))
+    return lo, hi
+
+
 def _neurons(units: Units | None, imaging: list[Series], edges: np.ndarray, centres: np.ndarray,
-             in_trial: np.ndarray, cfg: IngestConfig, path: Path) -> Neurons:
-    """Bin the units' spikes (exact counts, valid inside the trial and the unit's ``obs_intervals``) or, without
-    units, average the imaging ROIs' traces (valid inside the trial where finite)."""
+             in_trial: np.ndarray | None, span: tuple[float, float], cfg: IngestConfig, path: Path) -> Neurons:
+    """Bin the units' spikes (exact counts, valid where observed: inside the unit's ``obs_intervals``, or
+    overlapping ``span`` without them) or, without units, average the imaging ROIs' traces (valid where
+    finite); ``in_trial`` (trial, time), when given, further restricts ``valid`` to the trial."""
     if units is not None:
         neuron, signal, ids = "unit", "spike_counts", units.ids
         activity = bin_spikes(units.spike_times, units.bounds, edges)
@@ -205,7 +277,12 @@ def _neurons(units: Units | None, imaging: list[Series], edges: np.ndarray, cent
         for u in range(len(ids)):
             groups.setdefault(b"" if units.obs is None else units.obs[u].tobytes(), []).append(u)
         for members in groups.values():
-            mask = in_trial if units.obs is None else in_trial & inside(units.obs[members[0]], centres)
+            if units.obs is None:  # any bin holding a recorded instant: no spike of the file is ever invalid
+                mask = (edges[:, 1:] > span[0]) & (edges[:, :-1] <= span[1])
+            else:
+                mask = inside(units.obs[members[0]], centres)
+            if in_trial is not None:
+                mask &= in_trial
             valid[:, :, members if len(members) < len(ids) else slice(None)] = mask[:, :, None]
         meta = {"area": unit_areas(units, cfg.areas, path)}
         if units.electrode_group is not None:
@@ -215,7 +292,8 @@ def _neurons(units: Units | None, imaging: list[Series], edges: np.ndarray, cent
         neuron, signal = "roi", imaging[0].kind
         activity = np.concatenate([resample(s.timestamps, s.data, edges) for s in imaging], axis=2)
         ids = np.arange(activity.shape[2])
-        valid = (np.isfinite(activity) & in_trial[:, :, None]).astype(np.int8)
+        finite = np.isfinite(activity)
+        valid = (finite if in_trial is None else finite & in_trial[:, :, None]).astype(np.int8)
         meta = {"area": np.concatenate([s.area for s in imaging]),
                 "roi_series": np.concatenate([np.full(s.data.shape[1], s.name) for s in imaging]),
                 "roi_id": np.concatenate([s.roi_ids for s in imaging])}
@@ -224,7 +302,8 @@ def _neurons(units: Units | None, imaging: list[Series], edges: np.ndarray, cent
 
 def ingest_nwb(path: str | Path, *, bin_ms: float = 5.0, align: str = "start_time",
                window_ms: Sequence[float] | None = None, trials_table: str = "trials",
-               areas: str = "electrodes", session_window_ms: float = 1000.0) -> xr.Dataset:
+               areas: str = "electrodes", session_window_ms: float = 1000.0,
+               clip_to_trial: bool = False) -> xr.Dataset:
     """Read an NWB session and bin it into a validated ``activity`` dataset.
 
     Parameters
@@ -243,6 +322,24 @@ def ingest_nwb(path: str | Path, *, bin_ms: float = 5.0, align: str = "start_tim
         intervals table at all) cuts the session into consecutive windows of ``session_window_ms``.
     areas
         ``"electrodes"``, ``"column:NAME"`` or a unit-id rule such as ``"unit-id:1xxx=PMd,2xxx=M1"``.
+    session_window_ms
+        Window length in ms when the session is cut into fixed windows.
+    clip_to_trial
+        False (default): a bin is valid wherever the unit was observed, also where the window reaches
+        beyond the trial's ``[start_time, stop_time)`` (attr ``valid_rule="observed"``).  True: bins whose
+        centre lies outside the trial are invalid and hold 0 too (``valid_rule="observed_and_in_trial"``).
+
+    Returns
+    -------
+    xarray.Dataset
+        The validated ``activity`` dataset (see :mod:`cortexfit.core.convention`).
+
+    Raises
+    ------
+    IngestError
+        One line naming the file when it cannot be read or the options do not fit it.
+    ConfigError
+        When an option is invalid.
 
     Examples
     --------
@@ -251,7 +348,8 @@ def ingest_nwb(path: str | Path, *, bin_ms: float = 5.0, align: str = "start_tim
     74038
     """
     cfg = IngestConfig(bin_ms=float(bin_ms), align=align, window_ms=None if window_ms is None else tuple(window_ms),
-                       trials_table=trials_table, areas=areas, session_window_ms=float(session_window_ms))
+                       trials_table=trials_table, areas=areas, session_window_ms=float(session_window_ms),
+                       clip_to_trial=clip_to_trial)
     path = Path(path)
     t0 = _time.perf_counter()
     with NWBReader(path) as r:
@@ -266,20 +364,35 @@ def ingest_nwb(path: str | Path, *, bin_ms: float = 5.0, align: str = "start_tim
     edges = tr.align[:, None] + (ws + k * bw)[None, :]
     centres = tr.align[:, None] + (ws + (k[:-1] + 0.5) * bw)[None, :]
     in_trial = (centres >= tr.start[:, None]) & (centres < tr.stop[:, None])
-    if not in_trial.any():
-        raise IngestError(f"{path}: window {ws * 1e3:g}..{(ws + n * bw) * 1e3:g} ms around '{cfg.align}' "
-                          "lies outside every trial")
-    if not in_trial.any(axis=1).all():
-        log.warning("%s: the window misses %d trial(s) entirely: all their bins are invalid", path,
-                    int((~in_trial.any(axis=1)).sum()))
-    nr = _neurons(units, imaging, edges, centres, in_trial, cfg, path)
+    where = f"{path}: window {ws * 1e3:g}..{(ws + n * bw) * 1e3:g} ms around '{cfg.align}'"
+    if cfg.clip_to_trial and not in_trial.any():
+        raise IngestError(f"{where} lies outside every trial")
+    span = recorded_span(units, tr) if units is not None else (math.nan, math.nan)
+    nr = _neurons(units, imaging, edges, centres, in_trial if cfg.clip_to_trial else None, span, cfg, path)
+    seen = nr.valid.any(axis=2).any(axis=1)
+    if not seen.any():
+        raise IngestError(f"{where} lies outside the observed recording in every trial")
+    if not seen.all():
+        log.warning("%s: %d trial(s) hold no observed bin in the window: all their bins are invalid", path,
+                    int((~seen).sum()))
+    if not cfg.clip_to_trial:
+        beyond = int(((~in_trial)[:, :, None] & (nr.valid == 1)).sum())
+        if beyond:
+            log.info("%s: %d observed bin(s) beyond the trials' start/stop kept valid (--clip-to-trial drops "
+                     "them)", path, beyond)
     if not nr.valid.all():
+        dropped = int(nr.activity.sum(where=nr.valid == 0, dtype=np.int64)) if nr.signal == "spike_counts" else 0
+        if dropped:
+            log.warning("%s: %d spike(s) of the window lie in bins marked invalid (%s) and are set to 0", path,
+                        dropped, "outside the trial or the unit's obs_intervals" if cfg.clip_to_trial
+                        else "outside the unit's obs_intervals")
         np.copyto(nr.activity, 0, where=nr.valid == 0)
     ds = convention.new_activity(nr.activity, time=ws + (k[:-1] + 0.5) * bw, bin_width_s=bw, trial=tr.ids,
                                  unit=nr.ids, valid=nr.valid, align_event=cfg.align, signal=nr.signal,
                                  source_file=str(path), source_sha256=file_sha256(path), config=asdict(cfg),
                                  neuron=nr.neuron)
-    ds.attrs.update(window_start_s=float(ws), window_stop_s=float(ws + n * bw))
+    ds.attrs.update(window_start_s=float(ws), window_stop_s=float(ws + n * bw),
+                    valid_rule=VALID_RULES[cfg.clip_to_trial])
     tnames, nnames = _coord_names(list(tr.coords), list(nr.meta), nr.neuron)
     ds = ds.assign_coords({**{tnames[c]: ("trial", v) for c, v in tr.coords.items()},
                            **{nnames[c]: (nr.neuron, v) for c, v in nr.meta.items()}})
@@ -294,8 +407,22 @@ def ingest_nwb(path: str | Path, *, bin_ms: float = 5.0, align: str = "start_tim
 
 def run(nwb: str | Path, out: str | Path, *, bin_ms: float = 5.0, align: str = "start_time",
         window_ms: Sequence[float] | None = None, trials_table: str = "trials", areas: str = "electrodes",
-        session_window_ms: float = 1000.0) -> Path:
+        session_window_ms: float = 1000.0, clip_to_trial: bool = False) -> Path:
     """Ingest ``nwb`` and write the activity dataset to ``out`` atomically (the ``cortexfit ingest`` command).
+
+    Parameters
+    ----------
+    nwb
+        The NWB file to read.
+    out
+        The netCDF file to write (never the input); nothing is written when ingest fails.
+    bin_ms, align, window_ms, trials_table, areas, session_window_ms, clip_to_trial
+        As for :func:`ingest_nwb`.
+
+    Returns
+    -------
+    pathlib.Path
+        The written file.
 
     Examples
     --------
@@ -305,7 +432,7 @@ def run(nwb: str | Path, out: str | Path, *, bin_ms: float = 5.0, align: str = "
     if Path(out).resolve() == Path(nwb).resolve():
         raise ConfigError(f"{out}: output would overwrite the input file")
     ds = ingest_nwb(nwb, bin_ms=bin_ms, align=align, window_ms=window_ms, trials_table=trials_table, areas=areas,
-                    session_window_ms=session_window_ms)
+                    session_window_ms=session_window_ms, clip_to_trial=clip_to_trial)
     path = convention.write_dataset(ds, out, "activity")
     log.info("wrote %s", path)
     return path
