@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from cortexfit.core import convention
 from cortexfit.analysis import geometry
+from cortexfit.core import convention
 from cortexfit.core.errors import AnalysisError, ConfigError, CortexfitError
 
 BIN = 0.01
@@ -40,14 +40,26 @@ def activity(seed: int = 0) -> xr.Dataset:
     return ds.assign_coords(condition=("trial", np.array([f"c{c}" for c in cond])))
 
 
-def fit_dataset(act: xr.Dataset, states: np.ndarray | None, seed: int = 0) -> xr.Dataset:
+def splits(n_trial: int) -> np.ndarray:
+    """Every third trial is a test trial (two per condition), some of the rest validation."""
+    i = np.arange(n_trial)
+    return np.where(i % 3 == 0, "test", np.where(i % 5 == 0, "valid", "train"))
+
+
+def heldout_units(n_unit: int) -> np.ndarray:
+    """Every third unit is held out (int8 flags, as fit.nc stores them)."""
+    return (np.arange(n_unit) % 3 == 0).astype("int8")
+
+
+def fit_dataset(act: xr.Dataset, states: np.ndarray | None, seed: int = 0, *, split: np.ndarray | None = None,
+                heldout: np.ndarray | None = None) -> xr.Dataset:
     n_trial = act.sizes["trial"]
     rates = true_rates(seed=seed).astype("float32")
     ds = xr.Dataset(
         {"rates": (("trial", "time", "unit"), rates)},
         coords={"trial": act["trial"].values, "time": act["time"].values, "unit": act["unit"].values,
-                "split": ("trial", np.where(np.arange(n_trial) % 5 == 0, "valid", "train")),
-                "heldout": ("unit", np.zeros(act.sizes["unit"], "int8"))},
+                "split": ("trial", splits(n_trial) if split is None else split),
+                "heldout": ("unit", heldout_units(act.sizes["unit"]) if heldout is None else heldout)},
     )
     if states is not None:
         ds["states"] = (("trial", "time", "state"), states.astype("float32"))
@@ -142,7 +154,8 @@ def test_run_writes_geometry_dataset(results, files):
 
 def test_alignment_metrics_prefer_the_matching_model(results):
     good, bad = results["good"], results["bad"]
-    assert good.attrs["cca_cv_mean_corr"] > 0.5
+    assert good.attrs["cca_cv_mean_corr"] > 0.35  # test trials x held-out units: fewer, noisier samples
+    assert good.attrs["cca_cv_mean_corr_in_sample"] > 0.5
     assert good.attrs["cca_cv_mean_corr"] > good.attrs["cca_cv_mean_corr_shuffled"] + 0.1
     assert good.attrs["cca_cv_mean_corr"] > bad.attrs["cca_cv_mean_corr"] + 0.1
     assert good.attrs["procrustes_similarity"] > bad.attrs["procrustes_similarity"] + 0.2
@@ -155,7 +168,8 @@ def test_run_without_states_uses_rates(files, results):
     ds = convention.read_dataset(files / "nostates.nc", kind="geometry")
     assert ds.attrs["model_variable"] == "rates"
     # the "model" rates are the data's true rates: closer than the unrelated model
-    assert ds.attrs["procrustes_similarity"] > max(0.7, results["bad"].attrs["procrustes_similarity"] + 0.2)
+    assert ds.attrs["procrustes_similarity_in_sample"] > 0.7
+    assert ds.attrs["procrustes_similarity"] > results["bad"].attrs["procrustes_similarity"] + 0.2
     assert 2 <= ds.attrs["dsa_rank"] <= 3  # noise-free 3-latent rates: the DMD rank is capped
     assert ds.attrs["dsa_distance"] < results["bad"].attrs["dsa_distance"]
 
@@ -195,3 +209,64 @@ def test_unobserved_units_do_not_break_the_analysis(caplog):
     assert "dropping 1 units" in caplog.text
     scalars = [out.attrs[k] for k in geometry.SCALARS]
     assert np.all(np.isfinite(scalars)) and np.all(np.isfinite(out["jpca_projection"].values))
+
+
+# ------------------------------------------------------------- alignment: test trials x held-out units
+def copycat_case():
+    """Activity whose held-out units are unrelated to its held-in units, and a 'model' whose states are a
+    copy of the smoothed held-in activity: it read its answer and predicts nothing."""
+    act = activity()
+    held = heldout_units(act.sizes["unit"]).astype(bool)
+    other = activity(seed=7)["activity"].values[np.random.default_rng(3).permutation(act.sizes["trial"])]
+    counts = act["activity"].values.copy()
+    counts[:, :, held] = other[:, :, held]  # held-out units: another recording, trials shuffled
+    act["activity"] = (act["activity"].dims, counts)
+    states = geometry.smoothed_rates(act)[:, :, ~held]
+    return act, fit_dataset(act, states)
+
+
+def test_alignment_scores_test_trials_and_heldout_units_not_the_encoders_input():
+    act, fit = copycat_case()
+    out = geometry.analyse(act, fit, geometry.GeometryConfig())
+    a = out.attrs
+    assert a["alignment_n_test_trials"] == 12 and a["alignment_n_heldout_units"] == 10 and a["alignment_note"] == ""
+    assert "test trials (12)" in a["alignment_scope"] and "held-out units (10)" in a["alignment_scope"]
+    # in sample the copy of the held-in activity looks like an excellent model ...
+    assert a["cca_cv_mean_corr_in_sample"] > 0.8 and a["procrustes_similarity_in_sample"] > 0.8
+    # ... on the units it never read it is no better than chance
+    assert a["cca_cv_mean_corr"] < 0.3 and a["cca_cv_mean_corr"] < a["cca_cv_mean_corr_in_sample"] - 0.5
+    assert a["procrustes_similarity"] < 0.5
+    assert out["cca_corr_in_sample"].dims == ("cca_component",)
+
+
+def test_alignment_heldout_selection_matches_fit_coords():
+    from cortexfit.analysis.alignment import heldout_selection
+
+    act = activity()
+    fit = fit_dataset(act, good_states())
+    fit = fit.assign_coords(unit=fit["unit"].values[::-1].copy())  # ids, not positions, say which unit
+    trials, units = heldout_selection(act, fit)
+    assert np.array_equal(trials, splits(act.sizes["trial"]) == "test")
+    assert np.array_equal(units, heldout_units(act.sizes["unit"])[::-1].astype(bool))
+
+
+@pytest.mark.parametrize("case", ["few_test_trials", "no_heldout_units"])
+def test_alignment_without_enough_heldout_data_is_nan_with_a_note(case, caplog):
+    act = activity()
+    n_trial, n_unit = act.sizes["trial"], act.sizes["unit"]
+    if case == "few_test_trials":
+        fit = fit_dataset(act, good_states(), split=np.where(np.arange(n_trial) < 2, "test", "train"))
+    else:
+        fit = fit_dataset(act, good_states(), heldout=np.zeros(n_unit, "int8"))
+    out = geometry.analyse(act, fit, geometry.GeometryConfig(cca_folds=3))
+    a = out.attrs
+    for key in ("cca_cv_mean_corr", "cca_cv_mean_corr_shuffled", "procrustes_similarity", "dsa_distance"):
+        assert np.isnan(a[key]), key
+    assert np.all(np.isnan(out["cca_corr"].values))
+    assert "not computed" in a["alignment_note"] and "not computed" in caplog.text
+    assert np.isfinite(a["cca_cv_mean_corr_in_sample"]) and np.isfinite(a["dsa_distance_in_sample"])
+
+
+def test_dsa_variant_option(files, tmp_path):
+    with pytest.raises(ConfigError, match="dsa_variant"):
+        geometry.run(files / "activity.nc", files / "good", tmp_path / "x.nc", dsa_variant="nope")

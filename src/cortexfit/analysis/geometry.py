@@ -8,11 +8,14 @@ of a fit directory and writes a ``geometry`` dataset holding
 * jPCA (:mod:`cortexfit.analysis.jpca`) of the data's condition averages -- R2 of the skew-symmetric and
   unconstrained fits, rotation frequencies, plane variance fractions, trajectories in each jPC plane -- and
   the same for the model states (``state_jpca_*``; NaN where the model's jPCA is not possible);
-* alignment of model states to data: cross-validated CCA on single trials (with a trial-shuffled control),
-  Procrustes similarity and DSA distance on condition averages (:mod:`cortexfit.analysis.similarity`).
+* alignment of model states to data (:mod:`cortexfit.analysis.alignment`): cross-validated CCA on single
+  trials (with a trial-shuffled control), Procrustes similarity and DSA distance on condition averages
+  (:mod:`cortexfit.analysis.similarity`), computed on the fit's **test trials and held-out units** -- what
+  the model neither trained on nor read -- and, labelled ``*_in_sample``, on all trials and units.
 
 Smoothing is a Gaussian kernel applied with the ``valid`` mask as a normalised convolution, so unobserved
-bins are never read as "no spikes".  Trials without a ``condition`` coordinate are each their own condition.
+bins are never read as "no spikes" (:mod:`cortexfit.analysis.population`).  Trials without a ``condition``
+coordinate are each their own condition.
 """
 
 from __future__ import annotations
@@ -26,21 +29,29 @@ from typing import Any
 
 import numpy as np
 import xarray as xr
-from sklearn.decomposition import PCA
 from threadpoolctl import threadpool_limits
 
+from cortexfit.analysis.alignment import DSA_VARIANCE, MIN_TEST_TRIALS, Alignments, align
 from cortexfit.analysis.fitdir import TRAJECTORY_VARIABLES, read_fit_dir
 from cortexfit.analysis.jpca import JPCAResult, jpca
-from cortexfit.analysis.similarity import CCAResult, cv_cca, dsa_distance, procrustes_similarity
+from cortexfit.analysis.population import (
+    condition_average,
+    condition_labels,
+    fill_nan,
+    participation_ratio,
+    pca_summary,
+    smoothed_rates,
+)
+from cortexfit.analysis.similarity import DSA_VARIANTS
 from cortexfit.core import convention
 from cortexfit.core.errors import AnalysisError, ConfigError
 from cortexfit.core.options import parse_options
-from cortexfit.core.smoothing import masked_smooth
 
 log = logging.getLogger(__name__)
 
-#: DSA's DMD rank is capped at the number of PCs holding this fraction of either system's variance.
-DSA_VARIANCE = 0.95
+__all__ = ["DSA_VARIANCE", "MIN_TEST_TRIALS", "SCALARS", "GeometryConfig", "analyse", "condition_average",
+           "jpca_from_activity", "participation_ratio", "pca_summary", "run", "smoothed_rates"]
+
 SCALARS = convention.GEOMETRY_SCALARS
 
 
@@ -52,7 +63,8 @@ class GeometryConfig:
     (default: the whole trial); ``n_pcs`` jPCA dims; ``soft_norm_hz`` jPCA soft normalisation (None: off);
     ``condition`` trial coordinate grouping trials; ``n_common_dims`` PCA dims for Procrustes and DSA;
     ``cca_components``/``cca_folds`` cross-validated CCA; ``dsa_delays``/``dsa_rank`` DSA delays and maximum
-    DMD rank (capped at the PCs holding :data:`DSA_VARIANCE` of either system's variance).
+    DMD rank (capped at the PCs holding :data:`DSA_VARIANCE` of either system's variance); ``dsa_variant``
+    one of :data:`~cortexfit.analysis.similarity.DSA_VARIANTS` (default: Ostrow et al. 2023).
     """
 
     smooth_ms: float = 20.0
@@ -65,6 +77,7 @@ class GeometryConfig:
     cca_folds: int = 5
     dsa_delays: int = 5
     dsa_rank: int = 6
+    dsa_variant: str = "ostrow"
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -77,92 +90,10 @@ class GeometryConfig:
             problems.append(f"soft_norm_hz={self.soft_norm_hz!r} must be >= 0 or None")
         if self.window_ms is not None and not (len(self.window_ms) == 2 and self.window_ms[0] < self.window_ms[1]):
             problems.append(f"window_ms={self.window_ms!r} must be (start, stop) with start < stop")
+        if self.dsa_variant not in DSA_VARIANTS:
+            problems.append(f"dsa_variant={self.dsa_variant!r} must be one of {sorted(DSA_VARIANTS)}")
         if problems:
             raise ConfigError("geometry config: " + "; ".join(problems))
-
-
-# ----------------------------------------------------------------------------------------------- helpers
-def participation_ratio(eigenvalues: np.ndarray) -> float:
-    """Participation ratio ``(sum l)^2 / sum l^2`` of covariance eigenvalues (1 .. number of dims).
-
-    Examples
-    --------
-    >>> participation_ratio(np.array([1.0, 1.0, 1.0, 0.0]))
-    3.0
-    """
-    lam = np.clip(np.asarray(eigenvalues, dtype=float), 0.0, None)
-    return float(lam.sum() ** 2 / np.sum(lam**2)) if np.any(lam > 0) else float("nan")
-
-
-def pca_summary(x: np.ndarray) -> tuple[np.ndarray, float, np.ndarray]:
-    """PCA of samples ``x`` (..., features): (variance ratio per PC, participation ratio, PCA scores).
-
-    Examples
-    --------
-    >>> x = np.random.default_rng(0).normal(size=(200, 2)) @ np.array([[1.0, 0, 0], [0, 1.0, 0]])
-    >>> ratio, pr, scores = pca_summary(x)
-    >>> ratio.shape, round(pr)
-    ((3,), 2)
-    """
-    flat = np.asarray(x, dtype=float).reshape(-1, np.shape(x)[-1])
-    pca = PCA(svd_solver="full").fit(flat)
-    scores = pca.transform(flat).reshape(*np.shape(x)[:-1], -1)
-    return np.asarray(pca.explained_variance_ratio_), participation_ratio(pca.explained_variance_), scores
-
-
-def _counts(ds: xr.Dataset) -> tuple[np.ndarray, np.ndarray, float]:
-    nd = convention.neuron_dim(ds)
-    act = ds["activity"].transpose("trial", "time", nd).values.astype(float)
-    valid = ds["valid"].transpose("trial", "time", nd).values.astype(float)
-    return act * valid, valid, float(ds.attrs["bin_width_s"])
-
-
-def smoothed_rates(ds: xr.Dataset, *, smooth_ms: float = 20.0) -> np.ndarray:
-    """Single-trial Gaussian-smoothed rates (trial, time, neuron) in Hz; NaN where never observed.
-
-    Examples
-    --------
-    >>> ds = convention.new_activity(np.ones((2, 10, 3), "uint16"), time=np.arange(10) * 0.01 + 0.005,
-    ...                          bin_width_s=0.01)
-    >>> float(smoothed_rates(ds, smooth_ms=20)[0, 5, 0])
-    100.0
-    """
-    num, den, bw = _counts(ds)
-    return masked_smooth(num, den, smooth_ms / 1000.0 / bw) / bw
-
-
-def _condition_labels(ds: xr.Dataset, condition: str) -> tuple[np.ndarray, str]:
-    if condition in ds.coords and ds[condition].dims == ("trial",):
-        return np.asarray(ds[condition].values), "condition"
-    log.warning("no per-trial '%s' coordinate: every trial is its own condition", condition)
-    return np.asarray(ds["trial"].values), "trial"
-
-
-def condition_average(
-    ds: xr.Dataset, *, smooth_ms: float = 20.0, condition: str = "condition"
-) -> xr.DataArray:
-    """Smoothed rates (Hz) averaged over the trials of each condition: (condition, time, neuron).
-
-    Sums of valid counts and of the ``valid`` mask are pooled over a condition's trials and smoothed, so
-    each bin is the mean over the trials that observed it.
-
-    Examples
-    --------
-    >>> ds = convention.new_activity(np.ones((4, 10, 3), "uint16"), time=np.arange(10) * 0.01 + 0.005,
-    ...                          bin_width_s=0.01).assign_coords(condition=("trial", ["a", "b", "a", "b"]))
-    >>> condition_average(ds).sizes["condition"]
-    2
-    """
-    labels, _ = _condition_labels(ds, condition)
-    num, den, bw = _counts(ds)
-    conds = list(dict.fromkeys(labels.tolist()))
-    idx = [labels == c for c in conds]
-    num_c = np.stack([num[m].sum(axis=0) for m in idx])
-    den_c = np.stack([den[m].sum(axis=0) for m in idx])
-    rates = masked_smooth(num_c, den_c, smooth_ms / 1000.0 / bw) / bw
-    nd = convention.neuron_dim(ds)
-    return xr.DataArray(rates, dims=("condition", "time", nd),
-                        coords={"condition": np.asarray(conds), "time": ds["time"].values, nd: ds[nd].values})
 
 
 def _window(times: np.ndarray, window: tuple[float, float] | None) -> np.ndarray:
@@ -274,45 +205,6 @@ def _pad(x: np.ndarray, n: int, axis: int = -1) -> np.ndarray:
     return np.pad(x, width, constant_values=np.nan)
 
 
-def _fill_nan(x: np.ndarray) -> np.ndarray:
-    """Replace NaN (unobserved bins) with each feature's mean (0 where never observed)."""
-    flat = x.reshape(-1, x.shape[-1])
-    return np.where(np.isnan(x), np.nansum(flat, axis=0) / np.maximum(np.sum(~np.isnan(flat), axis=0), 1), x)
-
-
-@dataclass
-class Alignment:
-    """Model-to-data alignment scores (:func:`_alignment`)."""
-
-    cca: CCAResult
-    cca_shuffled: CCAResult
-    procrustes: float
-    dsa: float
-    dsa_rank: int
-
-
-def _alignment(act: xr.Dataset, states: np.ndarray, avg_data: np.ndarray, states_avg: np.ndarray,
-               pcs: tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]], cfg: GeometryConfig
-               ) -> Alignment:
-    """CV-CCA on single trials (and a trial-shuffled control), Procrustes and DSA on condition averages.
-
-    ``pcs`` holds ``(variance ratio, PCA scores)`` of the data's and of the model's condition averages.
-    """
-    (data_ratio, data_scores), (state_ratio, state_scores) = pcs
-    rates = _fill_nan(smoothed_rates(act, smooth_ms=cfg.smooth_ms))
-    cca_kw = {"n_components": cfg.cca_components, "n_splits": cfg.cca_folds, "seed": cfg.seed}
-    cca = cv_cca(rates, states, **cca_kw)
-    perm = np.random.default_rng(cfg.seed).permutation(len(states))
-    cca_shuffled = cv_cca(rates, states[perm], **cca_kw)
-    d = min(cfg.n_common_dims, avg_data.shape[2], states_avg.shape[2])
-    procrustes = procrustes_similarity(avg_data, states_avg, n_dims=d)
-    delays = max(1, min(cfg.dsa_delays, act.sizes["time"] // 2))
-    n_eff = [int(np.searchsorted(np.cumsum(r), DSA_VARIANCE) + 1) for r in (data_ratio, state_ratio)]
-    rank = max(2, min(cfg.dsa_rank, *n_eff))  # DMD modes beyond a system's dimensionality only fit noise
-    dsa = dsa_distance(data_scores[..., :d], state_scores[..., :d], n_delays=delays, rank=rank, seed=cfg.seed)
-    return Alignment(cca, cca_shuffled, procrustes, dsa, rank)
-
-
 @threadpool_limits.wrap(limits=1)  # many small SVDs/lstsq: BLAS threads only add contention
 def analyse(act: xr.Dataset, fit: xr.Dataset, cfg: GeometryConfig, *, fit_path: str = "fit.nc") -> xr.Dataset:
     """Compute the geometry dataset (without provenance attrs) from in-memory activity and fit datasets.
@@ -325,11 +217,11 @@ def analyse(act: xr.Dataset, fit: xr.Dataset, cfg: GeometryConfig, *, fit_path: 
     """
     act, fit = _match(act, fit, fit_path)
     bw = float(act.attrs["bin_width_s"])
-    labels, source = _condition_labels(act, cfg.condition)
+    labels, source = condition_labels(act, cfg.condition)
     conds = np.asarray(list(dict.fromkeys(labels.tolist())))
     if len(conds) < 2:
         raise AnalysisError(f"{act.encoding.get('source', 'activity')}: needs >= 2 conditions, found {len(conds)}")
-    avg_data = _fill_nan(condition_average(act, smooth_ms=cfg.smooth_ms, condition=cfg.condition).values)
+    avg_data = fill_nan(condition_average(act, smooth_ms=cfg.smooth_ms, condition=cfg.condition).values)
     model_var = _model_variable(fit)
     states = fit[model_var].transpose("trial", "time", ...).values.astype(float)
     states_avg = np.stack([states[labels == c].mean(axis=0) for c in conds])
@@ -343,7 +235,7 @@ def analyse(act: xr.Dataset, fit: xr.Dataset, cfg: GeometryConfig, *, fit_path: 
                             soft_norm=cfg.soft_norm_hz, condition=cfg.condition)
     n_planes = jp.projections.shape[2]
     sj = _state_jpca(states_avg, keep, bw, cfg.n_pcs, n_planes)
-    al = _alignment(act, states, avg_data, states_avg, ((data_ratio, data_scores), (state_ratio, state_scores)), cfg)
+    al_vars, al_attrs = _alignment_fields(align(act, fit, states, cfg))
 
     jpca_dims = ("condition", "jpca_time", "jpc_plane", "jpc_axis")
     out = xr.Dataset(
@@ -361,9 +253,8 @@ def analyse(act: xr.Dataset, fit: xr.Dataset, cfg: GeometryConfig, *, fit_path: 
             "jpca_pc_variance_explained": ("jpc_pc", jp.pc_variance_explained),
             "jpca_m_skew": (("jpc_pc", "jpc_pc_to"), jp.m_skew),
             "jpca_m_full": (("jpc_pc", "jpc_pc_to"), jp.m_full),
-            "cca_corr": ("cca_component", al.cca.per_component),
-            "cca_corr_shuffled": ("cca_component", al.cca_shuffled.per_component),
             "state_jpca_projection": (jpca_dims, sj.projections),
+            **al_vars,
         },
         coords={
             "condition": conds, "time": times, "jpca_time": times[keep], "jpc_plane": np.arange(n_planes),
@@ -381,10 +272,31 @@ def analyse(act: xr.Dataset, fit: xr.Dataset, cfg: GeometryConfig, *, fit_path: 
         jpca_r2_skew=jp.r2_skew, jpca_r2_full=jp.r2_full,
         jpca_window_start_s=float(times[keep][0]), jpca_window_stop_s=float(times[keep][-1]),
         state_jpca_r2_skew=sj.r2_skew, state_jpca_r2_full=sj.r2_full,
-        cca_cv_mean_corr=al.cca.mean, cca_cv_mean_corr_shuffled=al.cca_shuffled.mean,
-        procrustes_similarity=al.procrustes, dsa_distance=al.dsa, dsa_rank=al.dsa_rank,
+        **al_attrs,
     )
     return out
+
+
+def _alignment_fields(al: Alignments) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Variables and attrs of the geometry dataset from :func:`~cortexfit.analysis.alignment.align`.
+
+    Unsuffixed names are the out-of-sample scores (test trials x held-out units); ``*_in_sample`` the
+    scores on all trials and units, which include the activity the model's encoder read.
+    """
+    out, ins = al.heldout, al.in_sample
+    variables = {"cca_corr": ("cca_component", out.cca.per_component),
+                 "cca_corr_shuffled": ("cca_component", al.shuffled.per_component),
+                 "cca_corr_in_sample": ("cca_component", ins.cca.per_component)}
+    attrs = {
+        "alignment_scope": f"test trials ({al.n_test_trials}) x held-out units ({al.n_heldout_units})",
+        "alignment_note": al.note, "alignment_n_test_trials": al.n_test_trials,
+        "alignment_n_heldout_units": al.n_heldout_units,
+        "cca_cv_mean_corr": out.cca.mean, "cca_cv_mean_corr_shuffled": al.shuffled.mean,
+        "procrustes_similarity": out.procrustes, "dsa_distance": out.dsa, "dsa_rank": out.dsa_rank,
+        "cca_cv_mean_corr_in_sample": ins.cca.mean, "procrustes_similarity_in_sample": ins.procrustes,
+        "dsa_distance_in_sample": ins.dsa, "dsa_rank_in_sample": ins.dsa_rank,
+    }
+    return variables, attrs
 
 
 def run(activity: str | Path, fit_dir: str | Path, out: str | Path, **options: Any) -> Path:

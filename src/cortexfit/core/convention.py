@@ -86,11 +86,15 @@ class KindSpec:
     optional: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
 
-#: Scalar results stored as global attrs of a ``geometry`` file.
+#: Scalar results stored as global attrs of a ``geometry`` file.  The model-data alignment scores without a
+#: suffix are out of sample (the fit's test trials x held-out units); ``*_in_sample`` ones use all trials and
+#: units, including the activity the model's encoder read, and are reported only beside them.
 GEOMETRY_SCALARS = (
     "data_participation_ratio", "state_participation_ratio", "jpca_r2_skew", "jpca_r2_full",
     "jpca_window_start_s", "jpca_window_stop_s", "state_jpca_r2_skew", "state_jpca_r2_full",
     "cca_cv_mean_corr", "cca_cv_mean_corr_shuffled", "procrustes_similarity", "dsa_distance",
+    "cca_cv_mean_corr_in_sample", "procrustes_similarity_in_sample", "dsa_distance_in_sample",
+    "alignment_n_test_trials", "alignment_n_heldout_units",
 )
 
 #: Every file kind of the pipeline, in the order the stages write them.
@@ -139,9 +143,11 @@ KINDS: dict[str, KindSpec] = {
                    "jpca_projection": ("condition", "jpca_time", "jpc_plane", "jpc_axis"),
                    "state_jpca_projection": ("condition", "jpca_time", "jpc_plane", "jpc_axis"),
                    "jpca_frequency_hz": ("jpc_plane",), "jpca_plane_variance_fraction": ("jpc_plane",),
-                   "state_jpca_frequency_hz": ("jpc_plane",), "cca_corr": ("cca_component",)},
+                   "state_jpca_frequency_hz": ("jpc_plane",), "cca_corr": ("cca_component",),
+                   "cca_corr_in_sample": ("cca_component",)},
         coords=("condition",),
-        attrs=("activity_file", "fit_dir", "config", "conditions_from", "model_variable", *GEOMETRY_SCALARS),
+        attrs=("activity_file", "fit_dir", "config", "conditions_from", "model_variable", "alignment_scope",
+               "alignment_note", *GEOMETRY_SCALARS),
     ),
     # ``cortexfit dynamics``: spectra, Lyapunov exponents, echo-state and gradient tests.
     "dynamics": KindSpec(
