@@ -32,7 +32,7 @@ test: install
 lint: install
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/mypy
-	$(BIN)/snakemake --lint --cores 1 -n
+	$(BIN)/python workflow/scripts/snakemake_lint.py
 
 bench: install
 	$(BIN)/python benchmarks/bench_ingest.py

@@ -16,9 +16,8 @@ from cortexfit.fit.config import PRESETS as FIT_PRESETS
 
 # Rules call `cortexfit ...`; the folder of the interpreter running Snakemake goes first on the jobs' PATH, so
 # `.venv/bin/snakemake` finds `.venv/bin/cortexfit` without an activated venv. (A prefix replaces Snakemake's
-# default one, which is `set -euo pipefail;`.) CORTEXFIT is kept for rule files that still spell it out.
+# default one, which is `set -euo pipefail;`.)
 shell.prefix(f"set -euo pipefail; export PATH={shlex.quote(os.path.dirname(sys.executable))}:\"$PATH\"; ")
-CORTEXFIT = "cortexfit"
 
 # ------------------------------------------------------------------------------------------------ config
 CONFIG_SCHEMA = Path(workflow.current_basedir.get_path_or_uri(secret_free=True)) / ".." / "schemas" / "config.schema.yaml"

@@ -17,9 +17,9 @@ rule simulate:
     wildcard_constraints:
         task="reach",
     params:
-        seed=config["simulate"]["seed"],
+        args=simulate_args,
     shell:
-        "cortexfit simulate {wildcards.task} {output.nwb} --seed {params.seed} > {log} 2>&1"
+        "cortexfit simulate {wildcards.task} {output.nwb} {params.args} > {log} 2>&1"
 
 
 rule simulate_with_teacher:
@@ -35,9 +35,9 @@ rule simulate_with_teacher:
     wildcard_constraints:
         task="|".join(TEACHER_TASKS),
     params:
-        seed=config["simulate"]["seed"],
+        args=simulate_args,
     shell:
-        "cortexfit simulate {wildcards.task} {output.nwb} --seed {params.seed} > {log} 2>&1"
+        "cortexfit simulate {wildcards.task} {output.nwb} {params.args} > {log} 2>&1"
 
 
 rule teacher_fixed_points:
