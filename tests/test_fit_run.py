@@ -220,3 +220,12 @@ def test_velocity_and_psth_metrics(tmp_path):
     m = fit_stage.run(path, tmp_path / "fit", model="lstm", config={**SMALL, "train": {"max_epochs": 30}}, device="cpu")
     assert isinstance(m["vel_r2"], float) and m["vel_r2"] > 0.2
     assert isinstance(m["psth_r2"], float)
+
+
+def test_metrics_say_whether_a_fit_beats_the_null_and_smoothing(activity, tmp_path):
+    smooth = fit_stage.run(activity, tmp_path / "s", model="smoothing", config="smoke", device="cpu")
+    rnn = fit_stage.run(activity, tmp_path / "r", model="vanilla", config="smoke", device="cpu")
+    assert smooth["beats_smoothing"] is None and smooth["smoothing_co_bps"] == smooth["co_bps"]
+    assert rnn["smoothing_co_bps"] == smooth["co_bps"]  # the same baseline on the same split
+    assert rnn["beats_smoothing"] == (rnn["co_bps"] > smooth["co_bps"])
+    assert rnn["beats_null"] == (rnn["co_bps"] > 0) and smooth["beats_null"] == (smooth["co_bps"] > 0)

@@ -9,9 +9,11 @@ or :mod:`~cortexfit.fit.forecast` mode, the echo-state ``esn`` in :mod:`~cortexf
 
 * ``co_bps`` -- held-out units on test trials over the encoder window, given only held-in activity;
 * ``fp_bps`` -- all units on test trials over the last ``fp_bins`` bins, which no model ever sees;
-* ``vel_r2`` (``behavior`` with velocity channels), ``psth_r2`` (held-out units, test trials, when a
-  condition coordinate exists), ``train_seconds``, ``n_params``, ``epochs``, ``device``, ``model``,
-  ``mode``, ``seed``.
+* ``vel_r2`` (``behavior`` with velocity channels), ``psth_r2`` (all units, test trials, evaluation window,
+  when a condition coordinate exists), ``train_seconds``, ``n_params``, ``epochs``, ``device``, ``model``,
+  ``mode``, ``seed``;
+* ``beats_null`` (``co_bps > 0``), ``beats_smoothing`` and ``smoothing_co_bps`` (:func:`null_flags`): when a
+  model does not beat these, its fixed points and geometry describe a model that has not learned the data.
 
 On an error the files of this run are removed (the checkpoint survives a kill, so that ``--resume`` continues
 from the last finished epoch).
@@ -97,6 +99,32 @@ def _attrs(req: FitRequest, data: FitData, res: FitResult, cfg: FitConfig, src: 
             "fit_info": json.dumps(res.info, default=float)}
 
 
+def null_flags(data: FitData, cfg: FitConfig, req: FitRequest, co_bps: float | None) -> dict[str, Any]:
+    """Does the fit beat the mean-rate null (``co_bps > 0``) and the smoothing baseline on the same split?
+
+    The smoothing baseline is fitted here on the same data, split and options (seconds), so every
+    ``metrics.json`` says on its own whether the model predicts held-out units better than smoothing does.
+    Spike counts only (else all null).
+    """
+    from cortexfit.fit.metrics import co_bps as score
+
+    flags: dict[str, Any] = {"beats_null": None, "beats_smoothing": None, "smoothing_co_bps": None}
+    if co_bps is None or not data.spikes:
+        return flags
+    flags["beats_null"] = bool(co_bps > 0)
+    if req.model == "smoothing":
+        flags["smoothing_co_bps"] = co_bps
+        return flags
+    from cortexfit.fit.baselines import fit_baseline
+    from cortexfit.fit.data import FitRequest
+
+    ref = fit_baseline(data, cfg, FitRequest(model="smoothing", seed=req.seed))
+    te, ho = data.split == "test", data.heldout
+    smooth_co = score(ref.rates[te][:, : data.n_enc][..., ho], data.nan_spikes()[te][:, : data.n_enc][..., ho])
+    flags.update(beats_smoothing=bool(co_bps > smooth_co), smoothing_co_bps=float(smooth_co))
+    return flags
+
+
 def _cleanup(out: Path, created_dir: bool) -> None:
     """After a user error: no checkpoint, and no folder if this run created it and left it empty."""
     (out / "checkpoint.pt").unlink(missing_ok=True)
@@ -171,7 +199,8 @@ def run(activity: str | os.PathLike, out_dir: str | os.PathLike, *, model: str, 
             res = fit_fn(data, cfg, req)
         scores = compute_metrics(data, res.rates, forward=res.forward, vel_lag_ms=cfg.train.vel_lag_ms,
                                  psth_sigma_ms=cfg.train.psth_sigma_ms)
-        result = {**scores, "train_seconds": round(float(res.seconds), 3), "n_params": int(res.n_params),
+        result = {**scores, **null_flags(data, cfg, req, scores["co_bps"]),
+                  "train_seconds": round(float(res.seconds), 3), "n_params": int(res.n_params),
                   "epochs": res.epochs, "device": dev, "model": model, "mode": mode, "seed": int(seed)}
         fit_ds = outputs.fit_dataset(ds, split=data.split, heldout=data.heldout, spikes=data.spikes, res=res,
                                      attrs=_attrs(req, data, res, cfg, src, sha))

@@ -276,6 +276,15 @@ def prepare(ds: xr.Dataset, cfg: FitConfig, *, seed: int, source: str = "") -> F
     mean = (y[train] * w).sum(axis=(0, 1)) / cnt
     var = (((y[train] - mean) ** 2) * w).sum(axis=(0, 1)) / cnt
     std = np.sqrt(np.maximum(var, 1e-6))
+    velocity = _velocity(ds)
+    if velocity is not None:
+        from cortexfit.fit.metrics import velocity_lag_bins
+
+        lag = velocity_lag_bins(tr.vel_lag_ms, float(ds.attrs["bin_width_s"]))
+        if not 0 <= lag < n_enc // 2:
+            raise FitError(f"{where}: train.vel_lag_ms = {tr.vel_lag_ms:g} ms is {lag} bins, which does not fit the "
+                           f"{n_enc}-bin evaluation window (it must be >= 0 and under half of it: set "
+                           "train.vel_lag_ms in the fit config)")
     inputs, names = task_inputs(ds, cfg)
     return FitData(
         y=y,
@@ -289,7 +298,7 @@ def prepare(ds: xr.Dataset, cfg: FitConfig, *, seed: int, source: str = "") -> F
         bin_width_s=float(ds.attrs["bin_width_s"]),
         mean=mean.astype("float32"),
         std=std.astype("float32"),
-        velocity=_velocity(ds),
+        velocity=velocity,
         conditions=cond,
         source=where,
     )

@@ -177,11 +177,14 @@ def _trial_mask(mask: np.ndarray | None, n: int, name: str) -> np.ndarray:
     return mask
 
 
-def _lagged_rows(rates: np.ndarray, velocity: np.ndarray, lag: int, trials: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Pair rates at bin t with velocity at bin t + lag inside each trial; drop rows with NaN velocity."""
+def _lagged_rows(rates: np.ndarray, velocity: np.ndarray, lag: int, trials: np.ndarray,
+                 rate_bins: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Pair rates at bin t (t < ``rate_bins``) with velocity at bin t + lag inside each trial; drop NaN velocity."""
     n_t = rates.shape[1]
-    x = rates[trials][:, max(0, -lag) : n_t - max(0, lag)]
-    y = velocity[trials][:, max(0, lag) : n_t - max(0, -lag)]
+    start = max(0, -lag)
+    stop = min(n_t - max(0, lag), n_t if rate_bins is None else int(rate_bins))
+    x = rates[trials][:, start:stop]
+    y = velocity[trials][:, start + lag : stop + lag]
     x = x.reshape(-1, rates.shape[2])
     y = y.reshape(-1, velocity.shape[2])
     ok = ~np.isnan(y).any(axis=1)
@@ -201,6 +204,7 @@ def velocity_r2(
     alphas: Sequence[float] = DEFAULT_RIDGE_ALPHAS,
     cv: int = 5,
     multioutput: str = "uniform_average",
+    rate_bins: int | None = None,
 ) -> float:
     """R2 of a ridge decoder from rates to (lagged) velocity, fitted on train trials, scored on test trials.
 
@@ -221,6 +225,9 @@ def velocity_r2(
         Number of cross-validation folds.
     multioutput : {"uniform_average", "variance_weighted"}
         How per-channel R2 values are combined (nlb: uniform).
+    rate_bins : int, optional
+        Only rates of the first ``rate_bins`` bins are used (the evaluation window; nlb decodes from the rates
+        of its eval window).  Default: all bins.
 
     Returns
     -------
@@ -243,14 +250,15 @@ def velocity_r2(
     velocity = np.asarray(velocity, dtype=float)
     if rates.ndim != 3 or velocity.ndim != 3 or rates.shape[:2] != velocity.shape[:2]:
         raise FitError(f"velocity R2: rates {rates.shape} and velocity {velocity.shape} must be (trial, time, *) alike")
-    if abs(int(lag_bins)) >= rates.shape[1]:
-        raise FitError(f"velocity R2: lag of {lag_bins} bins leaves no bins in trials of {rates.shape[1]} bins")
+    n_rate = rates.shape[1] if rate_bins is None else min(int(rate_bins), rates.shape[1])
+    if abs(int(lag_bins)) >= n_rate:
+        raise FitError(f"velocity R2: a lag of {lag_bins} bins leaves no bins in a window of {n_rate} bins")
     if multioutput not in ("uniform_average", "variance_weighted"):
         raise FitError(f"velocity R2: multioutput must be 'uniform_average' or 'variance_weighted', got {multioutput!r}")
     tr = _trial_mask(train, rates.shape[0], "train")
     te = _trial_mask(test, rates.shape[0], "test")
-    x_tr, y_tr = _lagged_rows(rates, velocity, int(lag_bins), tr)
-    x_te, y_te = _lagged_rows(rates, velocity, int(lag_bins), te)
+    x_tr, y_tr = _lagged_rows(rates, velocity, int(lag_bins), tr, rate_bins)
+    x_te, y_te = _lagged_rows(rates, velocity, int(lag_bins), te, rate_bins)
     if len(x_tr) < cv or len(x_te) < 2:
         raise FitError(f"velocity R2: too few bins with velocity (train {len(x_tr)}, test {len(x_te)})")
     decoder = GridSearchCV(Ridge(), {"alpha": np.asarray(alphas, dtype=float)}, cv=cv)
@@ -266,6 +274,7 @@ def psth_r2(
     sigma_bins: float,
     eval_trials: np.ndarray | None = None,
     psth_trials: np.ndarray | None = None,
+    eval_bins: int | None = None,
 ) -> float:
     """R2 between predicted and true condition-averaged rates (PSTHs), averaged over neurons.
 
@@ -284,6 +293,9 @@ def psth_r2(
     psth_trials : numpy.ndarray, optional
         Boolean mask of trials whose smoothed spikes form the true PSTH (default all; nlb uses every trial
         of the condition, train and test alike).
+    eval_bins : int, optional
+        Score only the first ``eval_bins`` bins (the evaluation window); spikes are smoothed over the whole
+        trial first, as nlb smooths the continuous recording.  Default: all bins.
 
     Returns
     -------
@@ -313,6 +325,8 @@ def psth_r2(
     ev = _trial_mask(eval_trials, rates.shape[0], "eval_trials")
     ps = _trial_mask(psth_trials, rates.shape[0], "psth_trials")
     smooth = gaussian_smooth(spikes, sigma_bins, axis=1)
+    if eval_bins is not None:
+        smooth, rates = smooth[:, : int(eval_bins)], rates[:, : int(eval_bins)]
     true_rows, pred_rows = [], []
     for c in np.unique(cond):
         in_c = cond == c
@@ -332,6 +346,15 @@ def psth_r2(
     return float(r2_score(np.vstack(true_rows), np.vstack(pred_rows)))
 
 
+def velocity_lag_bins(vel_lag_ms: float, bin_width_s: float) -> int:
+    """The behavioural lag in bins (rounded).
+
+    >>> velocity_lag_bins(100.0, 0.005)
+    20
+    """
+    return int(round(vel_lag_ms / 1000.0 / bin_width_s))
+
+
 def _safe(fn: Callable[[], float], name: str) -> float | None:
     try:
         v = float(fn())
@@ -345,10 +368,12 @@ def compute_metrics(data: FitData, rates: np.ndarray, *, forward: bool = True, v
                     psth_sigma_ms: float = 70.0) -> dict[str, float | None]:
     """co_bps, fp_bps (when ``forward``), vel_r2 and psth_r2 of predicted ``rates`` (null where not applicable).
 
-    co_bps: held-out units, test trials, encoder window; fp_bps: all units, test trials, forward bins;
-    psth_r2: held-out units, test trials (needs >= 2 conditions; spikes smoothed with ``psth_sigma_ms``);
-    vel_r2: ridge decoder from all units' rates to velocity ``vel_lag_ms`` later (0 if that is over half
-    the window), fitted on train trials and scored on test trials.
+    As ``nlb_tools.evaluation.evaluate`` scores a submission: co_bps on held-out units, test trials, the
+    evaluation (encoder) window; fp_bps on all units, test trials, the forward-prediction bins; psth_r2 on
+    all units (held-in and held-out), test trials, the evaluation window (needs >= 2 conditions; spikes
+    smoothed with ``psth_sigma_ms`` over the whole trial); vel_r2 from all units' rates in the evaluation
+    window to velocity ``vel_lag_ms`` later, decoder fitted on train trials and scored on test trials
+    (:func:`cortexfit.fit.data.prepare` has already refused a lag that does not fit the window).
 
     Examples
     --------
@@ -373,11 +398,11 @@ def compute_metrics(data: FitData, rates: np.ndarray, *, forward: bool = True, v
         cond = data.conditions
         if cond is not None and len(np.unique(cond)) > 1:
             sigma = psth_sigma_ms / 1000.0 / data.bin_width_s
-            out["psth_r2"] = _safe(lambda: psth_r2(rates[..., ho], spikes[..., ho], cond, sigma_bins=sigma,
-                                                   eval_trials=te), "psth_r2")
+            out["psth_r2"] = _safe(lambda: psth_r2(rates, spikes, cond, sigma_bins=sigma, eval_trials=te,
+                                                   eval_bins=data.n_enc), "psth_r2")
     vel = data.velocity
     if vel is not None:
-        lag = round(vel_lag_ms / 1000.0 / data.bin_width_s)
-        lag = lag if lag < data.n_time // 2 else 0
-        out["vel_r2"] = _safe(lambda: velocity_r2(rates, vel, train=tr, test=te, lag_bins=lag), "vel_r2")
+        lag = velocity_lag_bins(vel_lag_ms, data.bin_width_s)
+        out["vel_r2"] = _safe(lambda: velocity_r2(rates, vel, train=tr, test=te, lag_bins=lag, rate_bins=data.n_enc),
+                              "vel_r2")
     return out

@@ -30,8 +30,8 @@ from cortexfit.core.fileio import write_text_atomic
 #: Files of a fit folder written by :func:`write_fit_dir` (``checkpoint.pt`` is the training loop's).
 OUTPUTS = ("fit.nc", "model.pt", "history.csv", "horizon.json", "metrics.json")
 #: Keys of ``metrics.json``, in order.
-METRIC_KEYS = ("co_bps", "fp_bps", "vel_r2", "psth_r2", "train_seconds", "n_params", "epochs", "device", "model",
-               "mode", "seed")
+METRIC_KEYS = ("co_bps", "fp_bps", "vel_r2", "psth_r2", "beats_null", "beats_smoothing", "smoothing_co_bps",
+               "train_seconds", "n_params", "epochs", "device", "model", "mode", "seed")
 
 
 @dataclass(kw_only=True)
