@@ -44,7 +44,8 @@ def _fit(act: xr.Dataset, out: Path, *, model: str, metrics: dict, states: np.nd
     n_tr, n_t, n_u = act.sizes["trial"], act.sizes["time"], act.sizes["unit"]
     fit = xr.Dataset({"rates": (("trial", "time", "unit"), np.full((n_tr, n_t, n_u), 0.4, "float32"))},
                      coords={"trial": act.trial, "time": act.time, "unit": act.unit,
-                             "split": ("trial", np.where(np.arange(n_tr) % 4 == 0, "valid", "train")),
+                             "split": ("trial", np.select([np.arange(n_tr) % 3 == 1, np.arange(n_tr) % 4 == 0],
+                                                          ["test", "valid"], "train")),
                              "heldout": ("unit", (np.arange(n_u) % 4 == 0).astype("int8"))})
     if "condition" in act.coords:
         fit = fit.assign_coords(condition=act.condition)
@@ -91,15 +92,21 @@ def _analyses(fit_dir: Path, act_path: Path, n_state: int, rng: np.random.Genera
     convention.write_dataset(dyn, fit_dir / "dynamics.nc", "dynamics")
 
 
-def make_dataset(folder: Path, *, seed: int = 0, best: str = "smoothing", analyses: bool = True, **kw) -> Path:
-    """activity.nc + fits/rate (with analyses) + fits/smoothing (a baseline without analyses)."""
+def make_dataset(folder: Path, *, seed: int = 0, best: str = "smoothing", analyses: bool = True,
+                 scores: dict | None = None, flags: dict | None = None, **kw) -> Path:
+    """activity.nc + fits/rate (with analyses) + fits/smoothing (a baseline without analyses).
+
+    ``scores`` overrides the co-bps of ``rate`` and ``smoothing``; ``flags`` adds keys to rate's metrics.json.
+    """
     act, z = _activity(seed=seed, **kw)
     convention.write_dataset(act, folder / "activity.nc")
     rng = np.random.default_rng(seed)
     states = np.concatenate([np.tanh(z), rng.normal(0, 0.1, (*z.shape[:2], 4))], axis=-1)
-    scores = {"rate": 0.25, "smoothing": 0.31} if best == "smoothing" else {"rate": 0.4, "smoothing": 0.31}
+    if scores is None:
+        scores = {"rate": 0.25, "smoothing": 0.31} if best == "smoothing" else {"rate": 0.4, "smoothing": 0.31}
     _fit(act, folder / "fits" / "rate", model="rate", states=states,
-         metrics={"co_bps": scores["rate"], "fp_bps": -0.05, "psth_r2": 0.52, "n_params": 3188, "epochs": 5},
+         metrics={"co_bps": scores["rate"], "fp_bps": -0.05, "psth_r2": 0.52, "n_params": 3188, "epochs": 5,
+                  **(flags or {})},
          history="epoch,train_loss,valid_loss,seconds\n" + "".join(
              f"{e},{1 / e:.3f},{1.1 / e:.3f},{e * 0.5}\n" for e in range(1, 6)))
     if analyses:
@@ -244,3 +251,61 @@ def test_geometry_missing_variable_is_an_error(tmp_path: Path):
     with pytest.raises(ReportError, match=r"geometry.nc.*lacks variable 'state_jpca_projection'.*cortexfit geometry"):
         report.run(folder, tmp_path / "r.html")
     assert not (tmp_path / "r.html").exists()
+
+
+# --------------------------------------------------------------------- what a fit does not show
+WARNING = '<div class="warning"'
+
+
+def _section(text: str, title: str) -> str:
+    """The HTML of the section whose heading contains ``title``."""
+    return next(part for part in text.split("<section ")[1:] if title in part.split("</h2>")[0])
+
+
+def test_warning_when_no_model_beats_the_null(tmp_path: Path):
+    folder = make_dataset(tmp_path / "ds", scores={"rate": -0.12, "smoothing": -0.03})
+    text = report.run(folder, tmp_path / "r.html").read_text()
+    assert WARNING in text and text.index(WARNING) < text.index("<nav>")  # at the top, before the contents
+    assert "No model beats the mean-rate null" in text and "could not be drawn" not in text
+    for title in ("Latent trajectories", "Fixed points", "Dynamics", "Model-data alignment"):
+        assert "Uninformative" in _section(text, title) and "rate (co-bps -0.120 &lt;= 0" in _section(text, title)
+    assert "rate [uninformative]" in _section(text, "Model-data alignment")
+    assert "<td>no</td>" in _section(text, "Models")  # beats null: no
+    cav = report.load_dataset(folder).caveats
+    assert cav.beats_null == {"smoothing": False, "rate": False} and set(cav.uninformative) == {"rate", "smoothing"}
+
+
+def test_warning_when_no_rnn_beats_smoothing(dataset: Path):
+    text = report.run(dataset, dataset / "report_smoothing.html").read_text()  # rate 0.25 < smoothing 0.31
+    assert WARNING in text and "No RNN beats the smoothing baseline (co-bps 0.310)" in text
+    assert "No model beats the mean-rate null" not in text
+    assert "smoothing baseline 0.310" in _section(text, "Fixed points")
+    assert list(report.load_dataset(dataset).caveats.uninformative) == ["rate"]
+
+
+def test_no_warning_when_an_rnn_beats_both(tmp_path: Path):
+    folder = make_dataset(tmp_path / "ds", best="rate")  # rate 0.40 > smoothing 0.31 > 0
+    text = report.run(folder, tmp_path / "r.html").read_text()
+    assert WARNING not in text and "Uninformative" not in text and "[uninformative]" not in text
+    cav = report.load_dataset(folder).caveats
+    assert cav.beats_null == {"rate": True, "smoothing": True} and cav.beats_smoothing["rate"] is True
+    assert not cav.warnings
+
+
+def test_metrics_json_flags_take_precedence(tmp_path: Path):
+    # the fit stage compared rate with a smoothing baseline fitted on the same split: it did not beat it
+    folder = make_dataset(tmp_path / "ds", best="rate", analyses=False,
+                          flags={"beats_null": True, "beats_smoothing": False, "smoothing_co_bps": 0.45})
+    cav = report.load_dataset(folder).caveats
+    assert cav.beats_smoothing["rate"] is False and "smoothing baseline 0.450" in cav.uninformative["rate"]
+    assert any("No RNN beats the smoothing baseline" in w for w in cav.warnings)
+    # beats_smoothing null (no smoothing reference): computed from the smoothing fit folder instead
+    folder = make_dataset(tmp_path / "ds2", best="rate", analyses=False, flags={"beats_smoothing": None})
+    assert report.load_dataset(folder).caveats.beats_smoothing["rate"] is True
+
+
+def test_alignment_table_shows_out_of_sample_and_in_sample(dataset: Path):
+    text = report.run(dataset, dataset / "report_align.html").read_text()
+    table = _section(text, "Model-data alignment")
+    assert "test trials (4) x held-out units (3)" in table
+    assert "CCA in-sample" in table and "Procrustes in-sample" in table and "DSA in-sample" in table

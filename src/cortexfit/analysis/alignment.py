@@ -130,8 +130,10 @@ def align(act: xr.Dataset, fit: xr.Dataset, states: np.ndarray, cfg: GeometryCon
     n_test, n_held = int(test.sum()), int(held.sum())
     nan = _nan_alignment(cfg.cca_components)
     if n_test < MIN_TEST_TRIALS or n_held < 1:
-        note = (f"out-of-sample alignment not computed: {n_test} test trials (need >= {MIN_TEST_TRIALS}) and "
-                f"{n_held} held-out units (need >= 1) in fit.nc; only the in-sample scores are available")
+        lacking = [f"{n_test} test trials (need >= {MIN_TEST_TRIALS})"] if n_test < MIN_TEST_TRIALS else []
+        lacking += ["no held-out units (need >= 1)"] if n_held < 1 else []
+        note = (f"out-of-sample alignment not computed: fit.nc has {' and '.join(lacking)}; only the in-sample "
+                "scores are available")
         log.warning(note)
         return Alignments(nan, nan.cca, in_sample, n_test, n_held, note)
     sub = act.isel({"trial": np.flatnonzero(test), convention.neuron_dim(act): np.flatnonzero(held)})

@@ -31,6 +31,7 @@ import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,7 @@ import xarray as xr
 from cortexfit.analysis.fitdir import ANALYSES, FitFolder, as_float, best_of, read_fit_dir
 from cortexfit.core import convention
 from cortexfit.core.errors import ReportError, SchemaError
+from cortexfit.report import caveats as C
 from cortexfit.report import html as H
 
 log = logging.getLogger(__name__)
@@ -92,6 +94,11 @@ class DatasetResults:
         """The fit with the highest finite co-bps (None if none has one)."""
         folder = best_of([f.folder for f in self.fits])
         return next(f for f in self.fits if f.folder is folder) if folder is not None else None
+
+    @cached_property
+    def caveats(self) -> C.Caveats:
+        """Which fits beat the mean-rate null and the smoothing baseline (:mod:`cortexfit.report.caveats`)."""
+        return C.assess(self)
 
 
 def read_model_results(path: Path) -> ModelResults:
@@ -170,10 +177,18 @@ def find_datasets(root: str | os.PathLike) -> list[Path]:
 
 
 # ------------------------------------------------------------------------------------------ dataset page
+#: Sections drawing analyses of the fits, labelled with the fits whose analyses are uninformative.
+UNINFORMATIVE_WHAT = {"4. Latent trajectories": "latent trajectories and jPCA planes",
+                      "5. Fixed points": "fixed points", "6. Dynamics": "dynamics (spectra, Lyapunov exponents)",
+                      "7. Model-data alignment": "alignment scores"}
+
+
 def dataset_page(data: DatasetResults) -> str:
     """The HTML of one dataset's report (sections of :mod:`cortexfit.report.sections`), logging each section.
 
     A section that raises is logged with its traceback and replaced by a note; the rest of the page stays.
+    When no model beats the mean-rate null, or no RNN the smoothing baseline, a warning box opens the page
+    and the analysis sections label the fits that do not (:mod:`cortexfit.report.caveats`).
 
     Examples
     --------
@@ -188,15 +203,20 @@ def dataset_page(data: DatasetResults) -> str:
     sub = f"{data.activity.attrs.get('source_file', '')} · {len(data.fits)} fits" + (
         f" · best co-bps: {best.name} ({best.co_bps:.3f})" if best else "")
     page = H.Page(f"{data.name}: cortexfit report", subtitle=sub)
+    caveats = data.caveats
+    for text in caveats.warnings:
+        log.warning("report %s: %s", data.name, text)
     for i, (title, build) in enumerate(steps, start=1):
         log.info("report %s: section %d/%d %s", data.name, i, len(steps), title.split(". ", 1)[-1])
         sec = page.section(title)
+        if title in UNINFORMATIVE_WHAT:
+            sec.add(C.section_label(caveats, UNINFORMATIVE_WHAT[title]))
         try:
             build(data, sec)
         except Exception as exc:  # one broken section must not cost the whole report
             log.warning("report %s: section %r failed", data.name, title, exc_info=True)
             sec.add(H.note(f"This section could not be drawn ({type(exc).__name__}: {exc})."))
-    return page.render()
+    return page.render().replace("</header>", "</header>" + C.warning_box(caveats), 1)
 
 
 # ------------------------------------------------------------------------------------------ index page
@@ -225,7 +245,7 @@ def index_page(root: Path, datasets: list[Path], out: Path, *, models: Sequence[
     for i, info in enumerate(infos):
         scores = {m: as_float(v.get("co_bps")) for m, v in info["fits"].items()}
         finite = {m: s for m, s in scores.items() if math.isfinite(s)}
-        best = max(finite, key=finite.get) if finite else None
+        best = max(finite, key=lambda m: finite[m]) if finite else None
         report = datasets[i] / "report.html"
         links.append(Path(os.path.relpath(report, out.parent)).as_posix())
         status = "" if report.is_file() else " (report not built yet)"
@@ -247,10 +267,10 @@ def index_page(root: Path, datasets: list[Path], out: Path, *, models: Sequence[
     else:
         rows, bold = [], []
         for i, info in enumerate(infos):
-            scores = [as_float(info["fits"].get(m, {}).get("co_bps")) for m in models]
-            rows.append([info["name"], *[H.fmt(s) for s in scores]])
-            if np.isfinite(scores).any():
-                bold.append((i, 1 + int(np.nanargmax(scores))))
+            row_scores = np.array([as_float(info["fits"].get(m, {}).get("co_bps")) for m in models])
+            rows.append([info["name"], *[H.fmt(s) for s in row_scores]])
+            if np.isfinite(row_scores).any():
+                bold.append((i, 1 + int(np.nanargmax(row_scores))))
         sec.add(H.link_table(["dataset", *models], rows, links, bold_cells=bold,
                              numeric=range(1, len(models) + 1)))
         sec.add(H.para("co-bps: bits per spike of held-out units given held-in units (higher is better); "

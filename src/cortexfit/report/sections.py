@@ -24,6 +24,7 @@ import xarray as xr
 
 from cortexfit.analysis.fitdir import ANALYSES
 from cortexfit.fit import registry
+from cortexfit.report import caveats as C
 from cortexfit.report import figures as F
 from cortexfit.report import html as H
 
@@ -129,7 +130,8 @@ def recording(data: DatasetResults, sec: H.Section) -> None:
         picks = list(range(min(3, act.sizes["trial"])))
     trials = [np.where(valid[i], counts[i].astype(float), np.nan)[:, order] for i in picks]
     titles = [f"trial {act['trial'].values[i]}" + (f" ({labels[i]})" if labels is not None else "") for i in picks]
-    sec.add(_img(F.raster(trials, titles, t_ms, areas[order], xlabel=xlabel, signal=str(act.attrs.get("signal"))),
+    row_areas = [str(a) for a in areas[order]]
+    sec.add(_img(F.raster(trials, titles, t_ms, row_areas, xlabel=xlabel, signal=str(act.attrs.get("signal"))),
                  "raster of example trials", f"Binned activity of example trials, {nd}s sorted by area "
                  "(area boundaries in blue); pink bins were not observed."))
     _psth(act, sec, nd, spikes, t_ms, xlabel)
@@ -196,14 +198,16 @@ def models(data: DatasetResults, sec: H.Section) -> None:
         m = f.metrics or {}
         kind = "baseline" if _is_baseline(f) else str(m.get("mode", ""))
         rows.append([f.name, kind, *[_cell(m.get(key), d) for _, key, d in COLUMNS], m.get("device") or H.MISSING,
-                     ", ".join(k for k in ANALYSES if k in f.analyses) or H.MISSING])
+                     ", ".join(k for k in ANALYSES if k in f.analyses) or H.MISSING,
+                     C.yes_no(data.caveats.beats_null.get(f.name)), C.yes_no(data.caveats.beats_smoothing.get(f.name))])
         if f is best:
             bold.append(i)
-    header = ["model", "mode", *[c for c, _, _ in COLUMNS], "device", "analyses"]
+    header = ["model", "mode", *[c for c, _, _ in COLUMNS], "device", "analyses", "beats null", "beats smoothing"]
     sec.add(H.table(header, rows, bold_rows=bold, numeric=range(2, 2 + len(COLUMNS)),
                     caption="Sorted by co-bps (bits/spike of held-out units, higher is better); bold: best co-bps. "
                             "fp-bps: forward prediction; vel R²: velocity decoding; PSTH R²: condition-averaged "
-                            "rates; –: not applicable."))
+                            "rates; –: not applicable. beats null: co-bps > 0 (better than each held-out unit's "
+                            "mean rate); beats smoothing: co-bps above the smoothing baseline's."))
 
 
 def _cell(value, digits: int) -> str:
@@ -263,7 +267,8 @@ def latents(data: DatasetResults, sec: H.Section) -> None:
     panels = _planes(with_geo[0].analyses["geometry"], "data", names, "data")
     for f in with_geo:
         geo = f.analyses["geometry"]
-        panels += _planes(geo, "state", names, f"{f.name} {geo.attrs['model_variable']}")
+        panels += _planes(geo, "state", names, f"{f.name} {geo.attrs['model_variable']}"
+                          + C.label(data.caveats, f.name))
     sec.add(_img(F.trajectories(panels, names, ncols=2, max_traj=MAX_TRAJ,
                                 legend_title="condition" if _labels(data.activity) is not None else "trial"),
                  "latent trajectories",
@@ -298,7 +303,8 @@ def fixed_points(data: DatasetResults, sec: H.Section) -> None:
         traj = fp["trajectory_pc"].values if "trajectory_pc" in fp else np.zeros((0, 0, 2))
         panels.append({
             "title": f"{f.name}: {fp.attrs.get('n_fixed', fp.sizes.get('point', 0))} fixed, "
-                     f"{fp.attrs.get('n_stable', '?')} stable (input {fp.attrs.get('inputs', '?')})",
+                     f"{fp.attrs.get('n_stable', '?')} stable (input {fp.attrs.get('inputs', '?')})"
+                     + C.label(data.caveats, f.name),
             "points": _pad(fp["pc_projection"].values, 2), "label": fp["label"].values,
             "point_type": fp["point_type"].values if "point_type" in fp else np.full(fp.sizes["point"], "fixed"),
             "traj": _pad(traj, 2), "xlabel": "PC1" + _pct(evr, 0) + " of model states",
@@ -338,7 +344,8 @@ def dynamics(data: DatasetResults, sec: H.Section) -> None:
         echo_t = dy["echo_time_s"].values if "echo_time_s" in dy.coords else np.arange(dy.sizes["echo_step"]) * dt
         lag_t = dy["time_lag_s"].values if "time_lag_s" in dy.coords else np.arange(dy.sizes["time_lag"]) * dt
         sec.add(_img(F.dynamics(spectra, lyap, (echo_t, dy["echo_distance"].values), (lag_t, dy["grad_norm"].values),
-                                title=f"{f.name} ({dy.attrs.get('family', '?')})"), f"dynamics of {f.name}"))
+                                title=f"{f.name} ({dy.attrs.get('family', '?')})" + C.label(data.caveats, f.name)),
+                     f"dynamics of {f.name}"))
         a = dy.attrs
         rows.append([f.name, H.fmt(a.get("spectral_radius")), H.fmt(a.get("bulk_radius")), H.fmt(a.get("n_outliers")),
                      H.fmt(a.get("lyapunov_max_per_s")), H.fmt(a.get("grad_log_slope_per_step"), 4),
@@ -353,9 +360,14 @@ def dynamics(data: DatasetResults, sec: H.Section) -> None:
 
 
 # -------------------------------------------------------------------------------------- 7. alignment
+ALIGNMENT_KEYS = ("cca_cv_mean_corr", "cca_cv_mean_corr_shuffled", "procrustes_similarity", "dsa_distance",
+                  "cca_cv_mean_corr_in_sample", "procrustes_similarity_in_sample", "dsa_distance_in_sample")
+
+
 def alignment(data: DatasetResults, sec: H.Section) -> None:
-    """7. CCA, Procrustes and DSA scores of each model against the data (geometry.nc)."""
-    rows = []
+    """7. CCA, Procrustes and DSA of each model against the data (geometry.nc): out of sample (test trials x
+    held-out units), with the in-sample scores (all trials and units) beside them."""
+    rows, notes = [], []
     geo_any = None
     for f in data.fits:
         geo = f.analyses.get("geometry")
@@ -363,17 +375,25 @@ def alignment(data: DatasetResults, sec: H.Section) -> None:
             continue
         geo_any = geo
         a = geo.attrs
-        rows.append([f.name, H.fmt(a.get("cca_cv_mean_corr")), H.fmt(a.get("cca_cv_mean_corr_shuffled")),
-                     H.fmt(a.get("procrustes_similarity")), H.fmt(a.get("dsa_distance")),
+        rows.append([f.name + C.label(data.caveats, f.name), H.fmt(a.get("alignment_scope")),
+                     *[H.fmt(a.get(k)) for k in ALIGNMENT_KEYS],
                      H.fmt(a.get("state_participation_ratio"), 2), H.fmt(a.get("state_jpca_r2_skew"))])
+        if a.get("alignment_note"):
+            notes.append(f"{f.name}: {a['alignment_note']}")
     if geo_any is not None:
         a = geo_any.attrs
-        rows.append(["data", H.MISSING, H.MISSING, H.MISSING, H.MISSING, H.fmt(a.get("data_participation_ratio"), 2),
+        rows.append(["data", H.MISSING, *[H.MISSING] * len(ALIGNMENT_KEYS), H.fmt(a.get("data_participation_ratio"), 2),
                      H.fmt(a.get("jpca_r2_skew"))])
-        sec.add(H.table(["model", "CCA (cv mean r)", "CCA shuffled", "Procrustes similarity", "DSA distance",
-                         "participation ratio", "jPCA R² (skew)"], rows, numeric=range(1, 7),
-                        caption="Alignment of model states with the data: cross-validated CCA correlation on single "
-                                "trials (higher is better; shuffled trials as control), Procrustes similarity of "
-                                "condition averages (1 = same shape), DSA distance of their dynamics (lower is "
-                                "closer)."))
+        sec.add(H.table(["model", "scored on", "CCA (cv mean r)", "CCA shuffled", "Procrustes similarity",
+                         "DSA distance", "CCA in-sample", "Procrustes in-sample", "DSA in-sample",
+                         "participation ratio", "jPCA R² (skew)"], rows, numeric=range(2, 11),
+                        caption="Alignment of model states with the data on the fit's test trials and held-out "
+                                "units, which the model neither trained on nor read: cross-validated CCA "
+                                "correlation on single trials (higher is better; shuffled trials as control), "
+                                "Procrustes similarity of condition averages (1 = same shape), DSA distance of "
+                                "their dynamics (Ostrow et al. 2023; lower is closer). In-sample: the same on all "
+                                "trials and units, including the held-in activity the encoder read -- an upper "
+                                "bound that a copy of the input can reach, not evidence of a model."))
+    for text in notes:
+        sec.add(H.note(text))
     _missing_note(data, sec, "geometry", "alignment scores")
