@@ -49,3 +49,19 @@ def random_walk_activity(*, n_trials: int = 40, n_time: int = 50, n_units: int =
     rates = np.exp(np.clip(z @ c, -4, 2.5))
     counts = rng.poisson(rates)
     return _dataset(counts, bin_width_s, None, rates), rates
+
+
+def condition_activity(*, n_trials: int = 40, n_time: int = 40, n_units: int = 12, seed: int = 4,
+                       bin_width_s: float = 0.01) -> tuple[xr.Dataset, np.ndarray]:
+    """Rates set by the trial's condition (4 reach-like time courses) with hand velocity read out of the latents."""
+    rng = np.random.default_rng(seed)
+    cond = np.arange(n_trials) % 4
+    t = np.linspace(0, 1, n_time)
+    z = np.stack([np.sin(np.pi * t[None] * (1 + cond[:, None])), np.cos(np.pi * t[None] * (1 + cond[:, None]))], -1)
+    rates = 0.4 * np.exp(z @ rng.normal(0, 0.8, (2, n_units)))
+    ds = _dataset(rng.poisson(rates), bin_width_s, cond, rates)
+    vel = np.gradient(z, axis=1) * 10
+    ds["behavior"] = (("trial", "time", "behavior_channel"), vel.astype("float32"))
+    ds = ds.assign_coords(behavior_channel=["hand_vel_x", "hand_vel_y"],
+                          behavior_kind=("behavior_channel", ["velocity", "velocity"]))
+    return ds, rates

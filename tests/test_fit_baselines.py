@@ -101,7 +101,8 @@ def test_bad_masks_raise_fit_error(latent_data):
 @pytest.mark.realdata
 def test_mc_maze_small_co_bps(shared_data):
     """Seeded 25 % held-out units, 60/20/20 trials, 5 ms bins, move onset -250..+450 ms."""
-    ingest = pytest.importorskip("cortexfit.ingest")
+    from cortexfit import ingest
+
     ds = ingest.ingest_nwb(shared_data / "sub-Jenkins_ses-small_desc-test_ecephys.nwb", bin_ms=5,
                            align="move_onset_time", window_ms=(-250, 450))
     counts = np.where(ds.valid.values > 0, ds.activity.values.astype(float), np.nan)

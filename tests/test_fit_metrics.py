@@ -139,48 +139,34 @@ def test_psth_r2_errors():
 
 
 
-def _behaving(n_trials=40, n_time=40, n_units=12, seed=4):
-    """Rates set by the trial's condition (4 reach-like time courses) and velocity read out of them."""
-    from fit_factory import _dataset
-
-    rng = np.random.default_rng(seed)
-    cond = np.arange(n_trials) % 4
-    t = np.linspace(0, 1, n_time)
-    z = np.stack([np.sin(np.pi * t[None] * (1 + cond[:, None])), np.cos(np.pi * t[None] * (1 + cond[:, None]))], -1)
-    rates = 0.4 * np.exp(z @ rng.normal(0, 0.8, (2, n_units)))
-    ds = _dataset(rng.poisson(rates), 0.01, cond, rates)
-    vel = np.gradient(z, axis=1) * 10
-    ds["behavior"] = (("trial", "time", "behavior_channel"), vel.astype("float32"))
-    ds = ds.assign_coords(behavior_channel=["hand_vel_x", "hand_vel_y"],
-                          behavior_kind=("behavior_channel", ["velocity", "velocity"]))
-    return ds, rates
-
-
 def test_psth_and_velocity_r2_score_the_evaluation_window_and_all_units():
     """As nlb_tools' evaluate: PSTH R2 over held-in + held-out units, both metrics over the evaluation window."""
     from cortexfit.fit.config import load_config
     from cortexfit.fit.data import prepare
+    from fit_factory import condition_activity
 
-    ds, rates = _behaving()
+    ds, rates = condition_activity()
     data = prepare(ds, load_config(), seed=0)
-    base = metrics.compute_metrics(data, rates)
+    base = metrics.compute_metrics(data, rates, psth_sigma_ms=20.0)
+    assert base["psth_r2"] > 0.8  # the true rates
     # the forward-prediction bins are not part of either score
     junk = rates.copy()
     junk[:, data.n_enc :] = np.random.default_rng(1).uniform(0.01, 5.0, junk[:, data.n_enc :].shape)
-    moved = metrics.compute_metrics(data, junk)
+    moved = metrics.compute_metrics(data, junk, psth_sigma_ms=20.0)
     assert moved["psth_r2"] == base["psth_r2"] and moved["vel_r2"] == base["vel_r2"]
     assert moved["fp_bps"] != base["fp_bps"]
     # held-in units count in PSTH R2: ruining them lowers it
     bad_heldin = rates.copy()
     bad_heldin[..., ~data.heldout] = bad_heldin[..., ~data.heldout].mean()
-    assert metrics.compute_metrics(data, bad_heldin)["psth_r2"] < base["psth_r2"] - 0.1
+    assert metrics.compute_metrics(data, bad_heldin, psth_sigma_ms=20.0)["psth_r2"] < base["psth_r2"] - 0.1
 
 
 def test_a_velocity_lag_that_does_not_fit_is_an_error():
     from cortexfit.fit.config import load_config
     from cortexfit.fit.data import prepare
+    from fit_factory import condition_activity
 
-    ds, _ = _behaving(n_time=40)
+    ds, _ = condition_activity(n_time=40)
     with pytest.raises(FitError, match=r"train.vel_lag_ms = 300 ms is 30 bins, which does not fit the 32-bin"):
         prepare(ds, load_config({"train": {"vel_lag_ms": 300.0}}), seed=0)
     assert prepare(ds, load_config({"train": {"vel_lag_ms": 150.0}}), seed=0).velocity is not None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import pytest
@@ -41,7 +42,7 @@ def test_every_model_writes_the_same_outputs(activity, tmp_path, model):
     metrics = json.loads((out / "metrics.json").read_text())
     assert list(metrics) == list(METRIC_KEYS)
     assert metrics["model"] == model and metrics["device"] == "cpu" and metrics["seed"] == 0
-    assert isinstance(metrics["co_bps"], float) and metrics["n_params"] > 0
+    assert math.isfinite(metrics["co_bps"]) and metrics["n_params"] > 0
     assert metrics["vel_r2"] is None  # no behavior in this dataset
     fit = convention.read_dataset(out / "fit.nc", "fit")
     act = convention.read_dataset(activity)
@@ -56,7 +57,7 @@ def test_every_model_writes_the_same_outputs(activity, tmp_path, model):
         base, rest = load_model(out)  # baselines load through the same function
         assert isinstance(base, BaselineModel) and base.family == model and base.params
     else:
-        assert isinstance(metrics["fp_bps"], float) and "factors" in fit and "states" in fit
+        assert math.isfinite(metrics["fp_bps"]) and "factors" in fit and "states" in fit
         net, rest = load_model(out)
         assert net.family == model and "readout" in rest["modules"]
         assert fit.sizes["state"] == net.state_size
@@ -211,15 +212,14 @@ def test_real_recording_smoke(shared_data, tmp_path):
 
 
 def test_velocity_and_psth_metrics(tmp_path):
-    ds, rates = oscillator_activity(n_trials=30, n_time=40, n_units=12, seed=4)
-    vel = np.stack([np.gradient(np.log(rates[..., 0]), axis=1), np.gradient(np.log(rates[..., 1]), axis=1)], -1)
-    ds["behavior"] = (("trial", "time", "behavior_channel"), vel.astype("float32"))
-    ds = ds.assign_coords(behavior_channel=["hand_vel_x", "hand_vel_y"], behavior_kind=("behavior_channel",
-                                                                                          ["velocity", "velocity"]))
+    from fit_factory import condition_activity
+
+    ds, rates = condition_activity(n_trials=40, n_time=40, n_units=12, seed=4)
     path = convention.write_dataset(ds, tmp_path / "beh.nc")
-    m = fit_stage.run(path, tmp_path / "fit", model="lstm", config={**SMALL, "train": {"max_epochs": 30}}, device="cpu")
-    assert isinstance(m["vel_r2"], float) and m["vel_r2"] > 0.2
-    assert isinstance(m["psth_r2"], float)
+    cfg = {"train": {"max_epochs": 60, "batch_size": 8, "patience": 20, "psth_sigma_ms": 20.0},
+           "model": {"hidden_size": 16, "factors": 4, "encoder_size": 16, "controller": 2}}
+    m = fit_stage.run(path, tmp_path / "fit", model="lstm", config=cfg, device="cpu")
+    assert m["vel_r2"] > 0.2 and m["psth_r2"] > 0.3  # the true rates score 0.85 here
 
 
 def test_metrics_say_whether_a_fit_beats_the_null_and_smoothing(activity, tmp_path):

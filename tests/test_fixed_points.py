@@ -10,8 +10,8 @@ import torch
 import xarray as xr
 from scipy.optimize import brentq
 
-from cortexfit.core import convention
 from cortexfit.analysis import fixed_points as fp
+from cortexfit.core import convention
 from cortexfit.core.errors import AnalysisError, ConfigError
 from cortexfit.models import build_dynamics, from_torch_rnn, save_model
 from cortexfit.models.base import Dynamics, NoOptions
@@ -68,7 +68,8 @@ def test_affine_map_unique_fixed_point_exact():
     assert len(fps) == 1
     np.testing.assert_allclose(fps.xstar[0], expected, atol=1e-10)
     np.testing.assert_allclose(fps.u_star[0], u.numpy())
-    np.testing.assert_allclose(np.sort(np.abs(fps.eigenvalues[0])), np.sort(torch.linalg.eigvals(A).abs().numpy()), atol=1e-10)
+    np.testing.assert_allclose(np.sort(np.abs(fps.eigenvalues[0])), np.sort(torch.linalg.eigvals(A).abs().numpy()),
+                               atol=1e-10)
     assert fps.label[0] == "stable" and fps.point_type[0] == "fixed"
 
 
@@ -164,6 +165,7 @@ def test_flipflop_eight_stable_fixed_points(shared_data):
     fps = fp.find_fixed_points(net, torch.as_tensor(x0), torch.zeros(3))
     assert fps.n_stable == 8
     stable = fps.xstar[(fps.label == "stable") & (fps.point_type == "fixed")]
-    readout = stable @ ckpt["state_dict"]["readout.weight"].double().numpy().T + ckpt["state_dict"]["readout.bias"].double().numpy()
+    sd = ckpt["state_dict"]
+    readout = stable @ sd["readout.weight"].double().numpy().T + sd["readout.bias"].double().numpy()
     corners = {tuple(np.sign(r).astype(int)) for r in readout}
     assert len(corners) == 8  # one stable point per memory state (+-1, +-1, +-1)

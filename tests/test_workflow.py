@@ -108,8 +108,6 @@ def test_bad_config_key_is_rejected(tmp_path):
 
 @pytest.mark.slow
 def test_simulate_and_ingest_end_to_end(tmp_path):
-    pytest.importorskip("cortexfit.simulate")
-    pytest.importorskip("cortexfit.ingest")
     sheet = HEADER + "sim_reach\tdata/simulated/reach.nwb\treach\tmove_onset_time\t-250\t450\t5\telectrodes\n"
     work = _workdir(tmp_path, sheet, "models: []\nreport: false\n")
     out = _run(work)
