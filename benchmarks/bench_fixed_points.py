@@ -53,7 +53,7 @@ def timed(fn):
 def fpf_finder(rnn):
     """FixedPointFinder with the settings of its own flip-flop example."""
     sys.path.insert(0, os.environ["FPF_DIR"])
-    from FixedPointFinderTorch import FixedPointFinderTorch  # noqa: PLC0415 - external, optional
+    from FixedPointFinderTorch import FixedPointFinderTorch
 
     return FixedPointFinderTorch(rnn, max_iters=10000, lr_init=1.0, outlier_distance_scale=10.0,
                                  verbose=False, super_verbose=False)
@@ -106,7 +106,7 @@ def main() -> None:
     with torch.no_grad():
         states = rnn(flipflop_pulses(64, 500, seed=args.seed))[0].numpy()
     x0 = sample_initial_states(states, args.n_init, noise_std=args.noise, generator=np.random.default_rng(args.seed))
-    ours_fn = lambda: find_fixed_points(net, torch.as_tensor(x0, device=dev), torch.zeros(3, device=dev))  # noqa: E731
+    ours_fn = lambda: find_fixed_points(net, torch.as_tensor(x0, device=dev), torch.zeros(3, device=dev))
     use_fpf = bool(os.environ.get("FPF_DIR"))
     rnn = rnn.to(dev)
 
