@@ -15,7 +15,7 @@ from torch import Tensor
 
 from cortexfit.core.errors import ConfigError, FitError
 from cortexfit.core.runtime import limit_threads
-from cortexfit.models.esn import ESNOptions, make_reservoir, run_reservoir, run_reservoir_parallel
+from cortexfit.models.esn import ESNOptions, make_reservoir, measure_washout, run_reservoir, run_reservoir_parallel
 from cortexfit.models.readouts import RidgeReadout, fit_readout
 
 
@@ -35,8 +35,9 @@ class EchoStateNetwork:
         parallel as one batch, each started ``chunk_washout`` steps early from a zero state (the echo-state
         property makes the states agree with the sequential run to ~``contraction**chunk_washout``).
     chunk_washout
-        Overlap of parallel chunks; default: steps for the bound ``(1 - leak_rate (1 - spectral_radius))**w`` on
-        the difference from the sequential run to fall below 1e-7.
+        Overlap of parallel chunks; default: measured on the reservoir and the first inputs
+        (:func:`cortexfit.models.esn.measure_washout`: steps until runs from different states agree to 1e-7).
+        A spectral radius below 1 does not bound it: one step contracts by at most the largest singular value.
     device, dtype
         Where and in which precision the reservoir runs (``"cuda"`` when available is fine).
     loop_threads
@@ -69,12 +70,7 @@ class EchoStateNetwork:
         if units < 1 or warmup < 0 or (chunk_length is not None and chunk_length < 1):
             raise ConfigError("EchoStateNetwork: units and chunk_length must be positive and warmup >= 0")
         self.units, self.warmup, self.chunk_length = int(units), int(warmup), chunk_length
-        if chunk_washout is None and chunk_length is not None:
-            contraction = 1.0 - leak_rate * (1.0 - spectral_radius)  # bound on the per-step forgetting factor
-            if contraction >= 1.0:
-                raise ConfigError("EchoStateNetwork: chunk_length needs spectral_radius < 1 or an explicit chunk_washout")
-            chunk_washout = math.ceil(math.log(1e-7) / math.log(contraction))
-        self.chunk_washout = int(chunk_washout or 0)
+        self.chunk_washout = None if chunk_washout is None else int(chunk_washout)
         self.device, self.dtype = torch.device(device), dtype
         self.reservoir, self.loop_threads = reservoir, loop_threads
         self.readout_: RidgeReadout | None = None
@@ -108,7 +104,17 @@ class EchoStateNetwork:
         T = U.shape[0]
         drive = torch.addmm(self.b_, U, self.W_in_.t())  # (T, N)
         x0 = torch.zeros(1, self.units, dtype=self.dtype, device=self.device) if x0 is None else x0
-        L, w = self.chunk_length, self.chunk_washout
+        L = self.chunk_length
+        if L is not None and self.chunk_washout is None:
+            probe = U[: min(T, 20 * L)]
+            dense = self.W_.to_dense() if self.W_.is_sparse_csr else self.W_
+            w_meas = measure_washout(dense.double().cpu(), self.W_in_.double().cpu(), self.b_.double().cpu(),
+                                     self.options.leak_rate, probe.double().cpu())
+            if w_meas is None:
+                raise ConfigError(f"EchoStateNetwork: the reservoir does not forget its start within {len(probe)} "
+                                  "steps; set chunk_washout or chunk_length=None")
+            self.chunk_washout = 2 * w_meas  # margin over the measured washout
+        w = int(self.chunk_washout or 0)
         if L is None or T <= 2 * (L + w):
             with limit_threads(self.loop_threads or 1):  # one small product per step: not worth sharing
                 return run_reservoir(drive[:, None], self.W_, x0, self.options.leak_rate)[:, 0]

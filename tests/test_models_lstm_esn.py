@@ -89,3 +89,22 @@ def test_make_reservoir_is_deterministic():
     for x, y in zip(a, b):
         np.testing.assert_array_equal(x, y)
     assert abs(np.abs(np.linalg.eigvals(a[0])).max() - 0.9) < 1e-6
+
+
+def test_washout_is_measured_not_bounded_by_the_spectral_radius():
+    """rho < 1 is a heuristic: a non-normal reservoir with rho = 0.5 forgets later than 0.5**w predicts."""
+    import math
+
+    from cortexfit.models.esn import measure_washout
+
+    tol = 1e-7
+    spectral_bound = math.ceil(math.log(tol) / math.log(0.5))
+    normal = 0.5 * torch.eye(2, dtype=torch.float64)
+    skew = torch.tensor([[0.5, 40.0], [0.0, 0.5]], dtype=torch.float64)  # same eigenvalues, sigma_max ~ 40
+    f64 = torch.float64
+    W_in, b, u = torch.ones(2, 1, dtype=f64), torch.zeros(2, dtype=f64), torch.zeros(300, 1, dtype=f64)
+    w_normal = measure_washout(normal, W_in, b, 1.0, u, tol=tol)
+    w_skew = measure_washout(skew, W_in, b, 1.0, u, tol=tol)
+    assert w_normal is not None and w_normal <= spectral_bound
+    assert w_skew is not None and w_skew > spectral_bound
+    assert measure_washout(1.5 * torch.eye(2, dtype=torch.float64), W_in, b, 1.0, u[:50], tol=tol) is None

@@ -214,3 +214,62 @@ def test_fused_path_matches_custom_kernel(options):
     gb = torch.autograd.grad(b.square().sum(), list(net.parameters()))
     for x, y in zip(ga, gb):
         torch.testing.assert_close(x, y, atol=1e-4, rtol=1e-4)
+
+
+def test_dale_with_low_rank_keeps_signs_rank_and_the_outlier():
+    """Mastrogiuseppe-Ostojic E/I low rank: Dale's signs hold, W - random part has rank 1, outlier at n.m/N."""
+    torch.manual_seed(0)
+    H = 400
+    net = build_dynamics("rate", input_size=1, hidden_size=H, dale=True, rank=1, g=0.5, frac_exc=0.8).double()
+    exc = net.sign > 0
+    with torch.no_grad():  # m = 1, |n| = 4: n_eff . m_eff / H = 4 (0.8 - 0.2) = 2.4
+        net.m.fill_(1.0)
+        net.n.copy_(torch.full((H, 1), 4.0, dtype=torch.float64))
+    low = net.low_rank_part().detach()
+    target = float((net.n.detach().abs() * net.sign[:, None]).sum() / H)
+    W = net.recurrent_weight().detach()
+    assert bool((W[:, exc] >= 0).all()) and bool((W[:, ~exc] <= 0).all())
+    assert int(torch.linalg.matrix_rank(W - net._dale_random_part().detach())) == 1
+    assert torch.allclose(W - net._dale_random_part().detach(), low)
+    eig = torch.linalg.eigvals(W).abs().sort(descending=True).values
+    assert target > 2.0 and abs(float(eig[0]) - target) / target < 0.1  # the outlier survives
+    assert float(eig[1]) < 0.8 * target  # and stands out of the bulk
+
+
+def test_stp_update_is_exact_and_stays_in_range():
+    from cortexfit.models.stp import stp_parameters, stp_update
+
+    p = stp_parameters(["facilitating", "depressing"])
+    U, tf, td = p["U"].double(), p["tau_F"].double(), p["tau_D"].double()
+    pd = {"U": U, "tau_F": tf, "tau_D": td}
+    for nu in (5.0, 50.0, 500.0):
+        rate = torch.full((2,), nu, dtype=torch.float64)
+        u, x = U.clone(), torch.ones(2, dtype=torch.float64)
+        for _ in range(2000):  # 10 ms steps, 20 s: the steady state
+            u, x = stp_update(u, x, pd, dt=0.01, rate_hz=rate)
+            assert bool(((x >= 0) & (x <= 1) & (u >= 0) & (u <= 1)).all())
+        u_star = U * (1 + tf * nu) / (1 + U * tf * nu)
+        x_star = 1 / (1 + u_star * td * nu)
+        torch.testing.assert_close(u, u_star, rtol=1e-9, atol=1e-12)
+        torch.testing.assert_close(x, x_star, rtol=1e-9, atol=1e-12)
+    # one large step equals many small ones (exact in dt for a constant rate)
+    rate = torch.full((2,), 80.0, dtype=torch.float64)
+    u1, _ = stp_update(U, torch.ones(2, dtype=torch.float64), pd, dt=0.5, rate_hz=rate)
+    u2 = U.clone()
+    x2 = torch.ones(2, dtype=torch.float64)
+    for _ in range(50):
+        u2, x2 = stp_update(u2, x2, pd, dt=0.01, rate_hz=rate)
+    torch.testing.assert_close(u1, u2, rtol=1e-9, atol=1e-12)
+
+
+def test_stp_synapses_transmit_the_non_negative_rate():
+    net = build_dynamics("rate", input_size=1, hidden_size=3, stp=True, nonlinearity="tanh").double()
+    s = net.initial_state(1).double()
+    s[:, :3] = torch.tensor([-0.8, 0.5, -0.2], dtype=torch.float64)
+    with torch.no_grad():
+        net.weight_hh.copy_(torch.eye(3, dtype=torch.float64))
+        net.weight_ih.zero_()
+        h = net.step(s, torch.zeros(1, 1, dtype=torch.float64))[:, :3]
+    u0 = net.stp_U.double()
+    want = (1 - net.alpha) * s[:, :3] + net.alpha * torch.tanh(u0 * torch.tensor([0.0, 0.5, 0.0], dtype=torch.float64))
+    torch.testing.assert_close(h, want)

@@ -7,8 +7,12 @@
 ``vanilla`` is the same network with ``alpha = 1`` exactly (``h <- phi(W h + U u + b)``), e.g. a trained
 ``torch.nn.RNN`` loaded with :func:`from_torch_rnn`.  Parameters: ``weight_ih`` (U, (H, I)), ``bias`` (b, (H,))
 and either ``weight_hh`` (W, or under Dale's law its raw magnitudes) or, with ``rank``, ``m`` and ``n``
-(``W = g chi + m n^T / H`` with a fixed random ``chi``).  :meth:`RateDynamics.recurrent_weight` returns the
-effective W.  Without STP, :meth:`RateDynamics.forward` uses the fast custom backward of
+(``W = g chi + m n^T / H`` with a fixed random ``chi``).  With Dale's law and ``rank`` together the E/I
+construction of Mastrogiuseppe & Ostojic (2018) keeps both: ``W = |g chi| s + m+ (n+ s)^T / H`` where ``s`` are
+the columns' signs (+ excitatory, - inhibitory) and ``m+ = |m|``, ``n+ = |n|``, so every column keeps its sign
+and ``W`` minus its random part has rank ``rank`` with the outlier ``n_eff . m_eff / H``.
+:meth:`RateDynamics.recurrent_weight` returns the effective W.  Without STP, :meth:`RateDynamics.forward` uses the
+fast custom backward of
 :mod:`cortexfit.models.fastrnn` (on CUDA with alpha = 1, tanh/relu and no noise: torch's fused RNN kernel);
 with STP it iterates :meth:`RateDynamics.step` under autograd.
 
@@ -58,6 +62,7 @@ class VanillaOptions:
     dale : every presynaptic unit (column of W) excitatory or inhibitory, kept through training.
     frac_exc : fraction of excitatory units under Dale's law.
     rank : low-rank structure ``W = g chi + m n^T / H`` with learnable ``m``, ``n`` (H, rank); None = full W.
+        With ``dale`` the low-rank part is sign-constrained so Dale's law and the rank both hold (module doc).
     fast_path : use the custom-backward kernel where the options allow (no STP).
     """
 
@@ -154,8 +159,8 @@ class RateDynamics(Dynamics):
             balance[n_exc:] = n_exc / max(1, H - n_exc)  # E and I inputs cancel on average (balanced)
             self.register_buffer("sign", sign)
             self.register_buffer("col_scale", sign * balance)
-            with torch.no_grad():  # global scale: spectral radius g at initialisation
-                self.col_scale.mul_(o.g / max(_spectral_radius(self.recurrent_weight()), 1e-12))
+            with torch.no_grad():  # global scale: the random E/I part has spectral radius g at initialisation
+                self.col_scale.mul_(o.g / max(_spectral_radius(self._dale_random_part()), 1e-12))
         if getattr(o, "stp", False):
             if o.dale:
                 types = [o.stp_exc] * n_exc + [o.stp_inh] * (H - n_exc)
@@ -175,16 +180,29 @@ class RateDynamics(Dynamics):
     def has_stp(self) -> bool:
         return bool(getattr(self.options, "stp", False))
 
+    def _dale_random_part(self) -> Tensor:
+        """Under Dale's law: the sign-constrained full-rank part ``|weight_hh| s`` or ``|g chi| s``."""
+        o = self.options
+        raw = self.weight_hh if o.rank is None else o.g * self.chi
+        return raw.abs() * self.col_scale
+
+    def low_rank_part(self) -> Tensor | None:
+        """The rank-``rank`` structure ``m n^T / H`` of W (sign-constrained under Dale's law), or None."""
+        o = self.options
+        if o.rank is None:
+            return None
+        if o.dale:
+            return self.m.abs() @ (self.n.abs() * self.sign[:, None]).t() / self.hidden_size
+        return self.m @ self.n.t() / self.hidden_size
+
     def recurrent_weight(self) -> Tensor:
         """Effective (H, H) recurrent weight W (Dale signs and low rank applied), differentiable."""
         o = self.options
-        if o.rank is None:
-            W = self.weight_hh
-        else:
-            W = o.g * self.chi + self.m @ self.n.t() / self.hidden_size
+        low = self.low_rank_part()
         if o.dale:
-            W = W.abs() * self.col_scale
-        return W
+            W = self._dale_random_part()
+            return W if low is None else W + low
+        return self.weight_hh if low is None else o.g * self.chi + low
 
     def initial_state(self, batch: int) -> Tensor:
         """Zeros for h; with STP u = U and x = 1 (synapses at rest)."""
@@ -206,9 +224,9 @@ class RateDynamics(Dynamics):
         H, W = self.hidden_size, self.recurrent_weight()
         h = state[:, :H]
         pre = h
-        if self.has_stp:
+        if self.has_stp:  # synapses see and transmit the non-negative rate
             us, xs = state[:, H : 2 * H], state[:, 2 * H :]
-            pre = us * xs * h
+            pre = us * xs * h.clamp(min=0.0)
         p = phi_of(self.options.nonlinearity)(pre @ W.t() + u @ self.weight_ih.t() + self.bias)
         h_new = p if self.alpha == 1.0 else (1.0 - self.alpha) * h + self.alpha * p
         noise = self._noise_like(h_new)
