@@ -121,3 +121,27 @@ def test_baseline_has_no_forecast_mode(tmp_path, capsys):
     assert rc == 1
     assert "no forecast mode" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_closed_loop_feedback_writes_each_heldin_unit_into_its_own_channel():
+    """Held-in units are a random subset: the feedback must pick them, not the first n_heldin units."""
+    torch.manual_seed(0)
+    heldin = [4, 1, 3]
+    m = ForecastModel(build_dynamics("vanilla", input_size=3, hidden_size=6), n_heldin=3, n_units=5, factors=2,
+                      heldin_index=heldin)
+    rates = torch.tensor([[0.5, 1.5, 2.5, 3.5, 4.5]])
+    torch.testing.assert_close(m.feedback(rates), torch.log1p(rates[:, heldin]))
+    with pytest.raises(ValueError, match="heldin_index"):
+        ForecastModel(build_dynamics("vanilla", input_size=3, hidden_size=6), n_heldin=3, n_units=5, factors=2,
+                      heldin_index=[0, 1, 7])
+
+
+def test_fit_builds_the_feedback_from_the_heldout_mask():
+    from cortexfit.fit.config import load_config
+    from cortexfit.fit.data import prepare
+    from cortexfit.fit.forecast import build_forecast_model
+
+    ds, _ = random_walk_activity(n_trials=12, n_time=20, n_units=8, seed=0)
+    data = prepare(ds, load_config(), seed=0)
+    model = build_forecast_model(data, load_config("smoke"), family="vanilla", seed=0)
+    assert model.heldin_index.tolist() == np.flatnonzero(~data.heldout).tolist() != list(range(6))

@@ -229,3 +229,26 @@ def test_metrics_say_whether_a_fit_beats_the_null_and_smoothing(activity, tmp_pa
     assert rnn["smoothing_co_bps"] == smooth["co_bps"]  # the same baseline on the same split
     assert rnn["beats_smoothing"] == (rnn["co_bps"] > smooth["co_bps"])
     assert rnn["beats_null"] == (rnn["co_bps"] > 0) and smooth["beats_null"] == (smooth["co_bps"] > 0)
+
+
+@pytest.mark.parametrize(("model", "mode"), [("vanilla", "latent"), ("vanilla", "forecast"), ("esn", "latent"),
+                                             ("esn", "forecast")])
+def test_heldout_test_spikes_never_leak_into_predictions(tmp_path, model, mode):
+    """Scrambling the held-out units' spikes on test trials leaves every test-trial prediction unchanged."""
+    from cortexfit.fit.config import load_config
+    from cortexfit.fit.data import prepare
+
+    ds, _ = oscillator_activity(n_trials=24, n_time=30, n_units=10, seed=2)
+    data = prepare(ds, load_config(), seed=0)
+    te, ho = np.flatnonzero(data.split == "test"), np.flatnonzero(data.heldout)
+    scrambled = ds.copy(deep=True)
+    block = scrambled["activity"].values[np.ix_(te, np.arange(ds.sizes["time"]), ho)]
+    scrambled["activity"].values[np.ix_(te, np.arange(ds.sizes["time"]), ho)] = np.random.default_rng(0).permutation(
+        block.reshape(-1)).reshape(block.shape)
+    assert not np.array_equal(scrambled["activity"].values, ds["activity"].values)
+    rates = []
+    for name, d in (("a", ds), ("b", scrambled)):
+        path = convention.write_dataset(d, tmp_path / f"{name}.nc")
+        fit_stage.run(path, tmp_path / f"fit_{name}", model=model, mode=mode, config="smoke", device="cpu")
+        rates.append(convention.read_dataset(tmp_path / f"fit_{name}" / "fit.nc", "fit")["rates"].values)
+    np.testing.assert_array_equal(rates[0][te], rates[1][te])

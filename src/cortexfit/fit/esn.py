@@ -125,7 +125,8 @@ def _forecast_rollout(dyn: ESNDynamics, readout: StateReadout, data: FitData, cf
 
     hi = ~data.heldout
     fm = ForecastModel(dyn, n_heldin=int(hi.sum()), n_units=data.n_units, factors=cfg.model.factors,
-                       n_inputs=data.n_inputs, exp_link=data.spikes, readout=readout)
+                       n_inputs=data.n_inputs, exp_link=data.spikes, readout=readout,
+                       heldin_index=np.flatnonzero(hi).tolist())
     fm.s0.requires_grad_(False)
     with torch.no_grad():
         fm.fb_mean.copy_(torch.as_tensor(data.mean[hi]))

@@ -20,6 +20,7 @@ torch.Size([2, 5, 4])
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -88,12 +89,14 @@ class ForecastModel(nn.Module):
     dynamics : Dynamics
         Input size must be ``n_heldin + n_inputs``.
     n_heldin, n_units, factors : int
-        Observed (input) units, predicted units (all; the first ``n_heldin`` are the held-in ones in the
-        order of the input), factor dimension.
+        Observed (input) units, predicted units (all, in the dataset's order), factor dimension.
     n_inputs : int
         Task-input channels.
     exp_link : bool
         Exponential link and ``log1p`` feedback (spike counts); identity link and z-scored traces otherwise.
+    heldin_index : sequence of int, optional
+        Which of the ``n_units`` predicted units are the held-in ones, in the order of the input channels (the
+        closed-loop feedback writes each unit's prediction into its own channel).  Default ``0 .. n_heldin - 1``.
     readout : torch.nn.Module, optional
         Hidden units -> ``(factors, log_rates)``; default a trainable
         :class:`~cortexfit.fit.heads.FactorReadout` (the echo-state fit passes its closed-form readout).
@@ -104,7 +107,8 @@ class ForecastModel(nn.Module):
     readout: nn.Module
 
     def __init__(self, dynamics: Dynamics, *, n_heldin: int, n_units: int, factors: int, n_inputs: int = 0,
-                 dropout: float = 0.0, exp_link: bool = True, readout: nn.Module | None = None):
+                 dropout: float = 0.0, exp_link: bool = True, readout: nn.Module | None = None,
+                 heldin_index: Sequence[int] | None = None):
         super().__init__()
         if dynamics.input_size != n_heldin + n_inputs:
             raise ValueError(f"dynamics input_size {dynamics.input_size} != {n_heldin} + {n_inputs}")
@@ -115,6 +119,10 @@ class ForecastModel(nn.Module):
             hidden_size=dynamics.hidden_size, factors=factors, n_units=n_units, dropout=dropout)
         self.register_buffer("fb_mean", torch.zeros(n_heldin))
         self.register_buffer("fb_std", torch.ones(n_heldin))
+        index = torch.arange(n_heldin) if heldin_index is None else torch.as_tensor(list(heldin_index), dtype=torch.long)
+        if index.shape != (n_heldin,) or (n_heldin and (int(index.min()) < 0 or int(index.max()) >= n_units)):
+            raise ValueError(f"heldin_index must hold {n_heldin} unit indices below {n_units}")
+        self.register_buffer("heldin_index", index)
 
     def init_bias(self, mean_counts: Tensor) -> None:
         """Start each unit's prediction at its mean."""
@@ -133,7 +141,7 @@ class ForecastModel(nn.Module):
 
     def feedback(self, rates: Tensor) -> Tensor:
         """The model's held-in prediction scaled like an observed input (detached)."""
-        r = rates[..., : self.n_heldin].detach()
+        r = rates[..., self.heldin_index].detach()
         return torch.log1p(r) if self.exp_link else (r - self.fb_mean) / self.fb_std
 
     def forward(self, x: Tensor, u: Tensor, teacher: Tensor | None = None) -> ForecastOutput:
@@ -256,6 +264,7 @@ def build_forecast_model(data: FitData, cfg: FitConfig, *, family: str, seed: in
     opts = family_defaults(family, m.family_options, bin_width_s=data.bin_width_s, seed=seed)
     dyn = models.build_dynamics(family, input_size=n_hi + data.n_inputs, hidden_size=m.hidden_size, **opts)
     return ForecastModel(dyn, n_heldin=n_hi, n_units=data.n_units, factors=m.factors, n_inputs=data.n_inputs,
+                         heldin_index=np.flatnonzero(~data.heldout).tolist(),
                          dropout=m.dropout, exp_link=data.spikes)
 
 
