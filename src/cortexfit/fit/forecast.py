@@ -104,6 +104,7 @@ class ForecastModel(nn.Module):
 
     fb_mean: Tensor
     fb_std: Tensor
+    heldin_index: Tensor
     readout: nn.Module
 
     def __init__(self, dynamics: Dynamics, *, n_heldin: int, n_units: int, factors: int, n_inputs: int = 0,
