@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from cortexfit import __version__
+from cortexfit.core import defaults
 from cortexfit.core.errors import CortexfitError
 from cortexfit.core.runtime import DEVICES
 from cortexfit.fit import registry
@@ -40,7 +41,7 @@ def command(name: str, module: str, help: str, func: str = "run"):
 
 @command("simulate", "cortexfit.simulate", "write a simulated recording with known ground truth as NWB")
 def _simulate_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("task", choices=["reach", "flipflop"], help="which ground-truth system to simulate")
+    p.add_argument("task", choices=defaults.SIMULATED_TASKS, help="which ground-truth system to simulate")
     p.add_argument("out", metavar="OUT.nwb", help="NWB file to write (ground truth goes to OUT.truth.nc)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--n-trials", type=int, default=None, help="number of trials (default: task's own)")
@@ -50,24 +51,24 @@ def _simulate_args(p: argparse.ArgumentParser) -> None:
 def _ingest_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("nwb", metavar="IN.nwb")
     p.add_argument("out", metavar="OUT.nc")
-    p.add_argument("--bin-ms", type=float, default=5.0, help="bin width in ms (default 5)")
-    p.add_argument("--align", default="start_time", help="trials column to align to (default start_time)")
+    p.add_argument("--bin-ms", type=float, default=defaults.BIN_MS, help="bin width in ms (default %(default)s)")
+    p.add_argument("--align", default=defaults.ALIGN, help="trials column to align to (default %(default)s)")
     p.add_argument(
         "--window-ms", type=float, nargs=2, metavar=("START", "STOP"), default=None,
         help="window around the alignment event in ms (default: the shortest trial from the event)",
     )
     p.add_argument(
-        "--trials-table", default="trials",
+        "--trials-table", default=defaults.TRIALS_TABLE,
         help="TimeIntervals table holding the trials; 'none' cuts the session into fixed windows",
     )
     p.add_argument(
-        "--areas", default="electrodes",
-        help="how units get brain areas: 'electrodes' (default), 'column:NAME' (a units column), or a "
+        "--areas", default=defaults.AREAS,
+        help="how units get brain areas: 'electrodes' (the default), 'column:NAME' (a units column), or a "
         "unit-id rule such as 'unit-id:1xxx=PMd,2xxx=M1'",
     )
     p.add_argument(
-        "--session-window-ms", type=float, default=1000.0,
-        help="window length for sessions without a trials table (default 1000)",
+        "--session-window-ms", type=float, default=defaults.SESSION_WINDOW_MS,
+        help="window length for sessions without a trials table (default %(default)s)",
     )
     p.add_argument(
         "--clip-to-trial", action="store_true",

@@ -39,7 +39,7 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from cortexfit.core import convention
+from cortexfit.core import convention, defaults
 from cortexfit.core.errors import ConfigError, IngestError
 from cortexfit.core.fileio import file_sha256
 from cortexfit.ingest.areas import parse_areas, unit_areas
@@ -60,12 +60,12 @@ class IngestConfig:
     (-100.0, 300.0)
     """
 
-    bin_ms: float = 5.0
-    align: str = "start_time"
+    bin_ms: float = defaults.BIN_MS
+    align: str = defaults.ALIGN
     window_ms: tuple[float, float] | None = None
-    trials_table: str = "trials"
-    areas: str = "electrodes"
-    session_window_ms: float = 1000.0
+    trials_table: str = defaults.TRIALS_TABLE
+    areas: str = defaults.AREAS
+    session_window_ms: float = defaults.SESSION_WINDOW_MS
     clip_to_trial: bool = False
 
     def __post_init__(self) -> None:
@@ -300,9 +300,9 @@ def _neurons(units: Units | None, imaging: list[Series], edges: np.ndarray, cent
     return Neurons(neuron, signal, ids, activity, valid, meta)
 
 
-def ingest_nwb(path: str | Path, *, bin_ms: float = 5.0, align: str = "start_time",
-               window_ms: Sequence[float] | None = None, trials_table: str = "trials",
-               areas: str = "electrodes", session_window_ms: float = 1000.0,
+def ingest_nwb(path: str | Path, *, bin_ms: float = defaults.BIN_MS, align: str = defaults.ALIGN,
+               window_ms: Sequence[float] | None = None, trials_table: str = defaults.TRIALS_TABLE,
+               areas: str = defaults.AREAS, session_window_ms: float = defaults.SESSION_WINDOW_MS,
                clip_to_trial: bool = False) -> xr.Dataset:
     """Read an NWB session and bin it into a validated ``activity`` dataset.
 
@@ -405,9 +405,10 @@ def ingest_nwb(path: str | Path, *, bin_ms: float = 5.0, align: str = "start_tim
     return ds
 
 
-def run(nwb: str | Path, out: str | Path, *, bin_ms: float = 5.0, align: str = "start_time",
-        window_ms: Sequence[float] | None = None, trials_table: str = "trials", areas: str = "electrodes",
-        session_window_ms: float = 1000.0, clip_to_trial: bool = False) -> Path:
+def run(nwb: str | Path, out: str | Path, *, bin_ms: float = defaults.BIN_MS, align: str = defaults.ALIGN,
+        window_ms: Sequence[float] | None = None, trials_table: str = defaults.TRIALS_TABLE,
+        areas: str = defaults.AREAS, session_window_ms: float = defaults.SESSION_WINDOW_MS,
+        clip_to_trial: bool = False) -> Path:
     """Ingest ``nwb`` and write the activity dataset to ``out`` atomically (the ``cortexfit ingest`` command).
 
     Parameters
