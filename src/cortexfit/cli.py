@@ -152,7 +152,11 @@ def _kwargs(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _limit_threads(n: int) -> None:
-    """Thread counts for libraries not imported yet (torch and BLAS read these when they load)."""
+    """Thread counts for torch (OpenMP) and BLAS, set before they load: torch reads ``OMP_NUM_THREADS`` at import.
+
+    (Calling ``torch.set_num_threads`` after import instead made MKL's batched LU solve fail in the fixed-point
+    search with 2 threads: "Parameter 6 was incorrect on entry to SLASWP".)
+    """
     import os
 
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
@@ -177,8 +181,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         _limit_threads(args.threads)
     try:
         func = getattr(importlib.import_module(module_name), func_name)
-        if args.threads is not None and "torch" in sys.modules:
-            sys.modules["torch"].set_num_threads(args.threads)
         func(**_kwargs(args))
     except CortexfitError as exc:
         print(f"cortexfit {args.command}: error: {exc}", file=sys.stderr)
