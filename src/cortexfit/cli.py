@@ -162,8 +162,6 @@ def _limit_threads(n: int) -> None:
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         os.environ[var] = str(n)
     os.environ["CORTEXFIT_THREADS"] = str(n)
-    if "torch" in sys.modules:
-        sys.modules["torch"].set_num_threads(n)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

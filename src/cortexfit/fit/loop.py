@@ -305,8 +305,6 @@ def train(
                 save_atomic(st.to_payload(), checkpoint)
             if after_epoch is not None:
                 after_epoch(st.epoch)
-            if stop:
-                break
     finally:
         progress.close()
     model.load_state_dict(st.best)
