@@ -105,6 +105,7 @@ def make_units_file(
     table_name: str | None = None,
     units_extra: bool = True,
     position_name: str = "hand_pos",
+    stimulus: str | None = None,
 ) -> Path:
     """Write a spiking session: units (spike_times, obs_intervals, electrodes), trials and behaviour.
 
@@ -130,6 +131,11 @@ def make_units_file(
         ``nwb.trials``; ``"epochs"`` stores them as the file's epochs table (``intervals/epochs``).
     position_name
         Name of the position SpatialSeries.
+    stimulus
+        ``"full"``: a ``light`` TimeSeries in ``stimulus/presentation`` (1 kHz, 1 during the 0.1 s after each
+        trial's go time, 0 otherwise) plus, in acquisition, a TTL series ``ttl_sync`` and an ``event_codes``
+        series (neither is behaviour) and a ``joystick`` TimeSeries; ``"partial"``: the ``light`` series ends
+        halfway through the session.
     """
     from pynwb.base import TimeSeries
     from pynwb.behavior import BehavioralTimeSeries, Position, SpatialSeries
@@ -205,7 +211,17 @@ def make_units_file(
             vel = np.c_[np.full_like(t, 2.0), np.full_like(t, -1.0)]
             beh.add(BehavioralTimeSeries(time_series=TimeSeries(
                 name="hand_vel", data=vel, unit="m/s", starting_time=0.0, rate=1000.0)))
-    elif behavior == "acquisition":
+    if stimulus is not None:
+        light = np.zeros_like(t)
+        for a in start + GO_OFFSET:
+            light[(t >= a - 1e-9) & (t < a + 0.1 - 1e-9)] = 1.0
+        keep = slice(None) if stimulus == "full" else slice(0, len(t) // 2)
+        nwb.add_stimulus(TimeSeries(name="light", data=light[keep], unit="a.u.", timestamps=t[keep]))
+        nwb.add_acquisition(TimeSeries(name="ttl_sync", data=(t * 10 % 1 < 0.5).astype(float), unit="V",
+                                       timestamps=t))
+        nwb.add_acquisition(TimeSeries(name="event_codes", data=np.round(t) % 7, unit="code", timestamps=t))
+        nwb.add_acquisition(TimeSeries(name="joystick", data=3.0 * t, unit="V", timestamps=t))
+    if behavior == "acquisition":
         nwb.add_acquisition(TimeSeries(name="lever", data=3.0 * t, unit="V", timestamps=t))
         region = nwb.create_electrode_table_region([0, 1], "two electrodes")
         nwb.add_acquisition(ElectricalSeries(name="raw", data=np.zeros((100, 2)), electrodes=region,

@@ -27,10 +27,13 @@ def test_flipflop_nwb_layout(flipflop):
         assert len(trials) >= 100
         dur = (trials["stop_time"] - trials["start_time"]).values
         assert np.allclose(dur, dur[0])
-        pulses = nwb.processing["behavior"]["input_pulses"]
+        pulses = nwb.stimulus["input_pulses"]  # task inputs live in stimulus/presentation, not behaviour
+        assert "input_pulses" not in nwb.processing["behavior"].data_interfaces
         u = np.asarray(pulses.data[:])
         assert u.shape[1] == 3 and set(np.unique(u)) == {-1.0, 0.0, 1.0}
         assert trials["n_pulses"].sum() == np.count_nonzero(u)
+        truth = convention.read_dataset(simulate.truth_path(flipflop), "truth")
+        np.testing.assert_array_equal(u, truth.inputs.values.reshape(-1, 3))  # the pulses that drove the teacher
         rates = F.unit_rates(nwb)
         assert len(rates) >= 50 and np.all((rates >= 5) & (rates <= 30)), (rates.min(), rates.max())
 

@@ -53,6 +53,18 @@ def test_reach_nwb_layout(reach):
             assert np.linalg.norm(xy) > 0.05
             ang = np.rad2deg(np.arctan2(xy[1], xy[0])) % 360
             assert min(abs(ang - tr.reach_angle), 360 - abs(ang - tr.reach_angle)) < 15
+        # task inputs in stimulus/presentation: the target while shown, a one-step go cue
+        assert set(nwb.stimulus) == {"target_position", "go_cue"}
+        assert set(nwb.processing["behavior"].data_interfaces) == {"Position", "hand_velocity"}
+        target, go = (np.asarray(nwb.stimulus[n].data[:]) for n in ("target_position", "go_cue"))
+        step = lambda s: int(round(s * nwb.stimulus["go_cue"].rate))
+        assert go.shape[1] == 1 and go.sum() == len(trials)
+        assert np.all(go[[step(s) for s in trials["go_cue_time"]], 0] == 1.0)
+        for _, tr in trials.head(5).iterrows():
+            a = np.deg2rad(tr.reach_angle)
+            on, stop = step(tr.target_on_time), step(tr.stop_time)
+            np.testing.assert_allclose(target[on:stop], np.tile([0.08 * np.cos(a), 0.08 * np.sin(a)], (stop - on, 1)))
+            assert np.all(target[on - 1] == 0) and np.all(target[stop] == 0)
 
 
 def test_reach_truth(reach):

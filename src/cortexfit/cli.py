@@ -75,6 +75,11 @@ def _ingest_args(p: argparse.ArgumentParser) -> None:
         help="also mark bins outside the trial's [start_time, stop_time) invalid (and zero them); by default "
         "every bin where the unit was observed is valid, padding beyond the trial included",
     )
+    p.add_argument(
+        "--inputs", default=None, metavar="NAME[,NAME]",
+        help="further task inputs beside the stimulus/presentation series: TimeSeries names, or trials columns "
+        "of event times (e.g. go_cue_time: a pulse of 1 in the bin holding the event)",
+    )
 
 
 @command("fit", "cortexfit.fit", "fit a model family to an activity dataset")

@@ -36,7 +36,13 @@ Kind ``activity`` (written by ``cortexfit ingest``)
     were written with ``"observed_and_in_trial"``.  Invalid bins hold 0 in ``activity`` and must be
     masked with ``valid`` -- never read them as "no spikes".
     optional ``behavior`` (trial, time, behavior_channel) float32 with coords ``behavior_channel``
-    (e.g. ``"hand_pos_x"``) and ``behavior_kind`` (``"position"``, ``"velocity"`` or ``"other"``).
+    (e.g. ``"hand_pos_x"``) and ``behavior_kind`` (``"position"``, ``"velocity"`` or ``"other"``): what the
+    brain does (its output).
+    optional ``stimulus`` (trial, time, stimulus_channel) float32, the task inputs (what drives the network),
+    with coords ``stimulus_channel`` (the series' columns, e.g. ``"target_position_x"``, or the trials
+    column an event pulse comes from, e.g. ``"go_cue_time"``) and ``stimulus_kind`` (``"series"``: a
+    ``stimulus/presentation`` series or one named by ``--inputs``, averaged per bin like behaviour;
+    ``"event"``: 1 in the bin holding the event, 0 elsewhere).  Finite everywhere.
 
 Examples
 --------
@@ -113,7 +119,8 @@ KINDS: dict[str, KindSpec] = {
             "signal",
             "config",
         ),
-        optional={"behavior": ("trial", "time", "behavior_channel")},
+        optional={"behavior": ("trial", "time", "behavior_channel"),
+                  "stimulus": ("trial", "time", "stimulus_channel")},
     ),
     # ``cortexfit simulate``: ground truth beside a simulated NWB file (``<name>.truth.nc``).
     "truth": KindSpec(
@@ -126,7 +133,8 @@ KINDS: dict[str, KindSpec] = {
         variables={"rates": ("trial", "time", "neuron")},
         coords=("trial", "time", "split", "heldout"),
         attrs=("model", "mode", "seed", "device", "activity_file", "activity_sha256", "config"),
-        optional={"states": ("trial", "time", "state"), "factors": ("trial", "time", "factor")},
+        optional={"states": ("trial", "time", "state"), "factors": ("trial", "time", "factor"),
+                  "inputs": ("trial", "time", "input")},
     ),
     # ``cortexfit fixed-points``: fixed and slow points of a fitted model.
     "fixed_points": KindSpec(
@@ -291,6 +299,11 @@ def _validate_activity(ds: xr.Dataset, where: str) -> None:
         raise SchemaError(f"{where}attr 'bin_width_s' must be positive")
     if ds.attrs["signal"] == "spike_counts" and not np.issubdtype(ds["activity"].dtype, np.integer):
         raise SchemaError(f"{where}spike counts must be integers, found {ds['activity'].dtype}")
+    if "stimulus" in ds.data_vars:
+        if "stimulus_channel" not in ds.coords:
+            raise SchemaError(f"{where}variable 'stimulus' needs the coordinate 'stimulus_channel' (input names)")
+        if not np.all(np.isfinite(np.asarray(ds["stimulus"].values, dtype=float))):
+            raise SchemaError(f"{where}variable 'stimulus' has NaN or infinite values")
     try:
         json.loads(ds.attrs["config"])
     except (TypeError, ValueError) as exc:

@@ -15,9 +15,11 @@ the unit's ``obs_intervals`` or, for units without them, the bin overlaps the re
 (earliest to latest of all spike times and of the trials table's start/stop times).  Spikes in window bins
 padded beyond the trial are counted, as nlb_tools takes them from the continuous recording.  With
 ``clip_to_trial=True`` a bin must also have its centre inside the trial (``valid_rule="observed_and_in_trial"``).
-Invalid bins hold 0 and must be masked.  Behaviour and imaging traces are averaged over the samples
-inside each bin (linear interpolation at the bin centre where a bin holds no sample, NaN outside the
-series); an imaging bin is valid where its trace is finite (and, when clipping, inside the trial).
+Invalid bins hold 0 and must be masked.  Behaviour, task inputs (``stimulus``: the series of
+``stimulus/presentation`` plus what ``inputs`` names, see :mod:`cortexfit.ingest.signals`) and imaging traces
+are averaged over the samples inside each bin (linear interpolation at the bin centre where a bin holds no
+sample, NaN outside the series); an imaging bin is valid where its trace is finite (and, when clipping,
+inside the trial).
 
 Examples
 --------
@@ -30,7 +32,6 @@ from __future__ import annotations
 
 import logging
 import math
-import re
 import time as _time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -45,11 +46,15 @@ from cortexfit.core.fileio import file_sha256
 from cortexfit.ingest.areas import parse_areas, unit_areas
 from cortexfit.ingest.binning import bin_spikes, inside, resample
 from cortexfit.ingest.nwb import NWBReader, Series, Units
+from cortexfit.ingest.signals import behavior_array, parse_inputs, resolve_inputs, stimulus_array, velocity_name
+
+__all__ = ["IngestConfig", "ingest_nwb", "run", "velocity_name"]
 
 log = logging.getLogger("cortexfit.ingest")
 #: ``valid_rule`` attr of the dataset: which bins are ``valid`` (see the module docstring).
 VALID_RULES = {False: "observed", True: "observed_and_in_trial"}
-_RESERVED = {"trial", "time", "unit", "roi", "activity", "valid", "behavior", "behavior_channel", "behavior_kind"}
+_RESERVED = {"trial", "time", "unit", "roi", "activity", "valid", "behavior", "behavior_channel", "behavior_kind",
+             "stimulus", "stimulus_channel", "stimulus_kind"}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -67,8 +72,10 @@ class IngestConfig:
     areas: str = defaults.AREAS
     session_window_ms: float = defaults.SESSION_WINDOW_MS
     clip_to_trial: bool = False
+    inputs: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "inputs", parse_inputs(self.inputs))
         if not (math.isfinite(self.bin_ms) and self.bin_ms > 0):
             raise ConfigError(f"--bin-ms must be a positive number, got {self.bin_ms}")
         if self.window_ms is not None:
@@ -154,60 +161,6 @@ def _window(tr: Trials, cfg: IngestConfig, path: Path) -> tuple[float, float, in
         raise IngestError(f"{path}: the shortest trial ends {w1:g} ms after '{cfg.align}', less than one bin; "
                           "pass --window-ms")
     return w0 / 1000.0, bw, n
-
-
-_POSITION = re.compile(r"position|pos(?![a-z])", re.IGNORECASE)
-
-
-def velocity_name(position: str) -> str:
-    """Name of the velocity derived from a position series: its ``position``/``pos`` part becomes
-    ``velocity``/``vel`` (same case), else ``_vel`` is appended.
-
-    Parameters
-    ----------
-    position
-        Name of the position series.
-
-    Returns
-    -------
-    str
-        Name of the derived velocity series.
-
-    Examples
-    --------
-    >>> [velocity_name(n) for n in ("hand_position", "hand_pos", "cursorPos", "eye_POS_xy", "finger", "posture")]
-    ['hand_velocity', 'hand_vel', 'cursorVel', 'eye_VEL_xy', 'finger_vel', 'posture_vel']
-    """
-    def swap(m: re.Match) -> str:
-        word = "velocity" if len(m.group()) > 3 else "vel"
-        g = m.group()
-        return word.upper() if g.isupper() else word.capitalize() if g[0].isupper() else word
-
-    name, n = _POSITION.subn(swap, position, count=1)
-    return name if n else f"{position}_vel"
-
-
-def _behavior(series: list[Series], edges: np.ndarray) -> xr.DataArray | None:
-    if not series:
-        return None
-    if not any(s.kind == "velocity" for s in series):  # derive velocity from position
-        for s in [s for s in series if s.kind == "position"]:
-            ts, keep = np.unique(s.timestamps, return_index=True)
-            if len(ts) < 2:
-                continue
-            vel = np.gradient(s.data[keep], ts, axis=0)
-            name = velocity_name(s.name)
-            chans = [c.replace(s.name, name, 1) for c in s.channels]
-            series.append(Series(name, "derived", ts, vel, "velocity", chans))
-    values = np.concatenate([resample(s.timestamps, s.data, edges) for s in series], axis=2)
-    names, kinds = [], []
-    for s in series:
-        for c in s.channels:
-            names.append(c if c not in names else f"{c}_{len(names)}")
-            kinds.append(s.kind)
-    log.info("behaviour: %d channel(s) %s", len(names), ", ".join(names))
-    return xr.DataArray(values, dims=("trial", "time", "behavior_channel"),
-                        coords={"behavior_channel": names, "behavior_kind": ("behavior_channel", kinds)})
 
 
 def _extent(units: Units | None, imaging: list[Series]) -> tuple[float, float]:
@@ -303,7 +256,7 @@ def _neurons(units: Units | None, imaging: list[Series], edges: np.ndarray, cent
 def ingest_nwb(path: str | Path, *, bin_ms: float = defaults.BIN_MS, align: str = defaults.ALIGN,
                window_ms: Sequence[float] | None = None, trials_table: str = defaults.TRIALS_TABLE,
                areas: str = defaults.AREAS, session_window_ms: float = defaults.SESSION_WINDOW_MS,
-               clip_to_trial: bool = False) -> xr.Dataset:
+               clip_to_trial: bool = False, inputs: str | Sequence[str] | None = None) -> xr.Dataset:
     """Read an NWB session and bin it into a validated ``activity`` dataset.
 
     Parameters
@@ -328,6 +281,10 @@ def ingest_nwb(path: str | Path, *, bin_ms: float = defaults.BIN_MS, align: str 
         False (default): a bin is valid wherever the unit was observed, also where the window reaches
         beyond the trial's ``[start_time, stop_time)`` (attr ``valid_rule="observed"``).  True: bins whose
         centre lies outside the trial are invalid and hold 0 too (``valid_rule="observed_and_in_trial"``).
+    inputs
+        Names (``"a,b"`` or a list) of further task inputs beside the ``stimulus/presentation`` series: a
+        TimeSeries anywhere in the file (then no longer behaviour) or a trials column of event times, e.g.
+        ``go_cue_time`` (a pulse of 1 in the bin holding the event).  They go to the ``stimulus`` variable.
 
     Returns
     -------
@@ -339,7 +296,8 @@ def ingest_nwb(path: str | Path, *, bin_ms: float = defaults.BIN_MS, align: str 
     IngestError
         One line naming the file when it cannot be read or the options do not fit it.
     ConfigError
-        When an option is invalid.
+        When an option is invalid.  An ``inputs`` name that is neither a series nor a trials column, or a
+        stimulus series that does not cover every trial's window, is an :class:`IngestError`.
 
     Examples
     --------
@@ -349,7 +307,7 @@ def ingest_nwb(path: str | Path, *, bin_ms: float = defaults.BIN_MS, align: str 
     """
     cfg = IngestConfig(bin_ms=float(bin_ms), align=align, window_ms=None if window_ms is None else tuple(window_ms),
                        trials_table=trials_table, areas=areas, session_window_ms=float(session_window_ms),
-                       clip_to_trial=clip_to_trial)
+                       clip_to_trial=clip_to_trial, inputs=parse_inputs(inputs))
     path = Path(path)
     t0 = _time.perf_counter()
     with NWBReader(path) as r:
@@ -358,7 +316,8 @@ def ingest_nwb(path: str | Path, *, bin_ms: float = defaults.BIN_MS, align: str 
         if units is None and not imaging:
             raise IngestError(f"{path}: no units (spike times) and no imaging (DfOverF/Fluorescence RoiResponseSeries)")
         tr = _trials(r, cfg, _extent(units, imaging))
-        behavior = r.behavior()
+        stim_series, events = resolve_inputs(r, cfg.inputs, tr.coords)
+        behavior = r.behavior(exclude={s.name for s in stim_series})
     ws, bw, n = _window(tr, cfg, path)
     k = np.arange(n + 1)
     edges = tr.align[:, None] + (ws + k * bw)[None, :]
@@ -396,9 +355,12 @@ def ingest_nwb(path: str | Path, *, bin_ms: float = defaults.BIN_MS, align: str 
     tnames, nnames = _coord_names(list(tr.coords), list(nr.meta), nr.neuron)
     ds = ds.assign_coords({**{tnames[c]: ("trial", v) for c, v in tr.coords.items()},
                            **{nnames[c]: (nr.neuron, v) for c, v in nr.meta.items()}})
-    beh = _behavior(behavior, edges)
+    beh = behavior_array(behavior, edges)
     if beh is not None:
         ds["behavior"] = beh.assign_coords(trial=ds.trial, time=ds.time)
+    stim = stimulus_array(stim_series, events, tr.coords, edges, tr.ids, path)
+    if stim is not None:
+        ds["stimulus"] = stim.assign_coords(trial=ds.trial, time=ds.time)
     log.info("%s: %d trials x %d bins of %g ms x %d %ss (%s) in %.2f s", path, len(tr.ids), n, cfg.bin_ms,
              len(nr.ids), nr.neuron, nr.signal, _time.perf_counter() - t0)
     convention.validate(ds, "activity")
@@ -408,7 +370,7 @@ def ingest_nwb(path: str | Path, *, bin_ms: float = defaults.BIN_MS, align: str 
 def run(nwb: str | Path, out: str | Path, *, bin_ms: float = defaults.BIN_MS, align: str = defaults.ALIGN,
         window_ms: Sequence[float] | None = None, trials_table: str = defaults.TRIALS_TABLE,
         areas: str = defaults.AREAS, session_window_ms: float = defaults.SESSION_WINDOW_MS,
-        clip_to_trial: bool = False) -> Path:
+        clip_to_trial: bool = False, inputs: str | Sequence[str] | None = None) -> Path:
     """Ingest ``nwb`` and write the activity dataset to ``out`` atomically (the ``cortexfit ingest`` command).
 
     Parameters
@@ -417,7 +379,7 @@ def run(nwb: str | Path, out: str | Path, *, bin_ms: float = defaults.BIN_MS, al
         The NWB file to read.
     out
         The netCDF file to write (never the input); nothing is written when ingest fails.
-    bin_ms, align, window_ms, trials_table, areas, session_window_ms, clip_to_trial
+    bin_ms, align, window_ms, trials_table, areas, session_window_ms, clip_to_trial, inputs
         As for :func:`ingest_nwb`.
 
     Returns
@@ -433,7 +395,7 @@ def run(nwb: str | Path, out: str | Path, *, bin_ms: float = defaults.BIN_MS, al
     if Path(out).resolve() == Path(nwb).resolve():
         raise ConfigError(f"{out}: output would overwrite the input file")
     ds = ingest_nwb(nwb, bin_ms=bin_ms, align=align, window_ms=window_ms, trials_table=trials_table, areas=areas,
-                    session_window_ms=session_window_ms, clip_to_trial=clip_to_trial)
+                    session_window_ms=session_window_ms, clip_to_trial=clip_to_trial, inputs=inputs)
     path = convention.write_dataset(ds, out, "activity")
     log.info("wrote %s", path)
     return path

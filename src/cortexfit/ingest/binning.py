@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 
 from cortexfit.core.errors import IngestError
 
-__all__ = ["bin_spikes", "inside", "resample"]
+__all__ = ["bin_spikes", "edge_tolerance", "inside", "resample"]
 
 
 def bin_spikes(spike_times: np.ndarray, bounds: np.ndarray, edges: np.ndarray) -> np.ndarray:
@@ -92,18 +92,33 @@ def inside(intervals: np.ndarray, t: np.ndarray) -> np.ndarray:
     return (j >= 0) & (t < ends[np.maximum(j, 0)])
 
 
+#: Fraction of the shortest bin within which a sample or event time before an edge counts as on the edge.
+EDGE_TOL = 1e-6
+
+
+def edge_tolerance(edges: np.ndarray) -> float:
+    """Seconds within which a time just before a bin edge counts as on it (float rounding of ``k * bin``).
+
+    >>> edge_tolerance(np.array([[0.0, 0.005, 0.01]]))
+    5e-09
+    """
+    return float(EDGE_TOL * np.diff(edges, axis=1).min()) if edges.shape[1] > 1 else 0.0
+
+
 def resample(ts: np.ndarray, data: np.ndarray, edges: np.ndarray, chunk: int = 16) -> np.ndarray:
     """Average a (sample, channel) signal over bins ``[edges[i, k], edges[i, k + 1])`` -> (trial, bin, channel).
 
     Bins holding no sample take the linear interpolation at their centre (NaN outside the signal's time
-    range); bins holding only NaN samples are NaN.  Output float32.
+    range); bins holding only NaN samples are NaN.  Output float32.  A sample less than a millionth of the
+    shortest bin before an edge counts as lying on it (:data:`EDGE_TOL`): signals sampled on the bins' own grid
+    (``starting_time + i / rate``) land in their own bin whatever the rounding of either side.
 
     >>> resample(np.arange(4.0), np.arange(4.0)[:, None], np.array([[0.0, 2.0, 2.2, 2.6, 8.0]]))[0, :, 0]
     array([0.5, 2. , 2.4, 3. ], dtype=float32)
     """
     order = np.argsort(ts, kind="stable")
     ts, data = ts[order], data[order]
-    idx = np.searchsorted(ts, edges.ravel(), side="left").reshape(edges.shape)
+    idx = np.searchsorted(ts, (edges - edge_tolerance(edges)).ravel(), side="left").reshape(edges.shape)
     lo, hi = idx[:, :-1], idx[:, 1:]
     centres = (edges[:, :-1] + edges[:, 1:]) / 2
     out = np.empty((*lo.shape, data.shape[1]), dtype=np.float32)

@@ -40,6 +40,10 @@ NOT_BEHAVIOR = frozenset([
     "BehavioralEvents", "BehavioralEpochs", "LFP", "FilteredEphys", "EventWaveform", "FeatureExtraction",
     "EventDetection",
 ])
+#: Event / TTL series types (ndx-events and the like): time stamps of events, never behaviour.
+EVENT_TYPES = frozenset(["Events", "TTLs", "LabeledEvents", "AnnotatedEventsTable", "EventsTable", "TimestampVectorData"])
+#: Names of series that carry TTL pulses or event codes (sync lines, digital inputs, strobed words).
+_EVENT_NAME = re.compile(r"ttl|event|trigger|sync|strobe|digital|marker|(?:^|[_\W])codes?(?:$|[_\W])", re.IGNORECASE)
 IMAGING_CONTAINERS = (("DfOverF", "dff"), ("Fluorescence", "fluorescence"))
 _AXES = "xyz"
 _READ_ERRORS = (OSError, KeyError, RuntimeError, ValueError, TypeError, IndexError)  # h5py / malformed layout
@@ -75,7 +79,7 @@ class Series:
     neurodata_type: str
     timestamps: np.ndarray
     data: np.ndarray
-    kind: str = "other"                 # position / velocity / other (behaviour); dff / fluorescence
+    kind: str = "other"                 # position / velocity / other (behaviour); stimulus; dff / fluorescence
     channels: list[str] = field(default_factory=list)
     area: np.ndarray | None = None      # imaging: per-ROI plane location
     roi_ids: np.ndarray | None = None
@@ -112,7 +116,7 @@ def _is_series(g) -> bool:
 
 
 class NWBReader:
-    """Open an NWB file read-only and read units, intervals tables, behaviour and imaging from it.
+    """Open an NWB file read-only and read units, intervals tables, behaviour, stimulus and imaging from it.
 
     Use as a context manager.  Raises :class:`IngestError` if the file is missing, is not HDF5, is
     truncated or is HDF5 but not NWB.
@@ -274,9 +278,13 @@ class NWBReader:
             raise self._fail(f"intervals table '{name}'", exc) from None
         return Table(key, ids, cols)
 
-    # ---------------------------------------------------------------- behaviour & imaging
-    def behavior(self) -> list[Series]:
-        """Behavioural series from ``processing['behavior']`` (nested containers too) and ``acquisition``."""
+    # ---------------------------------------------------------------- behaviour, stimulus & imaging
+    def behavior(self, exclude: frozenset[str] | set[str] = frozenset()) -> list[Series]:
+        """Behavioural series from ``processing['behavior']`` (nested containers too) and ``acquisition``.
+
+        TTL / event-code series (:data:`EVENT_TYPES`, or a name such as ``ttl``, ``sync``, ``event_codes``)
+        are not behaviour and are skipped, as are the series named in ``exclude`` (those read as inputs).
+        """
         found: list[Series] = []
         try:
             for mod in ("behavior", "behaviour", "Behavior"):
@@ -286,14 +294,17 @@ class NWBReader:
                 self._walk(self.f["acquisition"], found)
         except _READ_ERRORS as exc:
             raise self._fail("behaviour series", exc) from None
-        return found
+        return [s for s in found if s.name not in exclude]
 
     def _walk(self, g: h5py.Group, out: list[Series], parent: str = "") -> None:
         for name, obj in g.items():
             kind = _ntype(obj) if obj is not None else ""
-            if not isinstance(obj, h5py.Group) or kind in NOT_BEHAVIOR or "id" in obj:
+            if not isinstance(obj, h5py.Group) or kind in NOT_BEHAVIOR or kind in EVENT_TYPES or "id" in obj:
                 continue  # datasets, non-behaviour types, DynamicTables
             if _is_series(obj):
+                if _EVENT_NAME.search(name):
+                    log.info("%s: %s looks like TTL pulses / event codes: not behaviour", self.path, obj.name)
+                    continue
                 s = self._series(obj, max_channels=16)
                 if s is not None:
                     s.kind = _behavior_kind(name, kind, parent)
@@ -301,6 +312,62 @@ class NWBReader:
                     out.append(s)
             else:
                 self._walk(obj, out, kind)
+
+    def stimulus(self) -> list[Series]:
+        """The numeric TimeSeries of ``stimulus/presentation`` (what was presented to the subject: task inputs).
+
+        Image, index and other non-numeric series (or ones with more than 64 channels) are skipped.
+        """
+        found: list[Series] = []
+        try:
+            g = self.f.get("stimulus/presentation")
+            for obj in (g or {}).values():
+                if _is_series(obj) and _ntype(obj) not in EVENT_TYPES:
+                    s = self._input_series(obj)
+                    if s is not None:
+                        found.append(s)
+        except _READ_ERRORS as exc:
+            raise self._fail("stimulus series", exc) from None
+        return found
+
+    def series_names(self) -> list[str]:
+        """Names of every TimeSeries in ``acquisition``, ``processing`` and ``stimulus`` (for error messages)."""
+        names: list[str] = []
+
+        def visit(name: str, obj) -> None:
+            if _is_series(obj):
+                names.append(name.rsplit("/", 1)[-1])
+
+        for place in ("acquisition", "processing", "stimulus"):
+            if place in self.f:
+                self.f[place].visititems(visit)
+        return sorted(set(names))
+
+    def find_series(self, name: str) -> Series | None:
+        """The TimeSeries called ``name`` (its name or its path in the file) in ``stimulus``, ``acquisition`` or
+        ``processing``, read as an input; None when there is none (or it is not numeric 1-D/2-D)."""
+        hits: list[h5py.Group] = []
+
+        def visit(path: str, obj) -> None:
+            if _is_series(obj) and name in (path.rsplit("/", 1)[-1], path, obj.name, obj.name.lstrip("/")):
+                hits.append(obj)
+
+        try:
+            for place in ("stimulus", "acquisition", "processing"):
+                if place in self.f:
+                    self.f[place].visititems(visit)
+            return self._input_series(hits[0]) if hits else None
+        except _READ_ERRORS as exc:
+            raise self._fail(f"series '{name}'", exc) from None
+
+    def _input_series(self, g: h5py.Group) -> Series | None:
+        s = self._series(g, max_channels=64)
+        if s is not None:
+            name = s.name
+            s.kind = "stimulus"
+            s.channels = _channel_names(name, s.data.shape[1], spatial=_behavior_kind(name, s.neurodata_type, "")
+                                        == "position")
+        return s
 
     def _series(self, g: h5py.Group, max_channels: int | None = None) -> Series | None:
         d = g["data"]

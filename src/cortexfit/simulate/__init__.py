@@ -3,13 +3,16 @@
 ``cortexfit simulate {reach,flipflop} OUT.nwb [--seed N] [--n-trials N]`` calls :func:`run`, which writes
 
 * ``OUT.nwb``: electrodes (location = area, one electrode group per area), units (``spike_times``,
-  ``obs_intervals`` = the whole session, ``electrodes``, ``area``), a trials table and behaviour in
-  ``processing['behavior']``;
+  ``obs_intervals`` = the whole session, ``electrodes``, ``area``), a trials table, behaviour in
+  ``processing['behavior']`` and the task inputs in ``stimulus/presentation`` (flipflop: ``input_pulses``,
+  the teacher's 3 input channels; reach: ``target_position`` (x, y) while the target is shown and
+  ``go_cue``, 1 during the go-cue step), which ``cortexfit ingest`` reads into the ``stimulus`` variable;
 * ``OUT.truth.nc``: the ground truth, kind ``truth`` (``rates`` in Hz and ``latents`` per trial, time bin
   and unit/latent; time = bin centres relative to the trial's alignment event, attrs ``align_event``,
   ``window_start_s``, ``window_stop_s`` and the task's parameters).  reach adds ``A`` (rot_out, rot_in) of
-  ``dx/dt = A x`` in 1/s, ``readout``, ``log_baseline``, ``prep_states`` and attrs ``rotation_freq_hz`` (the
-  fastest plane) and ``plane_freqs_hz``; flipflop adds ``inputs``/``targets`` (trial, time, channel), the
+  ``dx/dt = A x`` in 1/s, ``readout``, ``log_baseline``, ``prep_states``, the task ``inputs`` (trial, time,
+  channel) as written to ``stimulus/presentation`` and attrs ``rotation_freq_hz`` (the fastest plane) and
+  ``plane_freqs_hz``; flipflop adds ``inputs``/``targets`` (trial, time, channel), the
   teacher ``W``, ``U``, ``b``, ``readout_weight``, ``readout_bias``, its 8 stable ``fixed_points``
   (fixed_point, latent; ordered by readout-sign corner), the ``saddle_points`` found and ``unit_readout``;
 * flipflop only: ``OUT.teacher/model.pt``, the teacher RNN in the project's model format (family

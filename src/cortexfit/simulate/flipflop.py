@@ -290,13 +290,12 @@ def simulate_flipflop(*, seed: int = 0, n_trials: int | None = None,
     spikes = poisson_spikes(R, dt, rng)
     truth = _truth(cfg, seed, R, Hs, u, y, teacher=teacher, check=check, C=C, baseline=baseline)
     trials, descr = _trials(cfg, u, y)
-    behavior = (
-        Series(name="input_pulses", data=u, rate_hz=1 / dt, unit="a.u.",
-               description="the 3 input channels of the flip-flop task (+-1 pulses, one step long)"),
-        Series(name="target_outputs", data=y, rate_hz=1 / dt, unit="a.u.",
-               description="flip-flop targets: sign of each channel's last pulse"),
-    )
+    stimulus = (Series(name="input_pulses", data=u, rate_hz=1 / dt, unit="a.u.",
+                       description="the 3 input channels of the flip-flop task (+-1 pulses, one step long); "
+                       "the teacher's u in h <- tanh(W h + U u + b)"),)
+    behavior = (Series(name="target_outputs", data=y, rate_hz=1 / dt, unit="a.u.",
+                       description="flip-flop targets: sign of each channel's last pulse"),)
     return Recording(task="flipflop", seed=int(seed), dt_s=dt, duration_s=n * T * dt, spike_times=spikes,
                      unit_area=np.full(cfg.n_units, cfg.area), trials=trials, trial_descriptions=descr,
-                     behavior=behavior, truth=truth, teacher=teacher,
+                     behavior=behavior, stimulus=stimulus, truth=truth, teacher=teacher,
                      description="simulated units driven by a 3-bit flip-flop RNN (cortexfit)")

@@ -3,7 +3,8 @@
 After target onset the latents approach a condition-dependent preparatory state; shortly before movement
 onset they rotate (damped, ``dx/dt = A x``, one plane per frequency) from there, while a condition-independent
 bump marks movement onset.  Units read the latents out through ``exp`` (see
-:mod:`cortexfit.simulate.recording`); the hand makes a minimum-jerk reach to the target.
+:mod:`cortexfit.simulate.recording`); the hand makes a minimum-jerk reach to the target.  The task inputs
+(the target's position while it is shown, and a one-step go cue) are written as stimulus series.
 
 Examples
 --------
@@ -175,8 +176,24 @@ def _hand(cfg: ReachConfig, lay: _Layout, rng: np.random.Generator) -> tuple[np.
     return pos, np.gradient(pos, dt, axis=0)
 
 
+#: Channels of the reach task's inputs, as ``cortexfit ingest`` names the stimulus series' columns.
+INPUT_CHANNELS = ("target_position_x", "target_position_y", "go_cue")
+
+
+def _task_inputs(cfg: ReachConfig, lay: _Layout) -> np.ndarray:
+    """(step, 3) task inputs on the session grid: the target's position (x, y; m) from target onset to the
+    trial's end (0 otherwise), and the go cue (1 during the go-cue step, 0 otherwise)."""
+    theta = np.deg2rad(lay.angle)
+    u = np.zeros((lay.n_steps, 3))
+    for k in range(cfg.n_trials):
+        u[lay.target_on[k]:lay.stop[k], 0] = cfg.reach_distance_m * np.cos(theta[k])
+        u[lay.target_on[k]:lay.stop[k], 1] = cfg.reach_distance_m * np.sin(theta[k])
+        u[lay.go[k], 2] = 1.0
+    return u
+
+
 def _truth(cfg: ReachConfig, seed: int, lay: _Layout, R: np.ndarray, X: np.ndarray, *, A: np.ndarray,
-           prep: np.ndarray, C: np.ndarray, baseline: np.ndarray, area: np.ndarray) -> xr.Dataset:
+           prep: np.ndarray, C: np.ndarray, baseline: np.ndarray, area: np.ndarray, U: np.ndarray) -> xr.Dataset:
     """The truth dataset: rates and latents in a window around movement onset, ``A``, readout, baselines."""
     dt, P = cfg.dt_s, len(cfg.plane_freqs_hz)
     w0, w1 = round(cfg.window_ms[0] / 1000 / dt), round(cfg.window_ms[1] / 1000 / dt)
@@ -196,6 +213,9 @@ def _truth(cfg: ReachConfig, seed: int, lay: _Layout, R: np.ndarray, X: np.ndarr
     truth["readout"] = (("unit", "latent"), C, {"long_name": "log-rate weights"})
     truth["log_baseline"] = (("unit",), baseline, {"units": "log Hz"})
     truth["prep_states"] = (("condition_id", "rot_in"), prep)
+    truth["inputs"] = (("trial", "time", "channel"), U[idx].astype("float32"),
+                       {"long_name": "task inputs as written to stimulus/presentation"})
+    truth = truth.assign_coords(channel=list(INPUT_CHANNELS))
     return truth
 
 
@@ -223,7 +243,8 @@ def simulate_reach(*, seed: int = 0, n_trials: int | None = None, config: ReachC
     -------
     Recording
         Trials (condition, reach_angle, target_on_time, go_cue_time, move_onset_time), hand position and
-        velocity, and the truth (latents, rates, ``A``, readout, ``rotation_freq_hz``).
+        velocity, the task inputs (stimulus ``target_position`` and ``go_cue``) and the truth (latents, rates,
+        ``A``, readout, ``inputs``, ``rotation_freq_hz``).
 
     Examples
     --------
@@ -242,14 +263,23 @@ def simulate_reach(*, seed: int = 0, n_trials: int | None = None, config: ReachC
     spikes = poisson_spikes(R, dt, rng)
     area = np.repeat(np.array(cfg.areas), cfg.units_per_area)
     pos, vel = _hand(cfg, lay, rng)
-    truth = _truth(cfg, seed, lay, R, X, A=A, prep=prep, C=C, baseline=baseline, area=area)
+    U = _task_inputs(cfg, lay)
+    truth = _truth(cfg, seed, lay, R, X, A=A, prep=prep, C=C, baseline=baseline, area=area, U=U)
     trials, descr = _trials(lay, dt)
     behavior = (
         Series(name="hand_position", data=pos, rate_hz=1 / dt, unit="meters", kind="position",
                description="simulated hand position (x, y) relative to the centre target"),
         Series(name="hand_velocity", data=vel, rate_hz=1 / dt, unit="m/s", description="hand velocity (x, y)"),
     )
+    stimulus = (
+        Series(name="target_position", data=U[:, :2], rate_hz=1 / dt, unit="meters",
+               description="position (x, y) of the reach target while it is shown (target onset to trial end), "
+               "0 otherwise"),
+        Series(name="go_cue", data=U[:, 2:], rate_hz=1 / dt, unit="a.u.",
+               description="go cue: 1 during the step holding go_cue_time, 0 otherwise"),
+    )
     log.info("reach: %d trials, %d units, %d spikes", cfg.n_trials, n_units, sum(map(len, spikes)))
     return Recording(task="reach", seed=int(seed), dt_s=dt, duration_s=lay.n_steps * dt, spike_times=spikes,
-                     unit_area=area, trials=trials, trial_descriptions=descr, behavior=behavior, truth=truth,
+                     unit_area=area, trials=trials, trial_descriptions=descr, behavior=behavior, stimulus=stimulus,
+                     truth=truth,
                      description="simulated PMd/M1 reaching session with rotational latent dynamics (cortexfit)")

@@ -1,9 +1,11 @@
 """The recording model every simulated task shares, and how a recording is written.
 
 A task simulator (:mod:`cortexfit.simulate.reach`, :mod:`cortexfit.simulate.flipflop`) returns a
-:class:`Recording`: spike times per unit, a trials table, behaviour (:class:`Series`) and the ground truth as
-an :class:`xarray.Dataset` of kind ``truth`` (built by :func:`new_truth`).  :func:`write_nwb` writes it as NWB
-and :func:`save_teacher` saves the flip-flop teacher network in the project's model format.
+:class:`Recording`: spike times per unit, a trials table, behaviour and task inputs (:class:`Series`) and the
+ground truth as an :class:`xarray.Dataset` of kind ``truth`` (built by :func:`new_truth`).  :func:`write_nwb`
+writes it as NWB -- behaviour in ``processing['behavior']``, task inputs where NWB keeps what was presented to
+the subject, ``stimulus/presentation`` (``NWBFile.add_stimulus``) -- and :func:`save_teacher` saves the
+flip-flop teacher network in the project's model format.
 
 Both tasks run on one session clock sampled every ``dt_s`` seconds.  Units are inhomogeneous Poisson
 processes whose rate is constant within each step (:func:`poisson_spikes`): the count of a step is
@@ -97,7 +99,7 @@ def configure(cls: type[C], config: C | None, n_trials: int | None) -> C:
 # ------------------------------------------------------------------------------------------ data model
 @dataclass(frozen=True, kw_only=True)
 class Series:
-    """One behavioural signal on the session clock (``data[i]`` at ``starting_time + i / rate_hz``)."""
+    """One behavioural or stimulus signal on the session clock (``data[i]`` at ``starting_time + i / rate_hz``)."""
 
     name: str
     data: np.ndarray  # (n_samples, n_channels)
@@ -124,6 +126,7 @@ class Recording:
     behavior: tuple[Series, ...]
     truth: xr.Dataset  # kind "truth"
     teacher: dict[str, np.ndarray] | None = None  # flipflop: W, U, b, readout_weight, readout_bias
+    stimulus: tuple[Series, ...] = ()  # task inputs, written to stimulus/presentation
 
     @property
     def n_units(self) -> int:
@@ -258,6 +261,9 @@ def _nwbfile(rec: Recording):
             position.add_spatial_series(SpatialSeries(reference_frame="centre target at (0, 0)", **common))
         else:
             module.add(TimeSeries(**common))
+    for s in rec.stimulus:  # what drives the network: stimulus/presentation, never behaviour
+        nwb.add_stimulus(TimeSeries(name=s.name, data=s.data, rate=float(s.rate_hz), starting_time=float(s.starting_time),
+                                    unit=s.unit, description=s.description))
     return nwb
 
 
