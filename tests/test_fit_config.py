@@ -46,3 +46,14 @@ def test_file_preset_and_roundtrip(tmp_path):
     bad.write_text("train: [1, 2\n")
     with pytest.raises(ConfigError, match="not valid YAML/JSON"):
         load_config(bad)
+
+
+def test_task_input_options():
+    m = load_config({"model": {"event_inputs": ["go_cue_time", "go_cue_time"], "condition_inputs": True}}).model
+    assert m.event_inputs == ("go_cue_time",) and m.condition_inputs and m.inputs == "auto"
+    d = FitConfig().model
+    assert d.event_inputs == () and d.condition_inputs is False  # no privileged or event inputs unless asked
+    with pytest.raises(ConfigError, match="event_inputs"):
+        load_config({"model": {"event_inputs": [""]}})
+    with pytest.raises(ConfigError, match="condition_inputs"):
+        load_config({"model": {"condition_inputs": "yes"}})

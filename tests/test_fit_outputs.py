@@ -73,3 +73,19 @@ def test_history_csv_round_trips_losses_exactly():
 
     back = pd.read_csv(io.StringIO(text), float_precision="round_trip")
     assert back["train_loss"][0] == 0.1 + 0.2 and back["valid_loss"][0] == 1 / 3
+
+
+def test_generator_inputs_stored_with_their_names(tmp_path):
+    act, split, heldout = _inputs()
+    res = _result(lambda p: p.write_bytes(b"model"))
+    res.inputs, res.input_names, res.inputs_alignment = np.ones((3, 4, 2)), ["cue", "controller:0"], "s[t] = f(u[t])"
+    attrs = {"model": "m", "mode": "latent", "seed": 0, "device": "cpu", "activity_file": "a.nc",
+             "activity_sha256": "x", "config": "{}"}
+    write_fit_dir(tmp_path, fit_ds=fit_dataset(act, split=split, heldout=heldout, spikes=True, res=res, attrs=attrs),
+                  res=res, metrics=dict.fromkeys(METRIC_KEYS))
+    fit = convention.read_dataset(tmp_path / "fit.nc", "fit")
+    assert fit["inputs"].dims == ("trial", "time", "input") and fit["input"].values.tolist() == ["cue", "controller:0"]
+    assert fit["inputs"].attrs["alignment"] == "s[t] = f(u[t])"
+    res.input_names = ["cue"]
+    with pytest.raises(ValueError, match="2 generator input channels but 1 names"):
+        fit_dataset(act, split=split, heldout=heldout, spikes=True, res=res, attrs=attrs)

@@ -252,3 +252,53 @@ def test_heldout_test_spikes_never_leak_into_predictions(tmp_path, model, mode):
         fit_stage.run(path, tmp_path / f"fit_{name}", model=model, mode=mode, config="smoke", device="cpu")
         rates.append(convention.read_dataset(tmp_path / f"fit_{name}" / "fit.nc", "fit")["rates"].values)
     np.testing.assert_array_equal(rates[0][te], rates[1][te])
+
+
+@pytest.fixture(scope="module")
+def stim_activity(tmp_path_factory):
+    """The oscillator dataset with two stimulus channels: +-1 pulses and a held 0/1 cue."""
+    ds, _ = oscillator_activity(n_trials=24, n_time=30, n_units=10, seed=0)
+    rng = np.random.default_rng(1)
+    stim = np.zeros((24, 30, 2), "float32")
+    stim[..., 0] = np.where(rng.random((24, 30)) < 0.1, rng.choice([-1.0, 1.0], (24, 30)), 0.0)
+    stim[:, 10:, 1] = 1.0
+    ds["stimulus"] = (("trial", "time", "stimulus_channel"), stim)
+    ds = ds.assign_coords(stimulus_channel=["pulse", "cue"], stimulus_kind=("stimulus_channel", ["series"] * 2))
+    return convention.write_dataset(ds, tmp_path_factory.mktemp("stim") / "act.nc")
+
+
+@pytest.mark.parametrize("mode", ["latent", "forecast"])
+def test_inputs_listed_in_metrics_and_stored_in_fit_nc(stim_activity, tmp_path, mode):
+    cfg = {**SMALL, "train": {**SMALL["train"], "max_epochs": 1}}
+    m = fit_stage.run(stim_activity, tmp_path / mode, model="rate", mode=mode, config=cfg, device="cpu")
+    assert json.loads((tmp_path / mode / "metrics.json").read_text())["inputs"] == m["inputs"] == ["pulse", "cue"]
+    fit = convention.read_dataset(tmp_path / mode / "fit.nc", "fit")
+    net, _ = load_model(tmp_path / mode)
+    u = fit["inputs"]
+    assert u.dims == ("trial", "time", "input") and u.sizes["input"] == net.input_size
+    stim = convention.read_dataset(stim_activity)["stimulus"].values
+    names = u["input"].values.tolist()
+    if mode == "latent":  # task inputs, then the encoder-inferred controller inputs
+        assert names == ["pulse", "cue", "controller:0", "controller:1"]
+    else:  # observed / fed-back held-in activity, then the task inputs
+        heldin = np.flatnonzero(fit["heldout"].values == 0)
+        assert names == [f"heldin:{i}" for i in heldin] + ["pulse", "cue"]
+    np.testing.assert_array_equal(u.sel(input=["pulse", "cue"]).values, stim)
+    assert "step" in u.attrs["alignment"]
+    # the stored inputs reproduce the stored states
+    with torch.no_grad():
+        s = fit["states"].values
+        x = torch.as_tensor(u.values)
+        if mode == "latent":
+            nxt = net.step(torch.as_tensor(s[:, 0]), x[:, 1])
+            np.testing.assert_allclose(nxt.numpy(), s[:, 1], atol=1e-5)
+        else:
+            nxt = net.step(torch.as_tensor(s[:, 3]), x[:, 3])
+            np.testing.assert_allclose(nxt.numpy(), s[:, 4], atol=1e-5)
+
+
+def test_no_task_inputs_when_config_says_none(stim_activity, tmp_path):
+    m = fit_stage.run(stim_activity, tmp_path / "f", model="smoothing", config={"model": {"inputs": "none"}},
+                      device="cpu")
+    assert m["inputs"] == []
+    assert "inputs" not in convention.read_dataset(tmp_path / "f" / "fit.nc", "fit")  # baselines have no generator

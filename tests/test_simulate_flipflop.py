@@ -111,3 +111,19 @@ def test_flipflop_config_checks():
         FlipflopConfig(hidden_size=4)
     with pytest.raises(ConfigError, match="pulse_prob"):
         FlipflopConfig(pulse_prob=0.6)
+
+
+def test_flipflop_pulses_reach_the_fit_as_three_inputs(flipflop, tmp_path):
+    from cortexfit.fit.config import load_config
+    from cortexfit.fit.data import prepare
+    from cortexfit.ingest import run as ingest
+
+    ds = convention.read_dataset(ingest(flipflop, tmp_path / "activity.nc"), "activity")
+    truth = convention.read_dataset(simulate.truth_path(flipflop), "truth")
+    assert ds.stimulus.stimulus_channel.values.tolist() == ["input_pulses_0", "input_pulses_1", "input_pulses_2"]
+    assert "behavior_channel" in ds.coords and not any("input" in c for c in ds.behavior_channel.values.tolist())
+    np.testing.assert_allclose(ds.time.values, truth.time.values)
+    np.testing.assert_array_equal(ds.stimulus.values, truth.inputs.values)  # bin by bin, every trial
+    data = prepare(ds, load_config(), seed=0)
+    assert data.n_inputs == 3 and data.input_names == ds.stimulus.stimulus_channel.values.tolist()
+    np.testing.assert_array_equal(data.inputs, truth.inputs.values)

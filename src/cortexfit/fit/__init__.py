@@ -11,7 +11,8 @@ or :mod:`~cortexfit.fit.forecast` mode, the echo-state ``esn`` in :mod:`~cortexf
 * ``fp_bps`` -- all units on test trials over the last ``fp_bins`` bins, which no model ever sees;
 * ``vel_r2`` (``behavior`` with velocity channels), ``psth_r2`` (all units, test trials, evaluation window,
   when a condition coordinate exists), ``train_seconds``, ``n_params``, ``epochs``, ``device``, ``model``,
-  ``mode``, ``seed``;
+  ``mode``, ``seed`` and ``inputs``, the names of the task inputs every family was fed
+  (:func:`cortexfit.fit.data.task_inputs`), so scores with and without privileged inputs are never confused;
 * ``beats_null`` (``co_bps > 0``), ``beats_smoothing`` and ``smoothing_co_bps`` (:func:`null_flags`): when a
   model does not beat these, its fixed points and geometry describe a model that has not learned the data.
 
@@ -201,7 +202,8 @@ def run(activity: str | os.PathLike, out_dir: str | os.PathLike, *, model: str, 
                                  psth_sigma_ms=cfg.train.psth_sigma_ms)
         result = {**scores, **null_flags(data, cfg, req, scores["co_bps"]),
                   "train_seconds": round(float(res.seconds), 3), "n_params": int(res.n_params),
-                  "epochs": res.epochs, "device": dev, "model": model, "mode": mode, "seed": int(seed)}
+                  "epochs": res.epochs, "device": dev, "model": model, "mode": mode, "seed": int(seed),
+                  "inputs": list(data.input_names)}
         fit_ds = outputs.fit_dataset(ds, split=data.split, heldout=data.heldout, spikes=data.spikes, res=res,
                                      attrs=_attrs(req, data, res, cfg, src, sha))
         outputs.write_fit_dir(out, fit_ds=fit_ds, res=res, metrics=result)

@@ -101,6 +101,12 @@ class ModelOptions:
     ``coordinated_dropout`` hides a random fraction of held-in entries from the encoder and scores the
     reconstruction only on those (LFADS-style); ``controller`` > 0 feeds that many encoder-derived input
     channels to the generator at every bin of the encoder window.
+
+    Task inputs (:func:`cortexfit.fit.data.task_inputs`): with ``inputs: auto`` every family gets the activity
+    file's ``stimulus`` channels (``cortexfit ingest`` reads ``stimulus/presentation`` and what ``--inputs``
+    names), plus a pulse for each trials column listed in ``event_inputs`` (e.g. ``[go_cue_time]``) and,
+    when ``condition_inputs`` is true, a one-hot code of ``condition_coord`` (privileged: it tells the model
+    the condition); ``inputs: none`` feeds none of them.  ``metrics.json`` lists the inputs used.
     """
 
     hidden_size: int = 64
@@ -111,6 +117,8 @@ class ModelOptions:
     ic_l2: float = 1e-3
     controller: int = 8
     inputs: Literal["auto", "none"] = "auto"
+    event_inputs: tuple = ()
+    condition_inputs: bool = False
     condition_coord: str = "condition"
     max_conditions: int = 32
     family_options: dict = field(default_factory=dict)
@@ -124,6 +132,10 @@ class ModelOptions:
         _check(self.ic_l2 >= 0, s, "ic_l2", "must be >= 0")
         _check(self.controller >= 0, s, "controller", "must be >= 0")
         _check(self.max_conditions >= 1, s, "max_conditions", "must be >= 1")
+        _check(self.inputs in ("auto", "none"), s, "inputs", "must be 'auto' or 'none'")
+        ev = tuple(self.event_inputs)
+        _check(all(isinstance(e, str) and e for e in ev), s, "event_inputs", "must be a list of trials column names")
+        object.__setattr__(self, "event_inputs", tuple(dict.fromkeys(ev)))
 
 
 @dataclass(frozen=True, kw_only=True)

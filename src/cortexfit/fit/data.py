@@ -1,7 +1,8 @@
 """Turn an ``activity`` dataset into the arrays a fit needs: splits, task inputs, masks, evaluation windows.
 
-:func:`prepare` draws the seeded unit split (held-out units) and trial split (train/valid/test), builds task
-inputs from the trial coordinates (condition one-hot, event pulses) and checks that the data can be
+:func:`prepare` draws the seeded unit split (held-out units) and trial split (train/valid/test), builds the
+task inputs (:func:`task_inputs`: the ``stimulus`` channels, named event pulses, the condition code when asked)
+and checks that the data can be
 evaluated, raising :class:`~cortexfit.core.errors.FitError` with one line naming the file otherwise.  Numpy only:
 no torch here.
 
@@ -143,12 +144,39 @@ def _where(ds: xr.Dataset, source: str) -> str:
     return source or ds.encoding.get("source", "") or "activity"
 
 
-def task_inputs(ds: xr.Dataset, cfg: FitConfig) -> tuple[np.ndarray, list[str]]:
-    """Task inputs from the trial coordinates: condition one-hot (sustained) and event pulses.
+def _event_pulses(ds: xr.Dataset, column: str, where: str) -> np.ndarray:
+    """(trial, time) pulse of 1 in the bin holding each trial's ``column`` time (relative to the alignment)."""
+    n_trial, n_time = ds.sizes["trial"], ds.sizes["time"]
+    align = str(ds.attrs.get("align_event", ""))
+    for name in (column, align):
+        if name not in ds.coords or ds[name].dims != ("trial",) or not np.issubdtype(ds[name].dtype, np.number):
+            have = sorted(str(c) for c in ds.coords if ds[c].dims == ("trial",)
+                          and np.issubdtype(ds[c].dtype, np.number))
+            what = "model.event_inputs" if name == column else "the alignment event"
+            raise FitError(f"{where}: {what} '{name}' is not a numeric trial coordinate of the activity file "
+                           f"(have: {', '.join(have) or 'none'})")
+    width = float(ds.attrs["bin_width_s"])
+    edges0 = float(ds["time"].values[0]) - width / 2
+    rel = np.asarray(ds[column].values, dtype=float) - np.asarray(ds[align].values, dtype=float)
+    idx = np.floor((rel - edges0) / width + 1e-6)
+    ok = np.isfinite(idx) & (idx >= 0) & (idx < n_time)
+    pulse = np.zeros((n_trial, n_time), "float32")
+    pulse[np.flatnonzero(ok), idx[ok].astype(int)] = 1.0
+    return pulse
 
-    A pulse of 1 marks the bin holding each ``*_time`` trial coordinate (relative to the alignment event
-    coordinate) that falls inside the window; the condition coordinate (``model.condition_coord``) becomes a
-    one-hot code held over the whole window when it has at most ``model.max_conditions`` values.
+
+def task_inputs(ds: xr.Dataset, cfg: FitConfig, source: str = "") -> tuple[np.ndarray, list[str]]:
+    """Task inputs: the activity file's ``stimulus`` channels, named event pulses, optionally the condition.
+
+    * every ``stimulus`` channel (what ``cortexfit ingest`` read from ``stimulus/presentation`` and
+      ``--inputs``), divided by its largest absolute value so that each lies in [-1, 1] (pulses of +-1 and
+      0/1 event pulses are unchanged), under its ``stimulus_channel`` name;
+    * ``pulse:COLUMN`` for each trials column in ``model.event_inputs``: 1 in the bin holding the event;
+    * ``COORD=VALUE`` one-hot codes of ``model.condition_coord``, held over the whole window, only when
+      ``model.condition_inputs`` is true (and it has 2 .. ``model.max_conditions`` values).
+
+    No other trial coordinate becomes an input (movement onset, for instance, is the brain's output).
+    ``model.inputs: none`` gives 0 channels.
 
     Examples
     --------
@@ -156,41 +184,38 @@ def task_inputs(ds: xr.Dataset, cfg: FitConfig) -> tuple[np.ndarray, list[str]]:
     >>> from cortexfit.fit.config import load_config
     >>> ds = convention.new_activity(np.zeros((2, 4, 1), "uint16"), time=[0.5, 1.5, 2.5, 3.5], bin_width_s=1.0)
     >>> ds = ds.assign_coords(start_time=("trial", [10.0, 20.0]), go_time=("trial", [12.2, 21.0]),
-    ...                       condition=("trial", ["a", "b"]))
-    >>> x, names = task_inputs(ds, load_config())
-    >>> names, x[0, :, 2].tolist()
-    (['condition=a', 'condition=b', 'pulse:go_time', 'pulse:start_time'], [0.0, 0.0, 1.0, 0.0])
+    ...                       move_time=("trial", [13.0, 22.0]), condition=("trial", ["a", "b"]))
+    >>> task_inputs(ds, load_config())[1]
+    []
+    >>> x, names = task_inputs(ds, load_config({"model": {"event_inputs": ["go_time"], "condition_inputs": True}}))
+    >>> names, x[0, :, 0].tolist()
+    (['pulse:go_time', 'condition=a', 'condition=b'], [0.0, 0.0, 1.0, 0.0])
     """
     n_trial, n_time = ds.sizes["trial"], ds.sizes["time"]
     chans: list[np.ndarray] = []
     names: list[str] = []
-    if cfg.model.inputs == "none":
+    m = cfg.model
+    if m.inputs == "none":
         return np.zeros((n_trial, n_time, 0), "float32"), names
-    cname = cfg.model.condition_coord
-    if cname in ds.coords and ds[cname].dims == ("trial",):
+    where = _where(ds, source)
+    if "stimulus" in ds.data_vars:
+        stim = np.asarray(ds["stimulus"].transpose("trial", "time", "stimulus_channel").values, dtype="float64")
+        stim = np.nan_to_num(stim, nan=0.0, posinf=0.0, neginf=0.0)
+        scale = np.abs(stim).max(axis=(0, 1))
+        stim = stim / np.where(scale > 0, scale, 1.0)
+        chans += [stim[..., k] for k in range(stim.shape[-1])]
+        names += [str(c) for c in ds["stimulus_channel"].values]
+    for col in m.event_inputs:
+        chans.append(_event_pulses(ds, col, where))
+        names.append(f"pulse:{col}")
+    cname = m.condition_coord
+    if m.condition_inputs and cname in ds.coords and ds[cname].dims == ("trial",):
         labels = np.asarray(ds[cname].values).astype(str)
         values = np.unique(labels)
-        if 1 < len(values) <= cfg.model.max_conditions:
+        if 1 < len(values) <= m.max_conditions:
             for v in values:
                 chans.append(np.repeat((labels == v).astype("float32")[:, None], n_time, axis=1))
                 names.append(f"{cname}={v}")
-    align = ds.attrs.get("align_event", "")
-    width = float(ds.attrs["bin_width_s"])
-    edges0 = float(ds["time"].values[0]) - width / 2
-    if align in ds.coords and ds[align].dims == ("trial",):
-        t_align = np.asarray(ds[align].values, dtype=float)
-        for c in sorted(str(k) for k in ds.coords):
-            if not c.endswith("_time") or ds[c].dims != ("trial",) or not np.issubdtype(ds[c].dtype, np.number):
-                continue
-            rel = np.asarray(ds[c].values, dtype=float) - t_align
-            idx = np.floor((rel - edges0) / width + 1e-9)
-            ok = np.isfinite(idx) & (idx >= 0) & (idx < n_time)
-            if not ok.any():
-                continue
-            pulse = np.zeros((n_trial, n_time), "float32")
-            pulse[np.flatnonzero(ok), idx[ok].astype(int)] = 1.0
-            chans.append(pulse)
-            names.append(f"pulse:{c}")
     if not chans:
         return np.zeros((n_trial, n_time, 0), "float32"), names
     return np.stack(chans, axis=-1).astype("float32"), names
@@ -285,7 +310,7 @@ def prepare(ds: xr.Dataset, cfg: FitConfig, *, seed: int, source: str = "") -> F
             raise FitError(f"{where}: train.vel_lag_ms = {tr.vel_lag_ms:g} ms is {lag} bins, which does not fit the "
                            f"{n_enc}-bin evaluation window (it must be >= 0 and under half of it: set "
                            "train.vel_lag_ms in the fit config)")
-    inputs, names = task_inputs(ds, cfg)
+    inputs, names = task_inputs(ds, cfg, where)
     return FitData(
         y=y,
         valid=valid,

@@ -73,12 +73,15 @@ def teacher_prob(schedule: str, step: int, *, k: float | None = None, c: float =
 
 @dataclass(frozen=True)
 class ForecastOutput:
-    """``rates``/``log_rates`` (B, T, N) for bins 0..T-1 and the states ``s_t`` that produced them (B, T, S)."""
+    """``rates``/``log_rates`` (B, T, N) for bins 0..T-1 and the states ``s_t`` that produced them (B, T, S);
+    ``inputs`` (B, T, n_heldin + n_inputs): what the dynamics were fed at each bin (observed or fed-back
+    held-in activity, then the task inputs), ``s_{t+1} = step(s_t, inputs[:, t])``."""
 
     rates: Tensor
     log_rates: Tensor
     factors: Tensor
     states: Tensor
+    inputs: Tensor | None = None
 
 
 class ForecastModel(nn.Module):
@@ -161,19 +164,23 @@ class ForecastModel(nn.Module):
         b, t = x.shape[:2]
         s = self.initial(b)
         if teacher is None or bool(teacher.all()):
-            rest = self.dynamics(torch.cat([x, u], dim=-1)[:, :-1], s) if t > 1 else s[:, None][:, :0]
+            fed = torch.cat([x, u], dim=-1)
+            rest = self.dynamics(fed[:, :-1], s) if t > 1 else s[:, None][:, :0]
             states = torch.cat([s[:, None], rest], dim=1)
             rates, log_r, factors = self.predict(states)
-            return ForecastOutput(rates, log_r, factors, states)
-        states_l = [s]
+            return ForecastOutput(rates, log_r, factors, states, fed)
+        states_l, fed_l = [s], []
         for i in range(t - 1):
             rate_i = self.predict(s)[0]
             xi = torch.where(teacher[:, i : i + 1], x[:, i], self.feedback(rate_i))
-            s = self.dynamics.step(s, torch.cat([xi, u[:, i]], dim=-1))
+            fed_l.append(torch.cat([xi, u[:, i]], dim=-1))
+            s = self.dynamics.step(s, fed_l[-1])
             states_l.append(s)
         states = torch.stack(states_l, dim=1)
         rates, log_r, factors = self.predict(states)
-        return ForecastOutput(rates, log_r, factors, states)
+        last = torch.where(teacher[:, t - 1 :], x[:, -1], self.feedback(rates[:, -1]))  # what bin T-1 would feed
+        fed_l.append(torch.cat([last, u[:, -1]], dim=-1))
+        return ForecastOutput(rates, log_r, factors, states, torch.stack(fed_l, dim=1))
 
     def rollout(self, x: Tensor, u: Tensor, n_obs: int) -> ForecastOutput:
         """Teacher-forced over the first ``n_obs`` bins, closed loop afterwards."""
@@ -253,6 +260,16 @@ def horizon_table(hs: np.ndarray, open_l: np.ndarray, closed_l: np.ndarray, spik
     table = {"metric": metric, "horizon": [int(h) for h in hs], "open_loop": [float(v) for v in open_l],
              "closed_loop": [float(v) for v in closed_l]}
     return variables, {"horizon.json": table}
+
+
+#: How ``fit.nc``'s ``inputs`` line up with its ``states`` in forecast mode.
+INPUTS_ALIGNMENT = "states[t+1] = step(states[t], inputs[t]); states[0] is the learned initial state"
+
+
+def generator_input_names(data: FitData) -> list[str]:
+    """Names of the forecast dynamics' input channels: ``heldin:<unit index>`` (observed or fed-back activity
+    of each held-in unit, in the channel order), then the task inputs."""
+    return [f"heldin:{i}" for i in np.flatnonzero(~data.heldout)] + list(data.input_names)
 
 
 def build_forecast_model(data: FitData, cfg: FitConfig, *, family: str, seed: int) -> ForecastModel:
@@ -337,7 +354,10 @@ def fit_forecast(data: FitData, cfg: FitConfig, request: FitRequest) -> FitResul
                                 "input_names": ["heldin"] * n_hi + list(data.input_names),
                                 "s0": model.s0.detach().cpu().tolist(), "n_enc_bins": data.n_enc})
 
+    assert out.inputs is not None
     return FitResult(rates=rates.cpu().numpy(), states=out.states.cpu().numpy(), factors=out.factors.cpu().numpy(),
                      n_params=sum(p.numel() for p in model.parameters() if p.requires_grad), epochs=res.epochs,
                      seconds=res.seconds, save_model=save, history=res.history, variables=variables,
-                     json_files=json_files, info={"best_epoch": res.best_epoch, "best_valid_loss": res.best_valid})
+                     json_files=json_files, info={"best_epoch": res.best_epoch, "best_valid_loss": res.best_valid},
+                     inputs=out.inputs.cpu().numpy(), input_names=generator_input_names(data),
+                     inputs_alignment=INPUTS_ALIGNMENT)

@@ -35,6 +35,9 @@ from cortexfit.fit.heads import FactorReadout, apply_link, init_unit_bias, maske
 from cortexfit.fit.outputs import FitResult
 from cortexfit.models.base import Dynamics
 
+#: How ``fit.nc``'s ``inputs`` line up with its ``states`` in latent mode.
+INPUTS_ALIGNMENT = "states[t] = step(states[t-1], inputs[t]); the state before bin 0 is the encoder's g0"
+
 
 @dataclass(frozen=True)
 class LatentBatch:
@@ -46,13 +49,15 @@ class LatentBatch:
 
 @dataclass(frozen=True)
 class LatentOutput:
-    """Outputs: ``rates`` and ``log_rates`` (B, T, N), ``factors`` (B, T, F), ``states`` (B, T, S), ``g0``."""
+    """Outputs: ``rates`` and ``log_rates`` (B, T, N), ``factors`` (B, T, F), ``states`` (B, T, S), ``g0``, and
+    ``inputs`` (B, T, I), the generator's input (task inputs, then controller channels)."""
 
     rates: Tensor
     log_rates: Tensor
     factors: Tensor
     states: Tensor
     g0: Tensor
+    inputs: Tensor | None = None
 
 
 def run_dynamics(dyn: Dynamics, u: Tensor, s0: Tensor, tbptt: int | None = None) -> Tensor:
@@ -159,10 +164,11 @@ class LatentModel(nn.Module):
         if g0.shape[-1] < self.dynamics.state_size:  # e.g. STP variables keep the family's initial values
             rest = self.dynamics.initial_state(g0.shape[0])[:, g0.shape[-1] :]
             g0 = torch.cat([g0, rest], dim=-1)
-        states = run_dynamics(self.dynamics, self.generator_input(batch, ctrl), g0, tbptt)
+        u = self.generator_input(batch, ctrl)
+        states = run_dynamics(self.dynamics, u, g0, tbptt)
         factors, log_rates = self.readout(self.dynamics.hidden(states))
         rates, log_rates = apply_link(log_rates, exp_link=self.exp_link)
-        return LatentOutput(rates=rates, log_rates=log_rates, factors=factors, states=states, g0=g0)
+        return LatentOutput(rates=rates, log_rates=log_rates, factors=factors, states=states, g0=g0, inputs=u)
 
 
 def build_latent_model(data: FitData, cfg: FitConfig, *, family: str, seed: int) -> LatentModel:
@@ -231,18 +237,19 @@ def _losses(data: FitData, cfg: FitConfig, t: _Tensors, device: str):
 
 @torch.no_grad()
 def predict_all(model: LatentModel, data: FitData, t: _Tensors, *, chunk: int = 64) -> dict[str, np.ndarray]:
-    """Rates (counts per bin, or traces in data units), states and factors of every trial."""
+    """Rates (counts per bin, or traces in data units), states, factors and generator inputs of every trial."""
     device = t.X.device
     std_t = torch.as_tensor(data.std, dtype=torch.float32, device=device)
     mean_t = torch.as_tensor(data.mean, dtype=torch.float32, device=device)
-    rates, states, factors = [], [], []
+    keys = ("rates", "states", "factors", "inputs")
+    parts: dict[str, list[np.ndarray]] = {k: [] for k in keys}
     for a in range(0, data.n_trials, chunk):
         out = model(LatentBatch(t.X[a : a + chunk], t.U[a : a + chunk]))
         r = out.rates if data.spikes else out.rates * std_t + mean_t
-        rates.append(r.cpu().numpy())
-        states.append(out.states.cpu().numpy())
-        factors.append(out.factors.cpu().numpy())
-    return {"rates": np.concatenate(rates), "states": np.concatenate(states), "factors": np.concatenate(factors)}
+        assert out.inputs is not None
+        for k, v in zip(keys, (r, out.states, out.factors, out.inputs)):
+            parts[k].append(v.cpu().numpy())
+    return {k: np.concatenate(v) for k, v in parts.items()}
 
 
 def fit_latent(data: FitData, cfg: FitConfig, request: FitRequest) -> FitResult:
@@ -284,4 +291,5 @@ def fit_latent(data: FitData, cfg: FitConfig, request: FitRequest) -> FitResult:
     return FitResult(rates=pred["rates"], states=pred["states"], factors=pred["factors"],
                      n_params=sum(p.numel() for p in model.parameters() if p.requires_grad), epochs=res.epochs,
                      seconds=res.seconds, save_model=save, history=res.history,
-                     info={"best_epoch": res.best_epoch, "best_valid_loss": res.best_valid})
+                     info={"best_epoch": res.best_epoch, "best_valid_loss": res.best_valid},
+                     inputs=pred["inputs"], input_names=gen_inputs, inputs_alignment=INPUTS_ALIGNMENT)

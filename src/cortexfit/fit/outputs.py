@@ -31,7 +31,7 @@ from cortexfit.core.fileio import write_text_atomic
 OUTPUTS = ("fit.nc", "model.pt", "history.csv", "horizon.json", "metrics.json")
 #: Keys of ``metrics.json``, in order.
 METRIC_KEYS = ("co_bps", "fp_bps", "vel_r2", "psth_r2", "beats_null", "beats_smoothing", "smoothing_co_bps",
-               "train_seconds", "n_params", "epochs", "device", "model", "mode", "seed")
+               "train_seconds", "n_params", "epochs", "device", "model", "mode", "seed", "inputs")
 
 
 @dataclass(kw_only=True)
@@ -42,7 +42,9 @@ class FitResult:
     state) and ``factors`` (trial, time, factor) or None; ``variables`` extra ``fit.nc`` variables as
     ``{name: (dims, array)}``; ``history`` per-epoch rows; ``save_model(path)`` writes ``model.pt``;
     ``json_files`` extra JSON outputs ``{file name: object}``; ``forward`` False for models that cannot run
-    into the forward-prediction bins (baselines: ``fp_bps`` is null).
+    into the forward-prediction bins (baselines: ``fp_bps`` is null).  ``inputs`` (trial, time, input) is
+    what the generator was fed, every channel of its input (task inputs, inferred controller inputs, fed-back
+    activity), named by ``input_names`` and aligned as ``inputs_alignment`` says; None for models without one.
     """
 
     rates: np.ndarray
@@ -57,11 +59,15 @@ class FitResult:
     json_files: dict[str, Any] = field(default_factory=dict)
     info: dict[str, Any] = field(default_factory=dict)
     forward: bool = True
+    inputs: np.ndarray | None = None
+    input_names: list[str] = field(default_factory=list)
+    inputs_alignment: str = ""
 
 
 def fit_dataset(ds: xr.Dataset, *, split: np.ndarray, heldout: np.ndarray, spikes: bool, res: FitResult,
                 attrs: Mapping[str, Any]) -> xr.Dataset:
-    """The ``fit`` dataset: predictions on the activity's coords, the split and held-out masks, provenance."""
+    """The ``fit`` dataset: predictions on the activity's coords, the split and held-out masks, the generator's
+    ``inputs`` (trial, time, input; coord ``input`` = their names) when the model has one, provenance."""
     nd = convention.neuron_dim(ds)
     coords: dict[str, Any] = {"trial": ds["trial"].values, "time": ds["time"], nd: ds[nd].values}
     for name, c in ds.coords.items():
@@ -76,6 +82,12 @@ def fit_dataset(ds: xr.Dataset, *, split: np.ndarray, heldout: np.ndarray, spike
         out["states"] = (("trial", "time", "state"), res.states.astype("float32"))
     if res.factors is not None:
         out["factors"] = (("trial", "time", "factor"), res.factors.astype("float32"))
+    if res.inputs is not None:
+        if len(res.input_names) != res.inputs.shape[-1]:
+            raise ValueError(f"{res.inputs.shape[-1]} generator input channels but {len(res.input_names)} names")
+        out["inputs"] = (("trial", "time", "input"), res.inputs.astype("float32"),
+                         {"long_name": "what the generator was fed", "alignment": res.inputs_alignment})
+        out = out.assign_coords(input=("input", [str(n) for n in res.input_names]))
     for name, (dims, arr) in res.variables.items():
         if name in dims:
             out = out.assign_coords({name: (dims, arr)})
