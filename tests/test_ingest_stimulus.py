@@ -113,3 +113,24 @@ def test_simulated_reach_stimulus_matches_truth_and_go_cue(reach, tmp_path):
     angle = np.deg2rad(ds.reach_angle.values)
     np.testing.assert_allclose(s.sel(stimulus_channel="target_position_x").isel(time=-1), 0.08 * np.cos(angle),
                                atol=1e-6)
+
+
+def test_datasets_sheet_inputs_column_reaches_the_ingest_command(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "datasets.tsv").write_text(
+        "id\tnwb\tinputs\nrec1\trec1.nwb\tgo_cue_time, target_on_time\nrec2\trec2.nwb\t\n")
+    (tmp_path / "config" / "config.yaml").write_text("datasets: config/datasets.tsv\nmodels: []\nreport: false\n")
+    for name in ("rec1.nwb", "rec2.nwb"):
+        (tmp_path / name).write_bytes(b"x")
+    out = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(root / "Snakefile"), "-d", str(tmp_path),
+                          "--cores", "1", "-n", "-p"], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    shells = [line for line in (out.stdout + out.stderr).splitlines() if "cortexfit ingest" in line]
+    assert len(shells) == 2
+    assert sum("--inputs 'go_cue_time, target_on_time'" in s for s in shells) == 1
+    assert sum("--inputs" not in s for s in shells) == 1

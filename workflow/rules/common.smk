@@ -142,6 +142,9 @@ def ingest_args(wildcards):
     start, stop = row.get("window_start_ms"), row.get("window_stop_ms")
     if pd.notna(start) and pd.notna(stop):
         args += ["--window-ms", start, stop]
+    inputs = row.get("inputs")  # task inputs beyond the file's stimulus/presentation series
+    if pd.notna(inputs) and str(inputs).strip():
+        args += ["--inputs", str(inputs).strip()]
     return " ".join(shlex.quote(str(a)) for a in args)
 
 
