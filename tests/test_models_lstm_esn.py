@@ -108,3 +108,69 @@ def test_washout_is_measured_not_bounded_by_the_spectral_radius():
     assert w_normal is not None and w_normal <= spectral_bound
     assert w_skew is not None and w_skew > spectral_bound
     assert measure_washout(1.5 * torch.eye(2, dtype=torch.float64), W_in, b, 1.0, u[:50], tol=tol) is None
+
+
+def _sequential(net, u, x0):
+    """The plain step-by-step run of ``net`` on a precomputed drive (the reference for the fast forward)."""
+    from cortexfit.models.esn import run_reservoir
+
+    drive = (u @ net.weight_ih.t() + net.bias).transpose(0, 1)
+    return run_reservoir(drive, net.weight_hh, x0, net.options.leak_rate).transpose(0, 1)
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+def test_esn_time_chunked_forward_matches_the_sequential_run(batch):
+    from cortexfit.models.esn import reservoir_states
+
+    net = build_dynamics("esn", input_size=2, hidden_size=200, spectral_radius=0.9, leak_rate=0.3)
+    u = torch.rand(batch, 3000, 2) - 0.5
+    x0 = 0.5 * torch.randn(batch, 200)
+    ref = _sequential(net, u, x0)
+    calls = []
+    import cortexfit.models.esn as esn_module
+
+    real = esn_module._run_groups
+    esn_module._run_groups = lambda *a: calls.append(a[7]) or real(*a)
+    try:
+        fast = reservoir_states(u, net.weight_ih, net.bias, net.run_weight(), x0, 0.3, workers=2, columns=16)
+    finally:
+        esn_module._run_groups = real
+    assert calls and calls[0] > 1  # it did cut the sequences into chunks
+    assert fast.shape == ref.shape
+    torch.testing.assert_close(fast, ref, atol=2e-6, rtol=0)
+    again = reservoir_states(u, net.weight_ih, net.bias, net.run_weight(), x0, 0.3, workers=2, columns=16)
+    assert torch.equal(fast, again)  # deterministic
+
+
+def test_esn_forward_uses_sparse_weights_and_threads_without_changing_results():
+    net = build_dynamics("esn", input_size=3, hidden_size=120, leak_rate=0.5, bias_scaling=0.1)
+    assert net.run_weight().layout == torch.sparse_csr
+    u = torch.randn(7, 40, 3)
+    from cortexfit.models.esn import reservoir_states
+
+    one = reservoir_states(u, net.weight_ih, net.bias, net.weight_hh, net.initial_state(7), 0.5, workers=1)
+    two = net(u)
+    torch.testing.assert_close(two, one, atol=1e-6, rtol=0)
+    torch.testing.assert_close(two, _sequential(net, u, net.initial_state(7)), atol=1e-6, rtol=0)
+
+
+def test_esn_seam_check_rejects_a_short_overlap_and_falls_back():
+    """A chunk started too late does not agree with the one before it: that run is refused, not stitched."""
+    import cortexfit.models.esn as esn_module
+
+    net = build_dynamics("esn", input_size=1, hidden_size=100, spectral_radius=0.9, leak_rate=0.3)
+    u = torch.rand(1, 4000, 1) - 0.5
+    x0 = torch.zeros(1, 100)
+    w = esn_module.probe_washout(net.run_weight(), u[0] @ net.weight_ih.t() + net.bias, 0.3)
+    assert w is not None and w > 20
+    args = (u, net.weight_ih, net.bias, net.run_weight(), x0, 0.3, 1)
+    assert esn_module._run_groups(*args, 4, 1000, w // 4, 1e-6) is None
+    ok = esn_module._run_groups(*args, 4, 1000, 2 * w, 1e-6)
+    assert ok is not None
+    torch.testing.assert_close(ok, _sequential(net, u, x0), atol=2e-6, rtol=0)
+    # a reservoir that never forgets: no chunks, the sequential result
+    W = 1.5 * torch.eye(2)
+    u2 = torch.randn(1, 1000, 1)
+    out = esn_module.reservoir_states(u2, torch.ones(2, 1), torch.zeros(2), W, torch.zeros(1, 2), 1.0, columns=16)
+    drive = (u2 @ torch.ones(1, 2)).transpose(0, 1)
+    torch.testing.assert_close(out, esn_module.run_reservoir(drive, W, torch.zeros(1, 2), 1.0).transpose(0, 1))

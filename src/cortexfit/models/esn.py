@@ -27,6 +27,7 @@ torch.Size([6, 40, 1])
 from __future__ import annotations
 
 import itertools
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -39,7 +40,8 @@ from cortexfit.core.runtime import limit_threads
 from cortexfit.models.base import Dynamics, register
 from cortexfit.models.readouts import RidgeReadout, fit_readout
 
-__all__ = ["ESNDynamics", "ESNOptions", "make_reservoir", "measure_washout", "run_reservoir", "run_reservoir_parallel"]
+__all__ = ["ESNDynamics", "ESNOptions", "make_reservoir", "measure_washout", "probe_washout", "reservoir_states",
+           "run_reservoir"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -115,8 +117,9 @@ def _spectral_radius(W: np.ndarray) -> float:
 def run_reservoir(X: Tensor, W: Tensor, x0: Tensor, leak: float) -> Tensor:
     """Iterate the reservoir over a time-major drive ``X = W_in u + b``: (T, B, N), (B, N) -> (T, B, N).
 
-    ``W`` may be dense or sparse CSR.  The loop keeps states as (N, B) columns so each step is one
-    ``addmm(X_t, W, x)`` (a sparse-times-dense product for CSR).  No autograd graph is recorded.
+    ``W`` may be dense or sparse CSR.  The loop keeps states as (N, B) columns and writes each step in place
+    into the output, with ``tanh(z) = 2 sigmoid(2 z) - 1`` (torch's vectorised float32 ``sigmoid`` is several
+    times faster than its ``tanh``; the result differs by float rounding only).  No autograd graph.
 
     Examples
     --------
@@ -125,40 +128,174 @@ def run_reservoir(X: Tensor, W: Tensor, x0: Tensor, leak: float) -> Tensor:
     tensor([[0.5663, 0.5663]])
     """
     with torch.no_grad():
-        Xn = X.permute(0, 2, 1).contiguous()  # (T, N, B)
-        out = torch.empty_like(Xn)
-        x = x0.t().contiguous()
-        for t in range(Xn.shape[0]):
-            z = torch.addmm(Xn[t], W, x).tanh_()
-            if leak == 1.0:
-                x = out[t].copy_(z)
+        X2 = X.permute(0, 2, 1).mul(2.0).contiguous()  # (T, N, B), doubled for sigmoid(2 z)
+        out = torch.empty_like(X2)
+        x = x0.t().to(X2.dtype).contiguous()
+        sparse = W.layout == torch.sparse_csr
+        for t in range(X2.shape[0]):
+            z = out[t]
+            if sparse:
+                torch.add(X2[t], torch.mm(W, x, out=z), alpha=2.0, out=z)
             else:
-                x = torch.lerp(x, z, leak, out=out[t])
+                torch.addmm(X2[t], W, x, alpha=2.0, out=z)
+            z.sigmoid_().mul_(2.0).sub_(1.0)  # tanh
+            if leak != 1.0:
+                torch.lerp(x, z, leak, out=z)
+            x = z
     return out.permute(0, 2, 1)
 
 
-def run_reservoir_parallel(X: Tensor, W: Tensor, x0: Tensor, leak: float, workers: int | None = None) -> Tensor:
-    """:func:`run_reservoir` with the batch split over ``workers`` Python threads, one torch thread each (CPU).
+def _agree_tol(dtype: torch.dtype) -> float:
+    """States from two starts "agree" below this (about 10 float32 ulps of a unit state; far below in float64)."""
+    return 1e-6 if dtype in (torch.float32, torch.float16, torch.bfloat16) else 1e-9
 
-    Independent loops in Python threads (torch releases the GIL) need no synchronisation per step, unlike
-    intra-op threads, which wait for each other at every small product (very slow when the CPU is shared).
-    ``workers`` None: ``torch.get_num_threads()``.  On other devices, or with one worker, a plain call.
+
+@torch.no_grad()
+def probe_washout(W: Tensor, drive: Tensor, leak: float, *, tol: float | None = None, limit: int = 2000,
+                  block: int = 32, seed: int = 0) -> int | None:
+    """Washout measured on a drive ``(T, N)`` (= ``W_in u + b``), stopping as soon as the runs agree.
+
+    Like :func:`measure_washout` (a zero start and three random starts in [-1, 1]^N, driven alike) but run in
+    blocks of ``block`` steps that stop once the largest difference has stayed below ``tol`` (default
+    :func:`_agree_tol` of the dtype) for a whole block; None if they still differ after ``limit`` steps.
 
     Examples
     --------
-    >>> X, W = torch.randn(5, 4, 3), 0.5 * torch.eye(3)
-    >>> torch.equal(run_reservoir_parallel(X, W, torch.zeros(4, 3), 0.5, workers=2),
-    ...             run_reservoir(X, W, torch.zeros(4, 3), 0.5))
+    >>> W, u = 0.5 * torch.eye(3, dtype=torch.float64), torch.zeros(100, 1, dtype=torch.float64)
+    >>> W_in, b = torch.ones(3, 1, dtype=torch.float64), torch.zeros(3, dtype=torch.float64)
+    >>> probe_washout(W, u @ W_in.t() + b, 1.0), measure_washout(W, W_in, b, 1.0, u, tol=1e-9)
+    (29, 30)
+    """
+    tol = _agree_tol(drive.dtype) if tol is None else tol
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.rand(4, W.shape[0], generator=gen, dtype=torch.float64).mul_(2).sub_(1).to(drive)
+    x[0] = 0
+    last_above = -1
+    for t0 in range(0, min(limit, drive.shape[0]), block):
+        d = drive[t0 : min(t0 + block, limit)]
+        states = run_reservoir(d[:, None].expand(-1, 4, -1), W, x, leak)
+        x = states[-1]
+        above = torch.nonzero((states - states[:, :1]).abs().amax(dim=(1, 2)) >= tol).flatten()
+        if len(above):
+            last_above = t0 + int(above[-1])
+        elif t0 - last_above >= block:  # a whole block below tol
+            return last_above + 1
+    return None
+
+
+def reservoir_states(u: Tensor, W_in: Tensor, b: Tensor, W: Tensor, x0: Tensor, leak: float, *,
+                     workers: int | None = None, columns: int | None = None, tol: float | None = None) -> Tensor:
+    """Reservoir states ``(B, T, N)`` for inputs ``u`` ``(B, T, I)`` from ``x0`` ``(B, N)``: the forward run.
+
+    The work is split into column groups run in ``workers`` Python threads with one torch thread each (CPU;
+    ``workers`` None: ``torch.get_num_threads()``): independent loops need no synchronisation per step, unlike
+    intra-op threads, which wait for each other at every small product (very slow on a shared CPU).  Each
+    loop computes the drive ``W_in u + b`` for blocks of 64 steps, keeps its states as ``(N, columns)`` and
+    writes every step straight into the result (nothing of size ``T x N`` besides it).
+
+    Few long sequences (fewer than ``columns`` / 2; default 16 per worker on the CPU, 1024 elsewhere) are also
+    cut in time into chunks run side by side.  Chunk 0 starts from ``x0``; chunk ``c >= 1`` starts ``overlap``
+    steps before its first step, from zeros.  The overlap is :func:`probe_washout` of the first sequence plus a
+    quarter and is *checked* at every seam: the state a chunk reaches at the step before its own first one
+    must agree (to ``tol``, as in the probe) with the previous chunk's; if a seam disagrees the run is redone
+    with twice the overlap, then without chunks.  The states then match the sequential run to float rounding.
+
+    Examples
+    --------
+    >>> W, W_in, b = 0.5 * torch.eye(3), torch.ones(3, 1), torch.zeros(3)
+    >>> u, x0 = torch.randn(1, 3000, 1), torch.zeros(1, 3)
+    >>> exact = run_reservoir((u @ W_in.t() + b).transpose(0, 1), W, x0, 0.5).transpose(0, 1)
+    >>> fast = reservoir_states(u, W_in, b, W, x0, 0.5, workers=1, columns=8)
+    >>> bool((fast - exact).abs().max() < 1e-6)
     True
     """
-    workers = min(workers or torch.get_num_threads(), X.shape[1])
-    if X.device.type != "cpu" or workers <= 1:
-        return run_reservoir(X, W, x0, leak)
-    bounds = np.linspace(0, X.shape[1], workers + 1).astype(int)
-    parts = [(int(a), int(b)) for a, b in itertools.pairwise(bounds)]
-    with limit_threads(1), ThreadPoolExecutor(workers) as pool:  # run_reservoir disables grad in each thread
-        outs = list(pool.map(lambda ab: run_reservoir(X[:, ab[0] : ab[1]], W, x0[ab[0] : ab[1]], leak), parts))
-    return torch.cat(outs, dim=1)
+    B, T, _ = u.shape
+    cpu = u.device.type == "cpu"
+    workers = max(1, workers or torch.get_num_threads()) if cpu else 1
+    columns = columns or (16 * workers if cpu else 1024)
+    tol = _agree_tol(W.dtype) if tol is None else tol
+    u = u.to(W.dtype)
+    if B < columns // 2 and T >= 512:
+        limit = min(T // 4, 4000)
+        with limit_threads(1 if cpu else None):  # four columns: one thread is fastest
+            w = probe_washout(W, torch.addmm(b, u[0, :limit], W_in.t()), leak, tol=tol, limit=limit)
+        overlap = None if w is None else w + w // 4 + 8
+        for _ in range(2):
+            n = 0 if overlap is None else min(columns // B, T // (4 * overlap))
+            if n < 2:
+                break
+            out = _run_groups(u, W_in, b, W, x0, leak, workers, n, -(-T // n), overlap, tol)
+            if out is not None:
+                return out
+            overlap *= 2
+    out = _run_groups(u, W_in, b, W, x0, leak, workers, 1, T, 0, tol)
+    assert out is not None  # one chunk: no seams
+    return out
+
+
+def _run_groups(u: Tensor, W_in: Tensor, b: Tensor, W: Tensor, x0: Tensor, leak: float, workers: int, n: int,
+                L: int, overlap: int, tol: float) -> Tensor | None:
+    """One run of ``n`` chunks of ``L`` steps per sequence (see :func:`reservoir_states`); None if a seam disagrees.
+
+    Chunk ``c`` runs steps ``[cL - overlap, (c + 1) L)`` and owns ``[cL, (c + 1) L)``; chunk 0 is set to ``x0``
+    before its own first step (its ``overlap`` steps before are idle work).
+    """
+    B, T, I = u.shape
+    N, span = W.shape[0], L + overlap
+    up = torch.cat([u.new_zeros(B, overlap, I), u, u.new_zeros(B, n * L - T, I)], dim=1)  # u[t] = up[t + overlap]
+    res = u.new_empty(B, n, L, N)
+    seams = u.new_zeros(B, n, N)
+    k = min(workers, n if n >= workers else B)
+    if n >= workers:  # groups of chunks, all sequences
+        groups = [(int(c0), int(c1), 0, B) for c0, c1 in itertools.pairwise(np.linspace(0, n, k + 1).astype(int))]
+    else:  # groups of sequences, all chunks
+        groups = [(0, n, int(b0), int(b1)) for b0, b1 in itertools.pairwise(np.linspace(0, B, k + 1).astype(int))]
+
+    def work(g: tuple[int, int, int, int]) -> None:
+        c0, c1, b0, b1 = g
+        U = torch.stack([up[b0:b1, c * L : c * L + span] for c in range(c0, c1)])  # (nc, nb, span, I)
+        U = U.permute(2, 0, 1, 3).reshape(span, -1, I)  # columns ordered (chunk, sequence)
+        _run_columns(U, 2 * W_in, 2 * b, W, x0[b0:b1] if c0 == 0 else None, leak, res[b0:b1, c0:c1],
+                     seams[b0:b1, c0:c1], overlap)
+
+    if len(groups) == 1:
+        with limit_threads(1 if u.device.type == "cpu" else None):
+            work(groups[0])
+    else:
+        with limit_threads(1), ThreadPoolExecutor(len(groups)) as pool:
+            list(pool.map(work, groups))
+    if n > 1 and float((seams[:, 1:] - res[:, :-1, L - 1]).abs().max()) >= tol:
+        return None
+    return res.view(B, n * L, N)[:, :T]
+
+
+@torch.no_grad()
+def _run_columns(U: Tensor, W_in2: Tensor, b2: Tensor, W: Tensor, x0: Tensor | None, leak: float, dest: Tensor,
+                 seam: Tensor, overlap: int, block: int = 64) -> None:
+    """The loop of one column group: ``U`` (span, nc * nb, I) inputs, ``dest`` (nb, nc, L, N) owned states,
+    ``seam`` (nb, nc, N) the states before step ``overlap``; ``W_in2``, ``b2`` are doubled (sigmoid(2 z))."""
+    span, cols, I = U.shape
+    nb, nc, _, N = dest.shape
+    x, z = U.new_zeros(N, cols), U.new_empty(N, cols)
+    sparse = W.layout == torch.sparse_csr
+    for t0 in range(0, span, block):
+        D = torch.addmm(b2, U[t0 : t0 + block].reshape(-1, I), W_in2.t())  # (steps * cols, N): 2 (W_in u + b)
+        for t in range(t0, min(t0 + block, span)):
+            if t == overlap:
+                seam.copy_(x.t().view(nc, nb, N).transpose(0, 1))
+                if x0 is not None:  # chunk 0 starts here
+                    x[:, :nb] = x0.t()
+            Dt = D[(t - t0) * cols : (t - t0 + 1) * cols].t()
+            if sparse:
+                torch.add(Dt, torch.mm(W, x, out=z), alpha=2.0, out=z)
+            else:
+                torch.addmm(Dt, W, x, alpha=2.0, out=z)
+            z.sigmoid_().mul_(2.0).sub_(1.0)  # tanh
+            if leak != 1.0:
+                torch.lerp(x, z, leak, out=z)
+            if t >= overlap:
+                dest[:, :, t - overlap].copy_(z.t().view(nc, nb, N).transpose(0, 1))
+            x, z = z, x
 
 
 @register("esn")
@@ -198,10 +335,29 @@ class ESNDynamics(Dynamics):
         self._check_input(u)
         if u.requires_grad or (state0 is not None and state0.requires_grad):
             return self.forward_reference(u, state0)
-        B, T = u.shape[:2]
-        x0 = self.initial_state(B) if state0 is None else state0
-        X = torch.addmm(self.bias, u.transpose(0, 1).reshape(T * B, -1), self.weight_ih.t()).view(T, B, -1)
-        return run_reservoir_parallel(X, self.weight_hh, x0, self.options.leak_rate).transpose(0, 1)
+        x0 = self.initial_state(u.shape[0]) if state0 is None else state0
+        return reservoir_states(u, self.weight_ih, self.bias, self.run_weight(), x0, self.options.leak_rate)
+
+    def run_weight(self) -> Tensor:
+        """W as the forward run uses it: sparse CSR (32-bit indices) on the CPU when at most 30% of it is
+        non-zero, else dense.
+
+        Cached (not a buffer: the state dict keeps the dense W) and rebuilt when W changes or moves.
+        """
+        W = self.weight_hh
+        key = (W.device, W.dtype, W.data_ptr(), W._version)
+        cached = getattr(self, "_run_weight", None)
+        if cached is None or cached[0] != key:
+            run = W
+            if W.device.type == "cpu" and int(torch.count_nonzero(W)) <= 0.3 * W.numel():
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", UserWarning)  # "sparse CSR support is in beta"
+                    csr = W.to_sparse_csr()
+                    run = torch.sparse_csr_tensor(csr.crow_indices().int(), csr.col_indices().int(), csr.values(),
+                                                  csr.shape)  # 32-bit indices: less to read per product
+            cached = (key, run)
+            self._run_weight = cached
+        return cached[1]
 
     def fit_readout(self, states: Tensor, targets: Tensor, alphas: list[float] | None = None) -> RidgeReadout:
         """Ridge readout on states from :meth:`forward`; the ridge is ``options.ridge`` or chosen by CV.
@@ -232,7 +388,7 @@ def measure_washout(W: Tensor, W_in: Tensor, b: Tensor, leak: float, inputs: Ten
     --------
     >>> W = 0.5 * torch.eye(3); W_in = torch.ones(3, 1); b = torch.zeros(3)
     >>> measure_washout(W, W_in, b, 1.0, torch.zeros(100, 1), tol=1e-6)
-    19
+    20
     """
     gen = torch.Generator().manual_seed(seed)
     x0 = torch.rand(n_starts, W.shape[0], generator=gen, dtype=inputs.dtype) * 2 - 1
