@@ -48,3 +48,22 @@ def test_esn_inputs_never_show_the_forward_bins():
         u = esn_inputs(data, load_config(), mode)
         n_hi = int((~data.heldout).sum())
         assert np.all(u[:, data.n_enc :, :n_hi] == 0) and np.any(u[:, : data.n_enc, :n_hi] != 0)
+
+
+def test_esn_fit_logs_its_stages(tmp_path, caplog):
+    """A Snakemake log shows the reservoir run and the readout fit as they start and end, with elapsed time."""
+    import logging
+
+    from cortexfit.fit.config import load_config
+    from cortexfit.fit.data import FitRequest, prepare
+    from cortexfit.fit.esn import fit_esn
+
+    ds, _ = random_walk_activity(n_trials=12, n_time=30, n_units=8, seed=2)
+    data = prepare(ds, load_config(), seed=0)
+    with caplog.at_level(logging.INFO, logger="cortexfit"):
+        fit_esn(data, load_config("smoke"), FitRequest(model="esn", mode="forecast"))
+    msgs = [r.getMessage() for r in caplog.records if r.name == "cortexfit.fit.esn"]
+    assert any(m.startswith("esn (forecast): reservoir run: 12 trials x 30 bins") for m in msgs)
+    assert any(m.startswith("esn (forecast): reservoir run done, elapsed") for m in msgs)
+    assert any(m.startswith("esn (forecast): readout fit done (readout ridge, alpha") for m in msgs)
+    assert any("closed-loop rollout" in m for m in msgs) and any("fit done in" in m for m in msgs)

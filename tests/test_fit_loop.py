@@ -76,3 +76,19 @@ def test_nan_loss_is_a_fit_error():
     with pytest.raises(FitError, match="training loss became nan"):
         train(_net(), lambda m, idx, e: m(X[idx]).sum() * math.nan, _valid, n_train=40,
               opts=TrainOptions(max_epochs=2), seed=0, where="x.nc")
+
+
+def test_progress_lines_reach_the_log_when_there_is_no_terminal(monkeypatch, caplog):
+    """Under pytest stderr is not a terminal (as in a Snakemake log): the bar is off and log lines carry the epoch,
+    losses, elapsed time and the time left."""
+    import logging
+
+    from cortexfit.fit import loop
+
+    monkeypatch.setattr(loop, "LOG_EVERY_S", 0.0)
+    with caplog.at_level(logging.INFO, logger="cortexfit.fit.loop"):
+        train(_net(), _loss, _valid, n_train=40, opts=TrainOptions(max_epochs=4, batch_size=8, patience=50), seed=0,
+              desc="demo fit")
+    lines = [r.getMessage() for r in caplog.records if r.name == "cortexfit.fit.loop"]
+    assert len(lines) == 4 and lines[-1].startswith("demo fit: epoch 4/4 train ")
+    assert all("valid" in m and "elapsed" in m and "left" in m for m in lines)

@@ -169,3 +169,23 @@ def test_flipflop_eight_stable_fixed_points(shared_data):
     readout = stable @ sd["readout.weight"].double().numpy().T + sd["readout.bias"].double().numpy()
     corners = {tuple(np.sign(r).astype(int)) for r in readout}
     assert len(corners) == 8  # one stable point per memory state (+-1, +-1, +-1)
+
+
+def test_progress_lines_reach_the_log(tmp_path, monkeypatch, caplog):
+    """Each stage logs its start and end, and (here every iteration) iteration, candidates done, elapsed, time left."""
+    import logging
+
+    from cortexfit.analysis import fixed_point_solver
+
+    monkeypatch.setattr(fixed_point_solver, "LOG_EVERY_S", 0.0)
+    net = build_dynamics("rate", input_size=2, hidden_size=6)
+    fit = make_fit_dir(tmp_path / "fit", net)
+    with caplog.at_level(logging.INFO, logger="cortexfit"):
+        fp.run(fit, tmp_path / "fp.nc", n_init=32, device="cpu")
+    text = "\n".join(r.getMessage() for r in caplog.records)
+    assert "fixed points of" in text and "32 starts" in text and "wrote" in text
+    assert "Adam done after" in text and "Levenberg-Marquardt (float64) done after" in text
+    lines = [r.getMessage() for r in caplog.records if "candidates" in r.getMessage() and "left in" in r.getMessage()]
+    assert any(line.startswith("fixed points: Adam iteration") for line in lines)
+    assert any("Levenberg-Marquardt (float32) iteration" in line for line in lines)
+    assert all("elapsed" in line for line in lines)

@@ -56,6 +56,28 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+#: During a stage of the search a progress line goes to the log at least this often (seconds).
+LOG_EVERY_S = 15.0
+
+
+class _Progress:
+    """Progress lines of one stage (to the log, which Snakemake keeps): iteration, candidates done, elapsed
+    time since the search began and a bound on the stage's time left (its remaining iterations at the mean
+    pace so far), at most every :data:`LOG_EVERY_S` seconds."""
+
+    def __init__(self, stage: str, max_iters: int, t0: float) -> None:
+        self.stage, self.max_iters, self.t0 = stage, max_iters, t0
+        self.start = self.last = time.perf_counter()
+
+    def update(self, it: int, done: int, n: int, what: str = "done") -> None:
+        now = time.perf_counter()
+        if now - self.last < LOG_EVERY_S:
+            return
+        self.last = now
+        left = (now - self.start) / max(it, 1) * (self.max_iters - it)
+        log.info("fixed points: %s iteration %d/%d, %d/%d candidates %s, elapsed %.0f s, at most %.0f s left in "
+                 "this stage", self.stage, it, self.max_iters, done, n, what, now - self.t0, left)
+
 
 @dataclass(frozen=True, kw_only=True)
 class FixedPointConfig:
@@ -156,7 +178,8 @@ def _jacobians(dyn: Dynamics, x: Tensor, u: Tensor, chunk: int) -> tuple[Tensor,
     return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
 
 
-def _adam(dyn: Dynamics, x0: Tensor, u: Tensor, cfg: FixedPointConfig, scale: float) -> tuple[Tensor, Tensor, int]:
+def _adam(dyn: Dynamics, x0: Tensor, u: Tensor, cfg: FixedPointConfig, scale: float,
+          t0: float | None = None) -> tuple[Tensor, Tensor, int]:
     """Batched Adam on sum(q), merging coalesced candidates every ``merge_every`` iterations.
 
     Returns the surviving candidates' states, their indices into ``x0`` and the iteration count.  Written
@@ -171,6 +194,8 @@ def _adam(dyn: Dynamics, x0: Tensor, u: Tensor, cfg: FixedPointConfig, scale: fl
     wait = torch.zeros(K, dtype=torch.long, device=x0.device)
     ref, since = best.clone(), wait.clone()
     idx = torch.arange(K, device=x0.device)
+    progress = _Progress("Adam", cfg.adam_max_iters, time.perf_counter() if t0 is None else t0)
+    what = f"slow or stalled (LM starts at {cfg.switch_fraction:.0%})"
     it = 0
     for it in range(1, cfg.adam_max_iters + 1):
         x.requires_grad_(True)
@@ -179,8 +204,10 @@ def _adam(dyn: Dynamics, x0: Tensor, u: Tensor, cfg: FixedPointConfig, scale: fl
         x, q = x.detach(), q.detach()
         halved = q < ref / 2  # a candidate stalls when its q has not halved in `stall_iters` iterations
         ref, since = torch.where(halved, q, ref), torch.where(halved, 0, since + 1)
-        if float(((q < switch) | (since > cfg.stall_iters)).double().mean()) >= cfg.switch_fraction:
+        n_slow = int(((q < switch) | (since > cfg.stall_iters)).sum())
+        if n_slow / len(q) >= cfg.switch_fraction:
             break  # enough candidates slow (or stalled): hand over to LM
+        progress.update(it, n_slow, len(q), what)
         better = q < best * (1 - 1e-3)  # per-candidate plateau: halve its step after `patience` idle steps
         best, wait = torch.where(better, q, best), torch.where(better, 0, wait + 1)
         cut = wait >= cfg.patience
@@ -197,8 +224,8 @@ def _adam(dyn: Dynamics, x0: Tensor, u: Tensor, cfg: FixedPointConfig, scale: fl
     return x, idx, it
 
 
-def _levenberg_marquardt(dyn: Dynamics, x: Tensor, u: Tensor, cfg: FixedPointConfig, tol: float, radius: float
-                         ) -> tuple[Tensor, Tensor, Tensor, int]:
+def _levenberg_marquardt(dyn: Dynamics, x: Tensor, u: Tensor, cfg: FixedPointConfig, tol: float, radius: float,
+                         t0: float | None = None) -> tuple[Tensor, Tensor, Tensor, int]:
     """Batched LM on G(s) = F(s) - s with per-candidate damping, merging coalesced candidates as it goes.
 
     Candidates closer than ``radius`` (same input) are merged into the lowest-``q`` one before every
@@ -211,8 +238,10 @@ def _levenberg_marquardt(dyn: Dynamics, x: Tensor, u: Tensor, cfg: FixedPointCon
         q = _speed(dyn, x, u)
     lam = torch.full((K,), cfg.lm_lambda0, dtype=x.dtype, device=x.device)
     done = q < tol
+    progress = _Progress(f"Levenberg-Marquardt ({str(x.dtype).removeprefix('torch.')})", cfg.lm_max_iters,
+                         time.perf_counter() if t0 is None else t0)
     it = 0
-    for it in range(1, cfg.lm_max_iters + 1):  # noqa: B007 - `it` is returned: the iterations used
+    for it in range(1, cfg.lm_max_iters + 1):
         if radius > 0:
             keep = torch.as_tensor(_merge(x, u, q, radius), device=x.device)
             x, u, q, lam, done, rows = x[keep], u[keep], q[keep], lam[keep], done[keep], rows[keep]
@@ -236,6 +265,7 @@ def _levenberg_marquardt(dyn: Dynamics, x: Tensor, u: Tensor, cfg: FixedPointCon
         lam[idx] = torch.where(ok, lam[idx] / 3.0, lam[idx] * 4.0).clamp(1e-12, 1e12)
         stalled = (ok & (gain < cfg.tol_dq)) | (lam[idx] >= 1e12)
         done[idx] = stalled | (q[idx] < tol)
+        progress.update(it, int(done.sum()), len(done))
     return x, q, rows, it
 
 
@@ -362,16 +392,25 @@ def find_fixed_points(dynamics: Dynamics, initial_states: Tensor, u_star: Tensor
     radii = torch.linalg.vector_norm(x0 - centroid, dim=1)
     scale = float(radii.square().mean().sqrt().clamp_min(1e-12))
 
+    log.info("fixed points: %d starts, %d-dimensional state, on %s: Adam (at most %d iterations) ...", K,
+             x0.shape[1], device, cfg.adam_max_iters)
     fast = dyn if dtype == torch.float32 else frozen_copy(dynamics, device=device, dtype=torch.float32)
-    x, reps, n_adam = _adam(fast, x0.float(), u.float(), cfg, scale)
+    x, reps, n_adam = _adam(fast, x0.float(), u.float(), cfg, scale, t0)
     t_adam = time.perf_counter() - t0
+    log.info("fixed points: Adam done after %d iterations, %d candidates to refine, elapsed %.1f s", n_adam, len(x),
+             t_adam)
     u = u[reps]
     tol = cfg.tol_q_value * scale**2
     if dtype != torch.float32:  # coarse float32 pass on the many candidates, float64 polish on the survivors
-        x, _, rows, n_lm32 = _levenberg_marquardt(fast, x, u.float(), cfg, 1e-10 * scale**2, cfg.unique_tol * scale)
+        x, _, rows, n_lm32 = _levenberg_marquardt(fast, x, u.float(), cfg, 1e-10 * scale**2, cfg.unique_tol * scale,
+                                                  t0)
         x, u, reps = x.to(dtype), u[rows], reps[rows]
-    x, q, rows, n_lm = _levenberg_marquardt(dyn, x, u, cfg, tol, cfg.unique_tol * scale)
+        log.info("fixed points: Levenberg-Marquardt (float32) done after %d iterations, %d candidates, elapsed %.1f s",
+                 n_lm32, len(x), time.perf_counter() - t0)
+    x, q, rows, n_lm = _levenberg_marquardt(dyn, x, u, cfg, tol, cfg.unique_tol * scale, t0)
     u, reps = u[rows], reps[rows]
+    log.info("fixed points: Levenberg-Marquardt (%s) done after %d iterations, elapsed %.1f s; eigen-decomposition "
+             "...", cfg.dtype, n_lm, time.perf_counter() - t0)
 
     far = torch.linalg.vector_norm(x - centroid, dim=1) > cfg.outlier_distance * float(radii.mean().clamp_min(1e-12))
     keep = torch.nonzero(torch.isfinite(q) & (q < cfg.slow_q * scale**2) & ~far).squeeze(1)

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -35,6 +37,7 @@ if TYPE_CHECKING:
 __all__ = ["FixedPointConfig", "FixedPoints", "classify", "find_fixed_points", "run", "sample_initial_states"]
 
 INPUTS = ("zero", "condition-mean")
+log = logging.getLogger(__name__)
 
 
 def sample_initial_states(states: np.ndarray, n: int, *, noise_std: float,
@@ -141,10 +144,14 @@ def run(fit_dir: str | Path, out: str | Path, *, inputs: str = "zero", n_init: i
     if n_init < 1:
         raise AnalysisError(f"fixed-points: --n-init must be >= 1, got {n_init}")
     dev = resolve_device(device)
+    t0 = time.perf_counter()
+    log.info("fixed points of %s: reading the model and its trajectories ...", fit_dir)
     data = model_trajectories(read_fit_dir(fit_dir), seed=seed)
     rng = np.random.default_rng(seed)
     noise = cfg.noise_scale * float(data.states.reshape(-1, data.states.shape[-1]).std(0).mean())
     x0, u0, cond_of = _starts(data, inputs, n_init, noise, rng, Path(fit_dir))
+    log.info("fixed points of %s: %s model, %d starts (%s input) on %s, elapsed %.1f s", fit_dir,
+             data.dynamics.family, len(x0), inputs, dev, time.perf_counter() - t0)
     torch.manual_seed(seed)
     fps = find_fixed_points(data.dynamics, torch.as_tensor(x0, device=dev), torch.as_tensor(u0, device=dev), config=cfg)
 
@@ -159,4 +166,6 @@ def run(fit_dir: str | Path, out: str | Path, *, inputs: str = "zero", n_init: i
         config=json.dumps(dataclasses.asdict(cfg), sort_keys=True), **extra,
     )
     convention.write_dataset(ds, out, "fixed_points")
+    log.info("fixed points of %s: wrote %s (%d points, %d stable fixed), %.1f s in all", fit_dir, out, len(fps),
+             fps.n_stable, time.perf_counter() - t0)
     return ds

@@ -14,6 +14,7 @@ Rates are ``exp(.)`` of the readout, hence > 0.
 
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,8 @@ from cortexfit.fit.metrics import bits_per_spike
 from cortexfit.fit.outputs import FitResult
 from cortexfit.models.esn import ESNDynamics
 from cortexfit.models.readouts import StateReadout
+
+log = logging.getLogger(__name__)
 
 
 def _set_pcs(readout: StateReadout, feats: Tensor) -> None:
@@ -170,14 +173,23 @@ def fit_esn(data: FitData, cfg: FitConfig, request: FitRequest) -> FitResult:
     dyn = models.build_dynamics("esn", input_size=u.shape[-1], hidden_size=cfg.esn.hidden_size, **opts)
     assert isinstance(dyn, ESNDynamics)
     dyn.eval()
+    two = cfg.esn.bidirectional and mode == "latent"
+    log.info("esn (%s): reservoir run%s: %d trials x %d bins, %d inputs -> %d units ...", mode,
+             " forwards and backwards" if two else "", u.shape[0], u.shape[1], u.shape[2], dyn.hidden_size)
     states, feats = esn_states(dyn, torch.as_tensor(u), mode=mode, bidirectional=cfg.esn.bidirectional)
     rows = {s: data.trials(s) for s in ("train", "valid", "test")}
+    log.info("esn (%s): reservoir run done, elapsed %.1f s; readout fit (%s, %d features -> %d units, %d train "
+             "trials) ...", mode, time.perf_counter() - t0, cfg.esn.readout if data.spikes else "ridge",
+             feats.shape[-1], data.n_units, len(rows["train"]))
     score = np.zeros((data.n_time, data.n_units))
     score[:, data.heldout] = 1.0
     score[data.n_enc :] = 1.0
     readout = StateReadout(n_features=feats.shape[-1], n_units=data.n_units, factors=cfg.model.factors)
     _set_pcs(readout, feats[rows["train"]])
     info = _fit_readout(readout, feats, data, cfg, rows, score)
+    log.info("esn (%s): readout fit done (%s), elapsed %.1f s", mode,
+             ", ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}" for k, v in info.items()),
+             time.perf_counter() - t0)
     with torch.no_grad():
         factors, log_r = readout(feats)
     rates = apply_link(log_r, exp_link=True)[0].numpy() if data.spikes else log_r.numpy() * data.std + data.mean
@@ -193,6 +205,8 @@ def fit_esn(data: FitData, cfg: FitConfig, request: FitRequest) -> FitResult:
                        n_params=sum(p.numel() for p in readout.linear.parameters()), epochs=None, seconds=0.0,
                        save_model=save, info=info)
     if mode == "forecast":
+        log.info("esn (forecast): closed-loop rollout and errors by horizon ...")
         _forecast_rollout(dyn, readout, data, cfg, result)
     result.seconds = time.perf_counter() - t0
+    log.info("esn (%s): fit done in %.1f s", mode, result.seconds)
     return result
