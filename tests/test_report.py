@@ -309,3 +309,21 @@ def test_alignment_table_shows_out_of_sample_and_in_sample(dataset: Path):
     table = _section(text, "Model-data alignment")
     assert "test trials (4) x held-out units (3)" in table
     assert "CCA in-sample" in table and "Procrustes in-sample" in table and "DSA in-sample" in table
+
+
+def test_ground_truth_table(tmp_path: Path):
+    folder = make_dataset(tmp_path / "sim", analyses=False)
+    assert "Ground truth" not in report.run(folder, tmp_path / "plain.html").read_text()  # recorded data: none
+    truth = {"rate_r2": 0.871, "state_r2": 0.934, "cycle_r2": 0.812, "fixed_points_true": 8, "fixed_points_model": 9,
+             "fixed_points_matched": 7, "dsa_to_teacher": 0.123, "rotation_freq_hz": 1.97,
+             "rotation_freq_hz_true": 2.0, "notes": ["a note from the truth stage"]}
+    (folder / "fits" / "rate" / "truth.json").write_text(json.dumps(truth))
+    text = report.run(folder, tmp_path / "r.html").read_text()
+    assert "8. Ground truth" in text and "could not be drawn" not in text
+    row = re.search(r"<tr class=\"best\"><td><strong>rate.*?</tr>", text).group(0)
+    for cell in ("0.871", "0.934", "0.812", "7 of 8 (9 stable in model)", "0.123", "1.97", "2.00"):
+        assert cell in row, cell
+    assert "a note from the truth stage" in text and "No truth.json for smoothing" in text
+    (folder / "fits" / "rate" / "truth.json").write_text("[1, 2]")
+    with pytest.raises(ReportError, match="truth.json: not a JSON object"):
+        report.run(folder, tmp_path / "bad.html")

@@ -253,10 +253,17 @@ def test_dot_test_config_end_to_end(tmp_path):
         assert isinstance(metrics[key], float) and math.isfinite(metrics[key]), (key, metrics[key])
     for kind in ("fixed_points", "geometry", "dynamics"):
         convention.read_dataset(res / "fits" / model / f"{kind}.nc", kind)
+    from cortexfit.analysis.truth import ALL_KEYS
+
+    truth = json.loads((res / "fits" / model / "truth.json").read_text())  # the ground-truth comparison
+    assert set(ALL_KEYS) <= set(truth) and truth["task"] == "reach" and truth["rotation_freq_hz_true"] == 2.0
+    assert truth["n_trials"] == cfg["simulate"]["n_trials"] and truth["n_bins"] == 40 * truth["n_trials"]
+    assert all(isinstance(truth[k], float) for k in ("rate_r2", "state_r2", "cycle_r2", "dsa_to_teacher"))
     page = (res / "report.html").read_text()
-    assert model in page and "could not be drawn" not in page
+    assert model in page and "could not be drawn" not in page and "8. Ground truth" in page
     assert "sim_reach" in (tmp_path / "results" / "index.html").read_text()
-    for log in ("fit_" + model, "fixed_points_" + model, "geometry_" + model, "dynamics_" + model, "report"):
+    for log in ("fit_" + model, "fixed_points_" + model, "geometry_" + model, "dynamics_" + model, "truth_" + model,
+                "report"):
         assert (tmp_path / "results" / "logs" / "sim_reach" / f"{log}.log").is_file()
     again = _run(tmp_path, "-n")
     assert "Nothing to be done" in again.stdout + again.stderr
@@ -277,3 +284,27 @@ def test_dot_test_config_end_to_end(tmp_path):
     opts.write_text(opts.read_text() + "# edited\n")
     rerun = _jobs(_run(tmp_path, "-n").stdout)
     assert "fit" in {j["rule"] for j in rerun}
+
+
+def test_truth_rule_for_simulated_datasets_and_rnn_families(tmp_path):
+    """`truth` jobs: every RNN family of a simulated dataset (not baselines, not recorded data), in `rule all`
+    and among the report's inputs; the flip-flop's teacher fixed points are passed along."""
+    sheet = HEADER + ("sim_ff\tdata/simulated/flipflop.nwb\tflipflop\tstart_time\t\t\t5\telectrodes\n"
+                      "rec1\trec1.nwb\t\tstart_time\t0\t100\t5\telectrodes\n")
+    work = _workdir(tmp_path, sheet, "models: [fa, rate, lstm]\n")
+    (work / "rec1.nwb").write_bytes(b"x")
+    out = _run(work, "-n", "-p", "--cores", "4")
+    assert out.returncode == 0, out.stderr[-2000:]
+    jobs = _jobs(out.stdout + out.stderr)
+    truth = [j for j in jobs if j["rule"] == "truth"]
+    assert sorted(re.search(r"model=(\w+)", j["wildcards"]).group(1) for j in truth) == ["lstm", "rate"]
+    for job in truth:
+        assert "dataset=sim_ff" in job["wildcards"] and "data/simulated/flipflop.truth.nc" in job["input"]
+        assert "fixed_points.nc" in job["input"] and "teacher_fixed_points.nc" in job["input"]
+        assert "--teacher-fixed-points results/sim_ff/teacher_fixed_points.nc" in job["shell"]
+        assert "--activity results/sim_ff/activity.nc" in job["shell"] and "log" in job and "benchmark" in job
+    report = next(j for j in jobs if j["rule"] == "report" and "sim_ff" in j["wildcards"])
+    assert "fits/rate/truth.json" in report["input"] and "fits/lstm/truth.json" in report["input"]
+    assert "truth.json" not in next(j for j in jobs if j["rule"] == "report" and "rec1" in j["wildcards"])["input"]
+    for target in ("results/rec1/fits/rate/truth.json", "results/sim_ff/fits/fa/truth.json"):
+        assert _run(work, "-n", target).returncode != 0

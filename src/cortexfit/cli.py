@@ -119,6 +119,17 @@ def _dynamics_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0)
 
 
+@command("truth", "cortexfit.analysis.truth", "compare a fitted model with a simulated recording's ground truth")
+def _truth_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("fit_dir", metavar="FIT_DIR")
+    p.add_argument("truth", metavar="TRUTH.nc", help="the simulation's ground truth (kind 'truth')")
+    p.add_argument("out", metavar="OUT.json")
+    p.add_argument("--teacher-fixed-points", default=None, metavar="F",
+                   help="fixed_points file of the teacher network (default: the truth's own fixed_points)")
+    p.add_argument("--activity", default=None, metavar="A",
+                   help="the activity file the model was fitted to (alignment event, bin width, observed rates)")
+
+
 @command("report", "cortexfit.report", "write a self-contained HTML report for one dataset's results")
 def _report_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("results", metavar="RESULTS_DIR/DATASET")

@@ -207,10 +207,40 @@ def teacher_outputs(dataset):
     return []
 
 
+def truth_file(dataset):
+    """The ground truth `cortexfit simulate` writes beside a simulated dataset's NWB file (None otherwise)."""
+    task = DATASETS.loc[dataset].get("simulate")
+    return str(Path(DATASETS.loc[dataset]["nwb"]).with_suffix(".truth.nc")) if isinstance(task, str) and task else None
+
+
+TRUTH_DATASETS = [d for d in DATASETS.index if truth_file(d) is not None]  # datasets with a ground truth
+
+
+def truth_outputs(dataset):
+    """Ground-truth comparison (truth.json) of every fitted RNN family of a dataset with a truth file."""
+    if truth_file(dataset) is None:
+        return []
+    return [f"{fit_dir(dataset, m)}/truth.json" for m in MODELS if m in RNN_FAMILIES]
+
+
+def truth_inputs(wildcards):
+    """What `cortexfit truth` reads besides fit.nc: the truth, the activity, the model's and teacher's fixed points."""
+    d = wildcards.dataset
+    inputs = {"truth": truth_file(d), "activity": activity_path(d), "teacher": teacher_outputs(d)}
+    if "fixed_points" in ANALYSES:
+        inputs["fixed_points"] = f"{fit_dir(d, wildcards.model)}/{ANALYSIS_FILES['fixed_points']}"
+    return inputs
+
+
+def teacher_arg(wildcards, input):
+    """`--teacher-fixed-points F` when the dataset's teacher fixed points are an input, else nothing."""
+    return f"--teacher-fixed-points {shlex.quote(str(input.teacher))}" if input.teacher else ""
+
+
 def dataset_outputs(wildcards):
     """Everything the report of one dataset reads."""
     d = wildcards.dataset
-    return [activity_path(d)] + fit_outputs(d) + analysis_outputs(d) + teacher_outputs(d)
+    return [activity_path(d)] + fit_outputs(d) + analysis_outputs(d) + teacher_outputs(d) + truth_outputs(d)
 
 
 def report_models_arg(wildcards=None):
@@ -224,7 +254,7 @@ def all_targets():
     targets = [activity_path(d) for d in DATASETS.index]
     for d in DATASETS.index:
         targets += [f"{fit_dir(d, m)}/metrics.json" for m in MODELS]
-        targets += analysis_outputs(d) + teacher_outputs(d)
+        targets += analysis_outputs(d) + teacher_outputs(d) + truth_outputs(d)
     if config["report"]:
         targets += [f"{RESULTS}/{d}/report.html" for d in DATASETS.index] + [f"{RESULTS}/index.html"]
     return targets

@@ -4,7 +4,8 @@
 
 * a dataset folder (it holds ``activity.nc``) -> that dataset's report (:func:`dataset_page`):
   the recording, the models table, training curves, latent trajectories (PCA and jPCA planes), fixed
-  points, dynamics diagnostics and model-data alignment scores;
+  points, dynamics diagnostics, model-data alignment scores and, where fits hold a ``truth.json``
+  (simulated datasets), the ground-truth table (:mod:`cortexfit.report.truth`);
 * a results root (its sub-folders hold ``activity.nc``) -> an index page linking every dataset's
   ``<dataset>/report.html`` with its best model by co-bps and a co-bps table (datasets x models).
 
@@ -21,7 +22,7 @@ short note; a folder with neither layout raises :class:`~cortexfit.core.errors.R
 Layout read (written by the other stages)::
 
     DATASET/activity.nc
-    DATASET/fits/<model>/{metrics.json, history.csv, fit.nc, fixed_points.nc, geometry.nc, dynamics.nc}
+    DATASET/fits/<model>/{metrics.json, history.csv, fit.nc, fixed_points.nc, geometry.nc, dynamics.nc, truth.json}
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ from cortexfit.core import convention
 from cortexfit.core.errors import ReportError, SchemaError
 from cortexfit.report import caveats as C
 from cortexfit.report import html as H
+from cortexfit.report.truth import read_truth
 
 log = logging.getLogger(__name__)
 
@@ -52,10 +54,12 @@ __all__ = ["ANALYSES", "DatasetResults", "ModelResults", "dataset_page", "find_d
 
 @dataclass
 class ModelResults:
-    """One ``fits/<model>`` folder as the report sees it: the folder (metrics, history) and its analyses."""
+    """One ``fits/<model>`` folder as the report sees it: the folder (metrics, history), its analyses and its
+    ground-truth comparison (``truth.json``, None when absent)."""
 
     folder: FitFolder
     analyses: dict[str, xr.Dataset] = field(default_factory=dict)
+    truth: dict[str, Any] | None = None
 
     @property
     def name(self) -> str:
@@ -117,7 +121,7 @@ def read_model_results(path: Path) -> ModelResults:
     0.31
     """
     folder = read_fit_dir(path)
-    result = ModelResults(folder)
+    result = ModelResults(folder, truth=read_truth(folder.path))
     for kind in ANALYSES:
         try:
             ds = folder.read_analysis(kind)
@@ -199,6 +203,10 @@ def dataset_page(data: DatasetResults) -> str:
     steps = (("1. The recording", S.recording), ("2. Models", S.models), ("3. Training curves", S.training),
              ("4. Latent trajectories", S.latents), ("5. Fixed points", S.fixed_points),
              ("6. Dynamics", S.dynamics), ("7. Model-data alignment", S.alignment))
+    if any(f.truth is not None for f in data.fits):  # simulated datasets: the comparison with the ground truth
+        from cortexfit.report.truth import ground_truth
+
+        steps += (("8. Ground truth", ground_truth),)
     best = data.best
     sub = f"{data.activity.attrs.get('source_file', '')} · {len(data.fits)} fits" + (
         f" · best co-bps: {best.name} ({best.co_bps:.3f})" if best else "")
