@@ -157,6 +157,12 @@ class ChaosResult:
         return self.lam.mean(axis=0)
 
     @property
+    def median(self) -> np.ndarray:
+        """(K,) median over networks: what a typical network does (a finite network occasionally locks onto a
+        limit cycle, exponent ~0, well above g = 1; 2 of 18 N = 1000 networks at g = 1.5)."""
+        return np.median(self.lam, axis=0)
+
+    @property
     def sd(self) -> np.ndarray:
         return self.lam.std(axis=0, ddof=1)
 
@@ -166,7 +172,7 @@ class ChaosResult:
 
     @property
     def g_cross(self) -> float:
-        return _crossing(self.gains, self.mean)
+        return _crossing(self.gains, self.median)
 
 
 def compute(*, quick: bool, seed: int = 0, gain_scale: float = 1.0) -> ChaosResult:
@@ -176,19 +182,22 @@ def compute(*, quick: bool, seed: int = 0, gain_scale: float = 1.0) -> ChaosResu
     phase, whose checks must fail).
 
     The crossing band: below g = 1 the origin attracts every state for any N (no chaos), so the lower
-    edge is 1.0.  Finite networks measured over a finite window stay ordered (or marginal) somewhat above 1:
-    the mean of 3 networks crosses at g = 1.36, 1.27, 1.32 for N = 600 (quick, seeds 0, 1, 2; linear
-    interpolation on the coarse quick grid) and at 1.08 for N = 1000 (full, seed 0), so the upper edges are
-    1.45 (quick) and 1.25 (full).
+    edge is 1.0.  Above 1 the exponent grows only like (g - 1)^2 (about 0.002/tau at g = 1.1, below what a
+    400-tau window resolves), and finite networks may settle on fixed points or limit cycles a little above
+    1, so the measured crossing of a single N = 1000 network lies anywhere in 1.0-1.49 (18 networks, seeds
+    0-2), and at g = 1.5 a network occasionally locks onto a limit cycle (exponent ~0).  The checks therefore
+    take the median over networks (5 in full mode; 3 in quick mode, N = 600) and accept a crossing in
+    [1.0, 1.4] (full) or [1.0, 1.45] (quick).  A network without a chaotic phase (``gain_scale`` 0.45:
+    every gain below 1) has no crossing and fails.
     """
     if quick:
         n, n_seeds, t_tr, t_me = 600, 3, 50.0, 200.0
         gains = np.array([0.5, 0.8, 0.9, 1.0, 1.2, 1.5, 2.0])
         band_15, band_cross = (0.005, 0.07), (1.0, 1.45)
     else:
-        n, n_seeds, t_tr, t_me = 1000, 3, 100.0, 400.0
+        n, n_seeds, t_tr, t_me = 1000, 5, 100.0, 400.0
         gains = np.array([0.5, 0.7, 0.8, 0.9, 0.95, 1.0, 1.05, 1.1, 1.2, 1.3, 1.4, 1.5, 1.75, 2.0])
-        band_15, band_cross = (0.025, 0.06), (1.0, 1.25)
+        band_15, band_cross = (0.025, 0.06), (1.0, 1.4)
     gains = gains * gain_scale
     dt = 0.1
     runs = [lyapunov(n, gains, seed=1000 * seed + k, dt=dt, t_transient=t_tr, t_measure=t_me) for k in range(n_seeds)]
@@ -198,20 +207,21 @@ def compute(*, quick: bool, seed: int = 0, gain_scale: float = 1.0) -> ChaosResu
 
 def check(r: ChaosResult) -> list[dict]:
     """The numeric checks of the figure."""
-    mean, gains = r.mean, r.gains
+    med, gains, n = r.median, r.gains, len(r.runs)
     below = gains < 1.0
-    ordered_err = float(np.abs(mean[below] - (gains[below] - 1.0)).max())
+    ordered_err = float(np.abs(med[below] - (gains[below] - 1.0)).max())
     return [
-        numeric_check("lyap_at_g1.5", mean[r.i15], lo=r.band_15[0], hi=r.band_15[1], unit="1/tau",
-                      description=f"largest Lyapunov exponent at g = 1.5, mean of {len(r.runs)} networks "
+        numeric_check("lyap_at_g1.5", med[r.i15], lo=r.band_15[0], hi=r.band_15[1], unit="1/tau",
+                      description=f"largest Lyapunov exponent at g = 1.5, median of {n} networks "
                                   "(theory ~0.04)"),
         numeric_check("g_zero_crossing", r.g_cross, lo=r.band_cross[0], hi=r.band_cross[1],
-                      description="gain where the mean exponent turns positive for good (theory: 1 for large N)"),
-        numeric_check("max_lyap_below_g1", mean[below].max(), hi=-0.02, unit="1/tau",
-                      description="largest mean exponent among g < 1 (ordered phase: negative)"),
+                      description=f"gain where the median exponent of {n} networks turns positive for good "
+                                  "(theory: 1 for large N)"),
+        numeric_check("max_lyap_below_g1", med[below].max(), hi=-0.02, unit="1/tau",
+                      description="largest median exponent among g < 1 (ordered phase: negative)"),
         numeric_check("ordered_phase_error", ordered_err, hi=0.06, unit="1/tau",
                       description="max |lambda - (g - 1)| for g < 1 (linear stability of the origin)"),
-        numeric_check("lyap_at_g2", mean[-1], lo=0.04, unit="1/tau",
+        numeric_check("lyap_at_g2", med[-1], lo=0.04, unit="1/tau",
                       description="exponent at g = 2 (deep chaos: clearly > 0)"),
     ]
 
@@ -224,18 +234,21 @@ def record(r: ChaosResult) -> FigureResult:
         params={"N": r.n, "seeds": len(r.runs), "dt_tau": r.dt, "transient_tau": r.t_transient,
                 "measure_tau": r.t_measure,
                 "integrator": "forward Euler, float32, tangent vector renormalised every tau", "seed": r.seed},
-        values={"gains": r.gains, "lyap_mean": r.mean, "lyap_sd": r.sd, "lyap_per_seed": r.lam},
+        values={"gains": r.gains, "lyap_median": r.median, "lyap_mean": r.mean, "lyap_sd": r.sd,
+                "lyap_per_seed": r.lam},
         notes=["theory: lambda = g - 1 below g = 1; lambda(1.5) ~ 0.04/tau for large N",
                ("finite N stays ordered slightly above g = 1 (stable fixed points), so the measured crossing "
                 "sits a little above 1 and approaches 1 as N grows"),
-               "crossing band: [1, 1.45] for N = 600 (measured 1.27-1.36 at seeds 0-2), [1, 1.25] for N = 1000"],
+               ("crossing band (median of the networks' exponents): [1, 1.45] for N = 600, [1, 1.4] for N = 1000 "
+                "(single networks cross at 1.0-1.49; lambda ~ (g - 1)^2 near 1 is below the estimator's "
+                "resolution)")],
         checks=check(r),
     )
 
 
 def plot(r: ChaosResult, fig, axes) -> None:
     """Traces at g = 0.8 and 1.5, exponent vs gain against theory, convergence of the running estimate."""
-    gains, mean, i15 = r.gains, r.mean, r.i15
+    gains, med, i15 = r.gains, r.median, r.i15
     ax = axes[0]
     tr = r.runs[0]["trace"]
     tt = np.arange(tr.shape[0]) * r.dt
@@ -250,11 +263,11 @@ def plot(r: ChaosResult, fig, axes) -> None:
     ax.axvspan(0.9, 1.1, color="0.9", label="g in [0.9, 1.1]")
     gl = np.linspace(gains[0], 1.0, 20)
     ax.plot(gl, gl - 1.0, "--", color="k", lw=1, label="theory g - 1 (ordered)")
-    ax.errorbar(gains, mean, yerr=r.sd, fmt="o-", color="C3", ms=4, capsize=2,
-                label=f"Benettin, mean +- sd of {len(r.runs)}")
+    ax.plot(np.repeat(gains[None], len(r.runs), 0).T, r.lam.T, ".", color="C3", alpha=0.35, ms=4)
+    ax.plot(gains, med, "o-", color="C3", ms=4, label=f"Benettin, median of {len(r.runs)} (dots: networks)")
     ax.plot([1.5], [0.04], "k*", ms=9, label="~0.04 at g = 1.5 (large N)")
     ax.set(xlabel="gain g", ylabel="largest Lyapunov exponent (1/tau)",
-           title=f"crossing at g = {r.g_cross:.2f}; lambda(1.5) = {mean[i15]:.3f}")
+           title=f"crossing at g = {r.g_cross:.2f}; lambda(1.5) = {med[i15]:.3f}")
     ax.legend(loc="lower right", fontsize=7)
     ax = axes[2]
     for k, run in enumerate(r.runs):

@@ -193,9 +193,12 @@ def compute(*, quick: bool, seed: int = 0, n_seeds: int | None = None, gated: bo
 def check(r: GradientsResult) -> list[dict]:
     """The numeric checks of the figure, over all model seeds (worst case or mean, as named).
 
-    With the project's default vanilla gain, Adam sometimes finds an attractor solution at lag 50 (vanilla
-    accuracies 0.5-1 across seeds), so the checks compare the two models on average and test the
-    mechanism itself at initialisation, where it does not depend on training luck.
+    With the project's default vanilla gain, Adam sometimes finds an attractor solution even at lag 100
+    (vanilla accuracies 0.5-1 across seeds), so the checks ask the LSTM to learn in every seed, compare the
+    two models' accuracies on average, and test the mechanism itself at initialisation, where it does not
+    depend on training luck.  Without gating (``gated=False``) the lowest "LSTM" accuracy over 3 seeds and
+    the lowest gradient gap fail at seeds 0, 1, 2 in both modes (the accuracy difference alone does not:
+    one of two vanilla RNNs may learn).
     """
     n = len(r.gaps)
     init_gaps = np.array(r.init_gaps)
@@ -206,9 +209,11 @@ def check(r: GradientsResult) -> list[dict]:
         numeric_check("lstm_minus_vanilla_accuracy_mean", diff, lo=0.15,
                       description=f"test accuracy at lag {r.lag}: LSTM minus vanilla RNN (default gain), mean of "
                                   f"{n} model seeds"),
-        numeric_check("log10_grad_gap_at_init_mean", float(init_gaps.mean()), lo=2.0, unit="decades",
-                      description=f"log10 ||ds_{r.lag}/ds_0|| at initialisation: LSTM minus vanilla RNN, mean of "
-                                  f"{n} model seeds (the vanilla gradient vanishes)"),
+        numeric_check("log10_grad_gap_at_init_min", float(init_gaps.min()), lo=1.5, unit="decades",
+                      description=f"log10 ||ds_{r.lag}/ds_0|| at initialisation: LSTM minus vanilla RNN, lowest of "
+                                  f"{n} model seeds (the vanilla gradient vanishes; measured 2.4-18 decades; two "
+                                  "vanilla RNNs differ by -11 to +8 on single seeds, so the minimum over seeds, "
+                                  "not the mean, separates them)"),
     ]
 
 
