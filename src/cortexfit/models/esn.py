@@ -8,10 +8,11 @@ Update (leak rate ``a``)::
 radius below 1 is a heuristic for the echo-state property (the state forgets its start), not a guarantee: the
 contraction of one step is bounded by the largest *singular* value of ``W`` (1.88 for a radius of 0.9 at the
 defaults), which can exceed 1.  :func:`measure_washout` measures how long a given reservoir takes to forget.
-``W_in`` is
-uniform in ``[-input_scaling, input_scaling]``; ``b`` uniform in ``[-bias_scaling, bias_scaling]``.  All are
-buffers drawn from their own generator seeded by ``seed`` (not trained by gradient).  Readouts are fitted by
-:func:`~cortexfit.models.readouts.fit_readout` (ridge, k-fold CV over trials).
+``W_in`` is uniform in ``[-input_scaling, input_scaling]``; ``b`` uniform in ``[-bias_scaling, bias_scaling]``.
+All are buffers drawn from their own generator seeded by ``seed`` (not trained by gradient).  The forward run
+(:func:`reservoir_states`) uses ``W`` as sparse CSR on the CPU, runs column groups in parallel threads and cuts
+few long sequences into time chunks whose washout is measured (:func:`probe_washout`) and checked at every
+seam.  Readouts are fitted by :func:`~cortexfit.models.readouts.fit_readout` (ridge, k-fold CV over trials).
 
 Examples
 --------
