@@ -20,7 +20,7 @@ smallest and largest size measured (1 = constant, 2 = linear, 4 = quadratic); a 
 than ``--timeout`` seconds is stopped and shown as ``> timeout`` (then the ratio is over the sizes that
 finished).  The last line printed is one JSON object with every figure.
 
-Usage: ``python benchmarks/bench_scaling.py [--epochs 3 --threads 2 --n-init 64 --g 1.5 --timeout 150 --quick]``
+Usage: ``python benchmarks/bench_scaling.py [--epochs 3 --threads 2 --n-init 64 --g 1.5 --timeout 90 --quick]``
 """
 
 from __future__ import annotations
@@ -140,7 +140,7 @@ def main() -> None:
     ap.add_argument("--n-init", type=int, default=64, help="initial states of the fixed-point search")
     ap.add_argument("--g", type=float, default=1.5, help="gain of the fixed-point test network")
     ap.add_argument("--quick", action="store_true", help="the two smallest sizes of each factor only")
-    ap.add_argument("--timeout", type=float, default=150.0, help="seconds allowed per measurement (then '>')")
+    ap.add_argument("--timeout", type=float, default=90.0, help="seconds allowed per measurement (then '>')")
     ap.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
