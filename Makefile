@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 CORES  ?= all
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo figures test lint bench clean-results
+.PHONY: install demo figures test lint bench clean-results slurm-test
 
 install: $(STAMP)
 
@@ -15,7 +15,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -c constraints.txt -e ".[dev]"
+	$(BIN)/python -m pip install -q -c constraints.txt -e ".[dev,cluster]"
 	$(BIN)/python -m pip install -q -c constraints.txt --no-deps "nlb-tools==0.0.4" || echo "nlb-tools not installed: reference checks will be skipped"
 	touch $(STAMP)
 
@@ -33,6 +33,11 @@ lint: install
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/mypy
 	$(BIN)/python workflow/scripts/snakemake_lint.py
+
+# A real single-node SLURM cluster on this machine (needs root; installs slurm-wlm and munge with apt-get when
+# missing) runs the .test workflow through snakemake-executor-plugin-slurm; not part of `make test`.
+slurm-test: install
+	bash workflow/scripts/slurm_test.sh
 
 bench: install
 	$(BIN)/python benchmarks/bench_ingest.py

@@ -20,6 +20,7 @@ wildcard_constraints:
 
 
 include: "workflow/rules/simulate.smk"
+include: "workflow/rules/dandi.smk"
 include: "workflow/rules/ingest.smk"
 include: "workflow/rules/fit.smk"
 include: "workflow/rules/analysis.smk"

@@ -82,6 +82,16 @@ def _ingest_args(p: argparse.ArgumentParser) -> None:
     )
 
 
+@command("fetch-dandi", "cortexfit.ingest.dandi", "download an NWB asset from the DANDI archive, verified by its checksum")
+def _fetch_dandi_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("spec", metavar="dandi:DANDISET[@VERSION]/PATH",
+                   help="the asset, e.g. dandi:000128/sub-Jenkins/sub-Jenkins_ses-full_desc-test_ecephys.nwb")
+    p.add_argument("out", metavar="OUT.nwb", help="where to write it (resumes from OUT.nwb.part)")
+    p.add_argument("--api", default=None, metavar="URL",
+                   help="DANDI API base URL (default: $CORTEXFIT_DANDI_API, else https://api.dandiarchive.org/api)")
+    p.add_argument("--attempts", type=int, default=5, help="tries, each resuming the download (default 5)")
+
+
 @command("fit", "cortexfit.fit", "fit a model family to an activity dataset")
 def _fit_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("activity", metavar="IN.nc")

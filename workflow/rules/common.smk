@@ -12,6 +12,7 @@ import yaml
 from snakemake.utils import validate
 
 from cortexfit.fit import registry
+from cortexfit.ingest import dandi
 from cortexfit.fit.config import PRESETS as FIT_PRESETS
 
 # Rules call `cortexfit ...`; the folder of the interpreter running Snakemake goes first on the jobs' PATH, so
@@ -101,10 +102,37 @@ def _read_sheet(path):
     dup = frame.index[frame.index.duplicated()].unique().tolist()
     if dup:
         raise WorkflowError(f"{path}: duplicate dataset ids {dup}")
+    _localise_dandi(frame, path)
     return frame
 
 
+# DANDI assets named in the sheet (`dandi:<dandiset>[@<version>]/<asset path>`): local path -> the spec as
+# written. Their `nwb` cell becomes the local copy data/dandi/<dandiset>/<asset path>, which the rule
+# dandi_download (workflow/rules/dandi.smk, `cortexfit fetch-dandi`) produces; ingest reads it like any file.
+DANDI_ASSETS = {}
+
+
+def _localise_dandi(frame, path):
+    for i, (dataset, nwb) in enumerate(frame["nwb"].items(), start=2):
+        if not dandi.is_spec(nwb):
+            continue
+        try:
+            spec = dandi.parse_spec(nwb)
+        except dandi.DandiError as exc:
+            raise WorkflowError(f"{path}: line {i}: {exc}") from None
+        local = dandi.local_path(spec)
+        other = DANDI_ASSETS.setdefault(local, str(spec))
+        if other != str(spec):
+            raise WorkflowError(f"{path}: line {i}: {nwb} and {other} would both be downloaded to {local}")
+        frame.loc[dataset, "nwb"] = local
+
+
 DATASETS = _read_sheet(config["datasets"])
+
+
+def dandi_spec(wildcards):
+    """The `dandi:` spec of the sheet behind a local path data/dandi/<dandiset>/<asset>."""
+    return DANDI_ASSETS[f"{dandi.LOCAL_ROOT}/{wildcards.dandiset}/{wildcards.asset}"]
 
 
 def regex_of(names):
