@@ -17,8 +17,8 @@ Fixed points
 Each measurement runs in its own process (a clean peak memory) with ``--threads`` torch/BLAS threads; on a
 machine other work shares, ``--threads 1`` gives steadier ratios (with 2 threads a busy core stalls every
 parallel region of the other: at the base size, under a load of 5, 1.5 s per epoch with 2 threads against
-0.24-0.54 s with 1).  The timeout covers the whole process: with 1000 recorded units the fit's baselines
-(a Poisson GLM per unit) alone can take longer than the default 90 s.  For
+0.24-0.54 s with 1).  The timeout covers the whole process, the fit's start-up (data preparation, the
+baselines it is scored against) and final evaluation included, not only its epochs.  For
 each factor the table gives the growth per doubling, ``(t2 / t1) ** (1 / log2(n2 / n1))`` between its
 smallest and largest size measured (1 = constant, 2 = linear, 4 = quadratic); a measurement that takes longer
 than ``--timeout`` seconds is stopped and shown as ``> timeout`` (then the ratio is over the sizes that
