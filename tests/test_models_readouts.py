@@ -66,3 +66,14 @@ def test_fit_readout_single_sequence_and_float32_precision():
         err = float(((ro(X.float()).double() - y) ** 2).mean().sqrt())
     assert err < 1e-4
     assert ro.weight.dtype == torch.float32
+
+
+@pytest.mark.parametrize("alphas", [[1e-3], None])
+def test_fit_readout_leaves_the_callers_tensors_unchanged(alphas):
+    """float64 states and targets are read, not centred in place (one ridge value used to shift them)."""
+    g = torch.Generator().manual_seed(0)
+    X = torch.randn(20, 15, 4, generator=g, dtype=torch.float64) + 5.0
+    Y = X[..., :2] * 2 + 3.0
+    X0, Y0 = X.clone(), Y.clone()
+    fit_readout(X, Y, alphas=alphas)
+    assert torch.equal(X, X0) and torch.equal(Y, Y0)

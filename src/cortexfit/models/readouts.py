@@ -151,7 +151,8 @@ def fit_readout(
             Yf = (Y[sel] if over_trials else Y[:, sel]).reshape(-1, O)
         if Xf.shape[0] < 2:
             raise FitError(f"fit_readout: fold {f} has fewer than 2 samples ({B} trials x {T} steps, {k} folds)")
-        Xf, Yf = Xf.to(f64).sub_(cx), Yf.to(f64).sub_(cy)
+        # copy=True: with float64 inputs and one fold, .to() would return a view of the caller's tensors
+        Xf, Yf = Xf.to(f64, copy=True).sub_(cx), Yf.to(f64, copy=True).sub_(cy)
         stats.append((float(Xf.shape[0]), Xf.sum(0), Yf.sum(0), gram(Xf), Xf.t() @ Yf, (Yf * Yf).sum(0)))
     total = [sum(s[i] for s in stats) for i in range(6)]
 
