@@ -297,6 +297,26 @@ def test_inputs_listed_in_metrics_and_stored_in_fit_nc(stim_activity, tmp_path, 
             np.testing.assert_allclose(nxt.numpy(), s[:, 4], atol=1e-5)
 
 
+@pytest.mark.parametrize("mode", ["latent", "forecast"])
+def test_esn_stores_its_reservoir_drive_in_fit_nc(stim_activity, tmp_path, mode):
+    """The ESN's fit.nc 'inputs' (held-in activity, then the task inputs) reproduce its stored states."""
+    fit_stage.run(stim_activity, tmp_path / mode, model="esn", mode=mode, config=SMALL, device="cpu")
+    fit = convention.read_dataset(tmp_path / mode / "fit.nc", "fit")
+    net, _ = load_model(tmp_path / mode)
+    u = fit["inputs"]
+    heldin = np.flatnonzero(fit["heldout"].values == 0)
+    assert u["input"].values.tolist() == [f"heldin:{i}" for i in heldin] + ["pulse", "cue"]
+    assert u.sizes["input"] == net.input_size
+    stim = convention.read_dataset(stim_activity)["stimulus"].values
+    np.testing.assert_array_equal(u.sel(input=["pulse", "cue"]).values, stim)
+    s, x = fit["states"].values, torch.as_tensor(u.values)
+    with torch.no_grad():
+        for t in (1, 5, 25):  # 25 lies in the forward-prediction bins (closed loop in forecast mode)
+            prev, nxt = (t - 1, t) if mode == "latent" else (t, t + 1)
+            got = net.step(torch.as_tensor(s[:, prev]), x[:, nxt if mode == "latent" else t])
+            np.testing.assert_allclose(got.numpy(), s[:, nxt], atol=1e-4)
+
+
 def test_no_task_inputs_when_config_says_none(stim_activity, tmp_path):
     m = fit_stage.run(stim_activity, tmp_path / "f", model="smoothing", config={"model": {"inputs": "none"}},
                       device="cpu")

@@ -26,6 +26,8 @@ from torch import Tensor
 from cortexfit.core.smoothing import gaussian_smooth
 from cortexfit.fit.config import FitConfig
 from cortexfit.fit.data import FitData, FitRequest
+from cortexfit.fit.forecast import INPUTS_ALIGNMENT as FORECAST_ALIGNMENT
+from cortexfit.fit.forecast import generator_input_names
 from cortexfit.fit.heads import apply_link
 from cortexfit.fit.metrics import bits_per_spike
 from cortexfit.fit.outputs import FitResult
@@ -33,6 +35,10 @@ from cortexfit.models.esn import ESNDynamics
 from cortexfit.models.readouts import StateReadout
 
 log = logging.getLogger(__name__)
+
+#: How ``fit.nc``'s ``inputs`` line up with ``states`` (the reservoir drive: held-in activity, then task inputs).
+LATENT_ALIGNMENT = ("states[t] = step(states[t-1], inputs[t]) (forward run; the backward run only feeds the "
+                    "readout); the state before bin 0 is the reservoir's zero state")
 
 
 def _set_pcs(readout: StateReadout, feats: Tensor) -> None:
@@ -140,6 +146,8 @@ def _forecast_rollout(dyn: ESNDynamics, readout: StateReadout, data: FitData, cf
     result.rates[:, data.n_enc :] = fp[:, data.n_enc :]
     assert result.states is not None
     result.states[:, data.n_enc :] = out.states[:, data.n_enc :].numpy()
+    if result.inputs is not None and out.inputs is not None:  # the fed-back predictions drive the closed loop
+        result.inputs[:, data.n_enc :] = out.inputs[:, data.n_enc :].numpy()
     te = data.trials("test")
     y = torch.as_tensor(data.y if data.spikes else (data.y - data.mean) / data.std)
     hs, op, cl = horizon_errors(fm, xt[te], torch.as_tensor(data.inputs[te]), y[te], torch.as_tensor(data.valid[te]),
@@ -203,7 +211,8 @@ def fit_esn(data: FitData, cfg: FitConfig, request: FitRequest) -> FitResult:
 
     result = FitResult(rates=rates, states=states.numpy(), factors=factors.numpy(),
                        n_params=sum(p.numel() for p in readout.linear.parameters()), epochs=None, seconds=0.0,
-                       save_model=save, info=info)
+                       save_model=save, info=info, inputs=u.copy(), input_names=generator_input_names(data),
+                       inputs_alignment=FORECAST_ALIGNMENT if mode == "forecast" else LATENT_ALIGNMENT)
     if mode == "forecast":
         log.info("esn (forecast): closed-loop rollout and errors by horizon ...")
         _forecast_rollout(dyn, readout, data, cfg, result)
