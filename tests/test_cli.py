@@ -11,7 +11,8 @@ from cortexfit import cli
 
 
 def test_every_subcommand_has_help(capsys):
-    for name in ("simulate", "ingest", "fit", "fixed-points", "geometry", "dynamics", "report", "figures"):
+    for name in ("simulate", "ingest", "fit", "fixed-points", "geometry", "dynamics", "truth", "report", "figures",
+                 "fetch-dandi"):
         with pytest.raises(SystemExit) as exc:
             cli.main([name, "--help"])
         assert exc.value.code == 0
