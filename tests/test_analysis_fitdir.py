@@ -111,3 +111,28 @@ def test_best_of(folder: Path, tmp_path_factory):
     (other / "metrics.json").write_text(json.dumps({"co_bps": None}))
     folders = [fitdir.read_fit_dir(other), fitdir.read_fit_dir(folder)]
     assert fitdir.best_of(folders).path == folder and fitdir.best_of(folders[:1]) is None
+
+
+@pytest.mark.parametrize("mode", ["latent", "forecast"])
+def test_next_inputs_drive_the_stored_states(tmp_path, mode):
+    """The dynamics analyses start at states[:, 0] and feed next_inputs(): that must replay the stored states
+    (latent fits store states[t] = step(states[t-1], inputs[t]), so feeding inputs[:, 0] again is one step off)."""
+    from cortexfit import fit as fit_stage
+    from fit_factory import oscillator_activity
+
+    ds, _ = oscillator_activity(n_trials=16, n_time=24, n_units=8, seed=0)
+    rng = np.random.default_rng(1)
+    stim = np.where(rng.random((16, 24, 1)) < 0.2, 1.0, 0.0).astype("float32")
+    ds["stimulus"] = (("trial", "time", "stimulus_channel"), stim)
+    ds = ds.assign_coords(stimulus_channel=["pulse"], stimulus_kind=("stimulus_channel", ["series"]))
+    act = convention.write_dataset(ds, tmp_path / "act.nc")
+    cfg = {"train": {"max_epochs": 2, "batch_size": 8}, "model": {"hidden_size": 8, "factors": 4,
+                                                                   "encoder_size": 8, "controller": 0}}
+    fit_stage.run(act, tmp_path / "fit", model="rate", mode=mode, config=cfg, device="cpu")
+    data = fitdir.model_trajectories(fitdir.FitFolder(tmp_path / "fit"))
+    assert data.input_offset == (1 if mode == "latent" else 0)
+    n_enc = 10  # replay the encoder window only (forecast mode feeds predictions after it)
+    u = torch.as_tensor(data.next_inputs()[:, : n_enc - 1], dtype=torch.float32)
+    with torch.no_grad():
+        replay = data.dynamics(u, torch.as_tensor(data.states[:, 0], dtype=torch.float32)).numpy()
+    np.testing.assert_allclose(replay, data.states[:, 1:n_enc], atol=1e-4)

@@ -225,8 +225,8 @@ def _starts(data: ModelTrajectories, cfg: DynamicsConfig, seed: int, dtype: torc
     n_tr, n_t, _ = data.states.shape
     pick = rng.choice(n_tr, size=min(cfg.n_trials, n_tr), replace=False)
     s0 = torch.as_tensor(data.states[pick, 0], dtype=dtype)
-    if data.inputs is not None and not data.simulated:
-        u = torch.as_tensor(data.inputs[pick], dtype=dtype)
+    if data.inputs is not None and not data.simulated:  # the inputs that follow states[:, 0]
+        u = torch.as_tensor(data.next_inputs(pick), dtype=dtype)
     else:
         u = torch.zeros(len(pick), cfg.n_steps, input_size, dtype=dtype)
     other = data.states[rng.integers(0, n_tr, len(pick)), rng.integers(0, n_t, len(pick))]

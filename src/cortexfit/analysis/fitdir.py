@@ -181,7 +181,10 @@ class ModelTrajectories:
     """What the dynamics analyses start from (``states``/``inputs`` numpy (trial, time, .)).
 
     ``simulated`` is True when ``fit.nc`` has no states and the model was driven by random pulses instead;
-    ``fit`` is ``fit.nc`` (None for a folder without one).
+    ``fit`` is ``fit.nc`` (None for a folder without one).  ``input_offset``: the input that takes
+    ``states[:, t]`` to ``states[:, t + 1]`` is ``inputs[:, t + input_offset]`` -- 1 where ``states[t] =
+    step(states[t-1], inputs[t])`` (latent fits, simulated runs), 0 where ``states[t+1] = step(states[t],
+    inputs[t])`` (forecast fits), as ``fit.nc``'s ``inputs`` attribute ``alignment`` says.
     """
 
     dynamics: Dynamics
@@ -192,6 +195,20 @@ class ModelTrajectories:
     conditions: np.ndarray | None
     simulated: bool
     fit: xr.Dataset | None
+    input_offset: int = 1
+
+    def next_inputs(self, trials: np.ndarray | slice = slice(None)) -> np.ndarray | None:
+        """(trial, time, input) inputs that drive ``states[trials, 0]`` onwards, one per following step.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> m = ModelTrajectories(dynamics=None, meta={}, states=np.zeros((1, 3, 2)), dt_s=0.01,
+        ...                       inputs=np.arange(3.0).reshape(1, 3, 1), conditions=None, simulated=False, fit=None)
+        >>> m.next_inputs()[0, :, 0].tolist()
+        [1.0, 2.0]
+        """
+        return None if self.inputs is None else self.inputs[trials, self.input_offset :]
 
 
 def _from_fit_nc(ds: xr.Dataset, dyn: Dynamics, where: Path) -> tuple[np.ndarray | None, np.ndarray | None,
@@ -241,8 +258,11 @@ def model_trajectories(folder: FitFolder, *, seed: int = 0, n_trials: int = 64, 
     dyn, meta = folder.model()
     ds = folder.fit if folder.has_fit else None
     inputs = states = conditions = None
+    offset = 1
     dt: float | None = meta.get("dt_s")
     if ds is not None:
+        if "inputs" in ds and str(ds["inputs"].attrs.get("alignment", "")).startswith("states[t+1]"):
+            offset = 0
         inputs, states, conditions, dt_fit = _from_fit_nc(ds, dyn, folder.path / "fit.nc")
         dt = dt_fit if dt is None else dt
     if dt is None:
@@ -253,7 +273,7 @@ def model_trajectories(folder: FitFolder, *, seed: int = 0, n_trials: int = 64, 
     if not np.all(np.isfinite(states)):
         raise AnalysisError(f"{folder.path}: the model's states contain NaN or inf")
     return ModelTrajectories(dynamics=dyn, meta=meta, states=states, inputs=inputs, dt_s=float(dt),
-                             conditions=conditions, simulated=simulated, fit=ds)
+                             conditions=conditions, simulated=simulated, fit=ds, input_offset=offset)
 
 
 def best_of(folders: list[FitFolder]) -> FitFolder | None:
