@@ -13,6 +13,7 @@ from snakemake.utils import validate
 
 from cortexfit.fit import registry
 from cortexfit.ingest import dandi
+from cortexfit.simulate.recording import teacher_dir, truth_path
 from cortexfit.fit.config import PRESETS as FIT_PRESETS
 
 # Rules call `cortexfit ...`; the folder of the interpreter running Snakemake goes first on the jobs' PATH, so
@@ -238,7 +239,7 @@ def teacher_outputs(dataset):
 def truth_file(dataset):
     """The ground truth `cortexfit simulate` writes beside a simulated dataset's NWB file (None otherwise)."""
     task = DATASETS.loc[dataset].get("simulate")
-    return str(Path(DATASETS.loc[dataset]["nwb"]).with_suffix(".truth.nc")) if isinstance(task, str) and task else None
+    return str(truth_path(DATASETS.loc[dataset]["nwb"])) if isinstance(task, str) and task else None
 
 
 TRUTH_DATASETS = [d for d in DATASETS.index if truth_file(d) is not None]  # datasets with a ground truth

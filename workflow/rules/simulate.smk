@@ -44,7 +44,7 @@ rule teacher_fixed_points:
     """Fixed points of the flip-flop teacher network (ground truth: 8 stable points), saved by `simulate`
     beside the NWB file as `<name>.teacher/model.pt`."""
     input:
-        teacher=lambda wc: f"{Path(dataset_row(wc)['nwb']).with_suffix('.teacher')}/model.pt",
+        teacher=lambda wc: f"{teacher_dir(dataset_row(wc)['nwb'])}/model.pt",
     output:
         f"{RESULTS}/{{dataset}}/teacher_fixed_points.nc",
     log:

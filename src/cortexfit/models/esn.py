@@ -134,16 +134,23 @@ def run_reservoir(X: Tensor, W: Tensor, x0: Tensor, leak: float) -> Tensor:
         x = x0.t().to(X2.dtype).contiguous()
         sparse = W.layout == torch.sparse_csr
         for t in range(X2.shape[0]):
-            z = out[t]
-            if sparse:
-                torch.add(X2[t], torch.mm(W, x, out=z), alpha=2.0, out=z)
-            else:
-                torch.addmm(X2[t], W, x, alpha=2.0, out=z)
-            z.sigmoid_().mul_(2.0).sub_(1.0)  # tanh
-            if leak != 1.0:
-                torch.lerp(x, z, leak, out=z)
-            x = z
+            x = _step(X2[t], W, x, out[t], leak, sparse)
     return out.permute(0, 2, 1)
+
+
+def _step(D2: Tensor, W: Tensor, x: Tensor, z: Tensor, leak: float, sparse: bool) -> Tensor:
+    """One step on (N, columns) states, written into ``z``: ``z = lerp(x, tanh(D2 / 2 + W x), leak)``.
+
+    ``D2`` is twice the drive ``W_in u + b``, so that ``tanh(a) = 2 sigmoid(2 a) - 1`` needs no extra product.
+    """
+    if sparse:
+        torch.add(D2, torch.mm(W, x, out=z), alpha=2.0, out=z)
+    else:
+        torch.addmm(D2, W, x, alpha=2.0, out=z)
+    z.sigmoid_().mul_(2.0).sub_(1.0)  # tanh
+    if leak != 1.0:
+        torch.lerp(x, z, leak, out=z)
+    return z
 
 
 def _agree_tol(dtype: torch.dtype) -> float:
@@ -286,14 +293,7 @@ def _run_columns(U: Tensor, W_in2: Tensor, b2: Tensor, W: Tensor, x0: Tensor | N
                 seam.copy_(x.t().view(nc, nb, N).transpose(0, 1))
                 if x0 is not None:  # chunk 0 starts here
                     x[:, :nb] = x0.t()
-            Dt = D[(t - t0) * cols : (t - t0 + 1) * cols].t()
-            if sparse:
-                torch.add(Dt, torch.mm(W, x, out=z), alpha=2.0, out=z)
-            else:
-                torch.addmm(Dt, W, x, alpha=2.0, out=z)
-            z.sigmoid_().mul_(2.0).sub_(1.0)  # tanh
-            if leak != 1.0:
-                torch.lerp(x, z, leak, out=z)
+            _step(D[(t - t0) * cols : (t - t0 + 1) * cols].t(), W, x, z, leak, sparse)
             if t >= overlap:
                 dest[:, :, t - overlap].copy_(z.t().view(nc, nb, N).transpose(0, 1))
             x, z = z, x
