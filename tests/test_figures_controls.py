@@ -33,3 +33,23 @@ def test_controls_cli_exits_nonzero_when_a_control_passes(monkeypatch, capsys):
     monkeypatch.setitem(controls.NEGATIVE_CONTROLS, "euler", ({"tau_scale": 1.0}, frozenset({"error_slope_loglog"})))
     assert main(["--quick", "--only", "euler"]) == 1
     assert "DID NOT FAIL: error_slope_loglog" in capsys.readouterr().out
+
+
+def test_exposure_growth_check_fails_when_the_ss_forecast_drifts():
+    """ss_error_growth_mean (not in the control's must-fail set: without SS it is TF's growth, 1.26-4.5 over
+    seeds) fails on its own when the SS error grows with horizon, and passes when it stays flat."""
+    import numpy as np
+
+    from cortexfit.figures import exposure
+    from cortexfit.figures._common import failed
+
+    def result(growth):
+        flat = np.full(300, 0.2)
+        z = np.zeros((1, 2))
+        return exposure.ExposureResult(
+            quick=True, seed=0, steps=1, seq_len=100, horizon=300, clean=z, obs=z, preds={}, final_loss={},
+            rmse={"tf": flat * 2, "ss": flat}, phase={}, ratios=np.array([0.5]), ss_growth=np.array([growth]),
+            model_seeds=[0])
+
+    assert "ss_error_growth_mean" not in failed(exposure.check(result(1.05)))
+    assert "ss_error_growth_mean" in failed(exposure.check(result(2.0)))
