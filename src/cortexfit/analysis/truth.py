@@ -56,7 +56,7 @@ from cortexfit.core.fileio import file_sha256, write_text_atomic
 
 log = logging.getLogger(__name__)
 
-__all__ = ["ALL_KEYS", "KEYS", "compare", "cv_r2", "fit_affine", "match_points", "rotation_frequency", "run",
+__all__ = ["ALL_KEYS", "KEYS", "compare", "cv_r2", "fit_affine", "match_points", "rotation_frequency", "run", "state_r2",
            "truth_onto_bins"]
 
 #: Keys of ``truth.json`` shown in the report, in order.
@@ -250,6 +250,14 @@ def _on_bins(fit: xr.Dataset, truth: xr.Dataset, act_event: str, bw: float, wher
     if not covered.any():
         raise AnalysisError(f"{where}: no bin of the fit lies inside the truth's window around its event")
     return rates, latents, covered
+
+
+def state_r2(fit: xr.Dataset, truth: xr.Dataset, *, act_event: str, bin_width_s: float, where: str = "fit.nc",
+             seed: int = 0) -> float:
+    """``state_r2`` alone (true latents from model states, cross-validated over trials; see :func:`compare`)."""
+    _, latents, covered = _on_bins(fit, truth, act_event, bin_width_s, where)
+    states = np.asarray(fit["states"].transpose("trial", "time", "state").values, float)
+    return cv_r2(np.where(covered[..., None], states, np.nan), latents, seed=seed)
 
 
 #: Every key of ``truth.json`` written by :func:`compare` (``run`` adds model, fit_dir, truth_file, source).
