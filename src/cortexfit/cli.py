@@ -45,6 +45,11 @@ def _simulate_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("out", metavar="OUT.nwb", help="NWB file to write (ground truth goes to OUT.truth.nc)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--n-trials", type=int, default=None, help="number of trials (default: task's own)")
+    p.add_argument("--session", type=int, default=None, metavar="K",
+                   help="session K >= 1 of the system of --seed (same teacher / latent dynamics; its own units, "
+                   "trials and spikes); default: the single recording of the seed")
+    p.add_argument("--n-units", type=int, default=None, metavar="N",
+                   help="number of recorded units (default: task's own)")
 
 
 @command("ingest", "cortexfit.ingest", "bin an NWB session into a trial x time x unit activity dataset")
@@ -103,6 +108,30 @@ def _fit_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", choices=DEVICES, default="auto")
     p.add_argument("--resume", action="store_true", help="continue from OUT_DIR's last checkpoint")
+
+
+@command("fit-group", "cortexfit.fit.group",
+         "fit several sessions of one task with one generator, jointly or one after another (continual)")
+def _fit_group_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("activity", metavar="IN.nc", nargs="+", help="one activity file per session, in fitting order")
+    p.add_argument("--out", dest="out_dir", required=True, metavar="OUT_DIR",
+                   help="folder to write (metrics.json, history.csv, sessions/<name>/ fit folders)")
+    gt = ", ".join(registry.gradient_trained())
+    p.add_argument("--model", required=True, choices=registry.gradient_trained(), metavar="MODEL",
+                   help=f"the generator's family: {gt}")
+    p.add_argument("--names", nargs="+", default=None, metavar="NAME",
+                   help="session names (default: each file's folder name)")
+    p.add_argument("--strategy", choices=["joint", "continual"], default="joint")
+    p.add_argument("--method", choices=["none", "ewc", "replay"], default="none",
+                   help="continual: plain fine-tuning, elastic weight consolidation, or replay")
+    p.add_argument("--ewc-lambda", type=float, default=100.0, help="EWC strength (default %(default)s)")
+    p.add_argument("--replay-fraction", type=float, default=0.5,
+                   help="fraction of each earlier session's training trials replayed (default %(default)s)")
+    p.add_argument("--truth", nargs="+", default=None, metavar="TRUTH.nc",
+                   help="each session's ground truth: adds state R2 to the forgetting matrix")
+    p.add_argument("--config", default=None, help="YAML/JSON file with model and training options")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", choices=DEVICES, default="auto")
 
 
 @command("fixed-points", "cortexfit.analysis.fixed_points", "find fixed and slow points of a fitted model")
