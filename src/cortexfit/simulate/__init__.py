@@ -1,6 +1,7 @@
 """The ``simulate`` stage: recordings with known ground truth, written as NWB.
 
-``cortexfit simulate {reach,flipflop} OUT.nwb [--seed N] [--n-trials N]`` calls :func:`run`, which writes
+``cortexfit simulate {reach,flipflop} OUT.nwb [--seed N] [--n-trials N] [--session K] [--n-units N]`` calls
+:func:`run`, which writes
 
 * ``OUT.nwb``: electrodes (location = area, one electrode group per area), units (``spike_times``,
   ``obs_intervals`` = the whole session, ``electrodes``, ``area``), a trials table, behaviour in
@@ -18,6 +19,17 @@
 * flipflop only: ``OUT.teacher/model.pt``, the teacher RNN in the project's model format (family
   ``vanilla``, tanh), so ``cortexfit fixed-points OUT.teacher`` runs on it.
 
+Sessions (issue 13, joint fits across sessions): ``session=K`` (``--session K``, ``K >= 1``) writes session
+``K`` of the system of ``seed`` -- flipflop: the teacher trained from ``seed`` exactly as without a session
+(``W``, ``U``, ``b``, readout, fixed points); reach: the same ``A``, planes and per-condition ``prep_states`` --
+with its own units (``unit_readout`` / ``readout`` and target rates), trials, task inputs and spikes, all from a
+generator seeded by ``(seed, task constant, K)``.  ``latents`` stay in the system's space (the teacher's hidden
+state; reach's planes), so the truths of a seed's sessions are comparable.  The truth then has the attr
+``session`` = K; without a session it has none and the output is the seed's single recording, bit for bit as
+before sessions existed.  ``n_units`` (``--n-units N``) sets the number of units (attr ``n_units``).  The NWB
+file's ``session_id`` is ``TASK-seedS`` or ``TASK-seedS-sessionK``; flipflop saves the (same) teacher beside
+every session.  The workflow writes sessions as ``data/simulated/{task}_session{K}_units{N}.nwb``.
+
 The modules: :mod:`~cortexfit.simulate.recording` (the shared recording model, NWB and teacher writing),
 :mod:`~cortexfit.simulate.reach` and :mod:`~cortexfit.simulate.flipflop` (one per task).  Every output appears
 only once complete (temp file in the same folder + ``os.replace``), and a failed run leaves none behind.
@@ -29,6 +41,8 @@ Examples
 ['flipflop', 'reach']
 >>> run("reach", "data/simulated/reach.nwb", seed=0)            # doctest: +SKIP
 PosixPath('data/simulated/reach.nwb')
+>>> run("flipflop", "ff_session2_units40.nwb", seed=0, session=2, n_units=40)   # doctest: +SKIP
+PosixPath('ff_session2_units40.nwb')
 """
 
 from __future__ import annotations
@@ -46,11 +60,19 @@ from cortexfit.core import convention
 from cortexfit.core.errors import ConfigError, SimulateError
 from cortexfit.simulate.flipflop import simulate_flipflop
 from cortexfit.simulate.reach import simulate_reach
-from cortexfit.simulate.recording import Recording, save_teacher, teacher_dir, truth_path, write_nwb
+from cortexfit.simulate.recording import (
+    Recording,
+    check_session,
+    save_teacher,
+    teacher_dir,
+    truth_path,
+    write_nwb,
+)
 
 log = logging.getLogger("cortexfit.simulate")
 
-#: Task name -> simulator (``seed``, ``n_trials`` keywords; returns a :class:`Recording`).
+#: Task name -> simulator (``seed``, ``n_trials`` keywords, and ``session``, ``n_units`` when given; returns a
+#: :class:`Recording`).
 TASKS: dict[str, Callable[..., Recording]] = {"reach": simulate_reach, "flipflop": simulate_flipflop}
 
 __all__ = ["TASKS", "run", "teacher_dir", "truth_path"]
@@ -85,7 +107,8 @@ def _write(rec: Recording, out: Path) -> None:
         raise
 
 
-def run(task: str, out: str | os.PathLike, *, seed: int = 0, n_trials: int | None = None) -> Path:
+def run(task: str, out: str | os.PathLike, *, seed: int = 0, n_trials: int | None = None,
+        session: int | None = None, n_units: int | None = None) -> Path:
     """Simulate ``task`` and write ``out`` (NWB), ``OUT.truth.nc`` and, for flipflop, ``OUT.teacher/model.pt``.
 
     Parameters
@@ -94,6 +117,9 @@ def run(task: str, out: str | os.PathLike, *, seed: int = 0, n_trials: int | Non
     out : the NWB file to write (must end with ``.nwb``).
     seed : random seed (same seed, same spike times).
     n_trials : number of trials (default: 160 for reach, 100 for flipflop).
+    session : ``None`` (the recording of ``seed``) or ``k >= 1``: session ``k`` of the same system (the
+        flip-flop teacher, or reach's dynamics and preparatory states) with its own units, trials and spikes.
+    n_units : number of units (default: the task's own, 100 for reach, 60 for flipflop).
 
     Returns
     -------
@@ -118,10 +144,13 @@ def run(task: str, out: str | os.PathLike, *, seed: int = 0, n_trials: int | Non
     out = Path(out)
     if out.suffix != ".nwb":
         raise ConfigError(f"{out}: the output file must end with .nwb")
+    check_session(session, n_units)
     _prepare_folder(out)
-    rec = TASKS[task](seed=seed, n_trials=n_trials)
+    given = {k: v for k, v in (("session", session), ("n_units", n_units)) if v is not None}
+    rec = TASKS[task](seed=seed, n_trials=n_trials, **given)
     _write(rec, out)
     rates = np.array([len(s) for s in rec.spike_times]) / rec.duration_s
-    log.info("%s: %s, %d trials, %d units (mean rate %.1f Hz, %.1f-%.1f), truth in %s", out, task,
+    log.info("%s: %s%s, %d trials, %d units (mean rate %.1f Hz, %.1f-%.1f), truth in %s", out, task,
+             "" if session is None else f" session {session} of seed {seed}",
              len(rec.trials["start_time"]), rec.n_units, rates.mean(), rates.min(), rates.max(), truth_path(out).name)
     return out

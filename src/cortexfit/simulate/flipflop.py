@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, replace
+from typing import Any, cast
 
 import numpy as np
 import xarray as xr
@@ -31,11 +31,14 @@ from cortexfit.simulate.recording import (
     Recording,
     Series,
     check_option,
+    check_session,
     configure,
     exp_rates,
     new_truth,
     poisson_spikes,
     random_readout,
+    session_attrs,
+    session_rng,
 )
 
 log = logging.getLogger("cortexfit.simulate")
@@ -170,15 +173,16 @@ def _train_teacher(cfg: FlipflopConfig, seed: int, rng: np.random.Generator) -> 
         params = list(rnn.parameters()) + list(lin.parameters())
         opt = torch.optim.Adam(params, lr=cfg.train_lr)
         for _ in tqdm(range(cfg.train_iters), desc="flipflop teacher", disable=None, leave=False):
-            u, y = flipflop_task(rng, cfg.train_batch, cfg.train_steps, cfg.train_pulse_prob)
-            u, y = torch.from_numpy(u).float(), torch.from_numpy(y).float()
+            u_np, y_np = flipflop_task(rng, cfg.train_batch, cfg.train_steps, cfg.train_pulse_prob)
+            u, y = torch.from_numpy(u_np).float(), torch.from_numpy(y_np).float()
             loss = ((lin(rnn(u)[0]) - y) ** 2)[y != 0].mean()
             opt.zero_grad()
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)
             opt.step()
         f64 = lambda t: t.detach().double().numpy().copy()
-        return {"W": f64(rnn.weight_hh_l0), "U": f64(rnn.weight_ih_l0), "b": f64(rnn.bias_ih_l0 + rnn.bias_hh_l0),
+        bias_ih, bias_hh = cast(torch.Tensor, rnn.bias_ih_l0), cast(torch.Tensor, rnn.bias_hh_l0)
+        return {"W": f64(rnn.weight_hh_l0), "U": f64(rnn.weight_ih_l0), "b": f64(bias_ih + bias_hh),
                 "readout_weight": f64(lin.weight), "readout_bias": f64(lin.bias),
                 "train_loss": np.array(loss.item())}
 
@@ -219,7 +223,8 @@ def _state_code(v: np.ndarray) -> np.ndarray:
 
 
 def _truth(cfg: FlipflopConfig, seed: int, R: np.ndarray, Hs: np.ndarray, u: np.ndarray, y: np.ndarray, *,
-           teacher: dict, check: dict[str, Any], C: np.ndarray, baseline: np.ndarray) -> xr.Dataset:
+           teacher: dict, check: dict[str, Any], C: np.ndarray, baseline: np.ndarray,
+           extra: dict[str, int]) -> xr.Dataset:
     """The truth dataset: rates, hidden states, inputs and targets per trial, the teacher and its fixed points."""
     dt, T = cfg.dt_s, cfg.trial_steps
     shape = (cfg.n_trials, T)
@@ -227,7 +232,7 @@ def _truth(cfg: FlipflopConfig, seed: int, R: np.ndarray, Hs: np.ndarray, u: np.
     truth = new_truth("flipflop", seed, cfg, R.reshape(*shape, -1), Hs.reshape(*shape, -1), time,
                       align_event="start_time", window_start_s=0.0, window_stop_s=T * dt,
                       teacher_accuracy=check["accuracy"], teacher_train_loss=float(teacher["train_loss"]),
-                      n_stable_fixed_points=len(check["stable"]))
+                      n_stable_fixed_points=len(check["stable"]), **extra)
     truth = truth.assign_coords(area=("unit", np.full(cfg.n_units, cfg.area)))
     truth.update({
         "inputs": (("trial", "time", "channel"), u.reshape(*shape, 3).astype("float32")),
@@ -262,13 +267,26 @@ def _trials(cfg: FlipflopConfig, u: np.ndarray, y: np.ndarray) -> tuple[dict[str
     return trials, descr
 
 
-def simulate_flipflop(*, seed: int = 0, n_trials: int | None = None,
-                      config: FlipflopConfig | None = None) -> Recording:
+def simulate_flipflop(*, seed: int = 0, n_trials: int | None = None, config: FlipflopConfig | None = None,
+                      session: int | None = None, n_units: int | None = None) -> Recording:
     """Simulate units driven by a trained 3-bit flip-flop RNN (``h <- tanh(W h + U u + b)``).
 
     The teacher is trained with torch (about 10 s on one core, deterministic for a seed) until it solves the
     task and has exactly 8 stable fixed points, one per corner of {-1, 1}^3 (``SimulateError`` otherwise).
     Trials are back-to-back windows of ``trial_steps`` steps of one continuous session.
+
+    Parameters
+    ----------
+    seed : random seed: the teacher, and (without ``session``) the whole recording.
+    n_trials : number of trials (default ``config.n_trials``).
+    config : further options (:class:`FlipflopConfig`).
+    session : ``None`` (one recording per seed, as always) or ``k >= 1``: session ``k`` of the teacher of
+        ``seed``.  The teacher (weights, readout, fixed points) is trained from ``seed`` exactly as without a
+        session; the units (log-rate readout ``unit_readout`` and target rates), the input pulses and the spikes
+        come from a generator seeded by ``(seed, 2, session)``.  The latents are the teacher's hidden states,
+        so truths of different sessions are in one space.  The truth gets the attr ``session`` (absent
+        without one).
+    n_units : number of recorded units (default ``config.n_units``); also stored as the truth attr ``n_units``.
 
     Examples
     --------
@@ -277,8 +295,13 @@ def simulate_flipflop(*, seed: int = 0, n_trials: int | None = None,
     (8, 64)
     """
     cfg = configure(FlipflopConfig, config, n_trials)
+    check_session(session, n_units)
+    if n_units is not None:
+        cfg = replace(cfg, n_units=int(n_units))
     rng = np.random.default_rng(np.random.SeedSequence([int(seed), 2]))
     teacher, check = _teacher(cfg, seed, rng)
+    if session is not None:  # the same teacher; its own units, trials and spikes
+        rng = session_rng(seed, 2, session)
     dt, T, n = cfg.dt_s, cfg.trial_steps, cfg.n_trials
     u = flipflop_task(rng, 1, n * T, cfg.pulse_prob)[0][0]
     u[0] = np.where(rng.random(3) < 0.5, -1.0, 1.0)  # a pulse on every channel at the session start
@@ -288,7 +311,8 @@ def simulate_flipflop(*, seed: int = 0, n_trials: int | None = None,
     C /= math.sqrt(cfg.hidden_size)  # |h_i| ~ 1 in every unit: log-rate std about readout_gain
     R, baseline = exp_rates(Hs, C, target, cfg.max_rate_hz)
     spikes = poisson_spikes(R, dt, rng)
-    truth = _truth(cfg, seed, R, Hs, u, y, teacher=teacher, check=check, C=C, baseline=baseline)
+    truth = _truth(cfg, seed, R, Hs, u, y, teacher=teacher, check=check, C=C, baseline=baseline,
+                   extra=session_attrs(session, n_units))
     trials, descr = _trials(cfg, u, y)
     stimulus = (Series(name="input_pulses", data=u, rate_hz=1 / dt, unit="a.u.",
                        description="the 3 input channels of the flip-flop task (+-1 pulses, one step long); "
@@ -298,4 +322,5 @@ def simulate_flipflop(*, seed: int = 0, n_trials: int | None = None,
     return Recording(task="flipflop", seed=int(seed), dt_s=dt, duration_s=n * T * dt, spike_times=spikes,
                      unit_area=np.full(cfg.n_units, cfg.area), trials=trials, trial_descriptions=descr,
                      behavior=behavior, stimulus=stimulus, truth=truth, teacher=teacher,
+                     session=None if session is None else int(session),
                      description="simulated units driven by a 3-bit flip-flop RNN (cortexfit)")

@@ -27,11 +27,14 @@ from cortexfit.simulate.recording import (
     Recording,
     Series,
     check_option,
+    check_session,
     configure,
     exp_rates,
     new_truth,
     poisson_spikes,
     random_readout,
+    session_attrs,
+    session_rng,
 )
 
 log = logging.getLogger("cortexfit.simulate")
@@ -131,16 +134,24 @@ def _layout(cfg: ReachConfig, rng: np.random.Generator) -> _Layout:
     return _Layout(cond, angle, start, target_on, go, move, stop, int(stop[-1] + steps(0.5)))
 
 
-def _latents(cfg: ReachConfig, lay: _Layout, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Latents (step, 2P + 1): preparatory states per condition, then damped rotations, plus a condition-
-    independent bump at movement onset.  Returns ``(X, prep_states, A)``."""
-    dt, P = cfg.dt_s, len(cfg.plane_freqs_hz)
+def _prep_states(cfg: ReachConfig, rng: np.random.Generator) -> np.ndarray:
+    """(condition, 2P) preparatory states: condition ``c`` at phase ``(p + 1) * 2 pi c / n_conditions`` plus a
+    random offset in plane ``p``, scaled by the plane's amplitude, plus a little noise."""
+    P = len(cfg.plane_freqs_hz)
     prep = np.zeros((cfg.n_conditions, 2 * P))
     th_c = 2 * np.pi * np.arange(cfg.n_conditions) / cfg.n_conditions
     for p, amp in enumerate(cfg.plane_amplitudes):
         phase = (p + 1) * th_c + rng.uniform(0, 2 * np.pi)
         prep[:, 2 * p:2 * p + 2] = amp * np.stack([np.cos(phase), np.sin(phase)], 1)
     prep += 0.1 * rng.normal(size=prep.shape) * np.repeat(cfg.plane_amplitudes, 2)
+    return prep
+
+
+def _latents(cfg: ReachConfig, lay: _Layout, prep: np.ndarray,
+             rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Latents (step, 2P + 1): the preparatory state of each trial's condition (jittered per trial), then
+    damped rotations, plus a condition-independent bump at movement onset.  Returns ``(X, A)``."""
+    dt, P = cfg.dt_s, len(cfg.plane_freqs_hz)
     A = rotation_matrix(cfg.plane_freqs_hz, cfg.damping_per_s)
     lead = round(cfg.rotation_lead_s / dt)
     max_rot = int((lay.stop - lay.move).max()) + lead
@@ -156,7 +167,19 @@ def _latents(cfg: ReachConfig, lay: _Layout, rng: np.random.Generator) -> tuple[
         X[r:lay.stop[k], :2 * P] = phi[: lay.stop[k] - r] @ xr_
         s = slice(lay.start[k], lay.stop[k])
         X[s, -1] = cfg.cis_amplitude * np.exp(-0.5 * ((tc[s] - lay.move[k] * dt - 0.05) / 0.12) ** 2)
-    return X, prep, A
+    return X, A
+
+
+def _unit_areas(cfg: ReachConfig, n_units: int | None) -> np.ndarray:
+    """Area of each unit: ``units_per_area`` per area, or ``n_units`` split as evenly as possible (the first
+    areas get one more; an area left without units is not recorded).
+
+    >>> _unit_areas(ReachConfig(), 5).tolist()
+    ['PMd', 'PMd', 'PMd', 'M1', 'M1']
+    """
+    k = len(cfg.areas)
+    counts = [cfg.units_per_area] * k if n_units is None else [n_units // k + (i < n_units % k) for i in range(k)]
+    return np.repeat(np.array(cfg.areas), counts)
 
 
 def _hand(cfg: ReachConfig, lay: _Layout, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -173,7 +196,8 @@ def _hand(cfg: ReachConfig, lay: _Layout, rng: np.random.Generator) -> tuple[np.
         nxt = lay.start[k + 1] if k + 1 < n else lay.n_steps
         s = slice(lay.stop[k], nxt)
         pos[s] = tgt[k] * (1 - _minjerk((tc[s] - lay.stop[k] * dt) / ((nxt - lay.stop[k]) * dt)))[:, None]
-    return pos, np.gradient(pos, dt, axis=0)
+    vel: np.ndarray = np.gradient(pos, dt, axis=0)  # type: ignore[assignment]  # one axis: one array
+    return pos, vel
 
 
 #: Channels of the reach task's inputs, as ``cortexfit ingest`` names the stimulus series' columns.
@@ -193,7 +217,8 @@ def _task_inputs(cfg: ReachConfig, lay: _Layout) -> np.ndarray:
 
 
 def _truth(cfg: ReachConfig, seed: int, lay: _Layout, R: np.ndarray, X: np.ndarray, *, A: np.ndarray,
-           prep: np.ndarray, C: np.ndarray, baseline: np.ndarray, area: np.ndarray, U: np.ndarray) -> xr.Dataset:
+           prep: np.ndarray, C: np.ndarray, baseline: np.ndarray, area: np.ndarray, U: np.ndarray,
+           extra: dict[str, int]) -> xr.Dataset:
     """The truth dataset: rates and latents in a window around movement onset, ``A``, readout, baselines."""
     dt, P = cfg.dt_s, len(cfg.plane_freqs_hz)
     w0, w1 = round(cfg.window_ms[0] / 1000 / dt), round(cfg.window_ms[1] / 1000 / dt)
@@ -204,7 +229,7 @@ def _truth(cfg: ReachConfig, seed: int, lay: _Layout, R: np.ndarray, X: np.ndarr
         "reach", seed, cfg, R[idx], X[idx], time, align_event="move_onset_time",
         window_start_s=w0 * dt, window_stop_s=w1 * dt, rotation_freq_hz=float(max(cfg.plane_freqs_hz)),
         plane_freqs_hz=np.asarray(cfg.plane_freqs_hz, float), plane_amplitudes=np.asarray(cfg.plane_amplitudes, float),
-        damping_per_s=float(cfg.damping_per_s),
+        damping_per_s=float(cfg.damping_per_s), **extra,
     )
     truth = truth.assign_coords(latent=planes + ["cis"], area=("unit", area), condition=("trial", lay.cond),
                                 reach_angle=("trial", lay.angle), move_onset_time=("trial", lay.move * dt))
@@ -230,7 +255,8 @@ def _trials(lay: _Layout, dt: float) -> tuple[dict[str, np.ndarray], dict[str, s
     return trials, descr
 
 
-def simulate_reach(*, seed: int = 0, n_trials: int | None = None, config: ReachConfig | None = None) -> Recording:
+def simulate_reach(*, seed: int = 0, n_trials: int | None = None, config: ReachConfig | None = None,
+                   session: int | None = None, n_units: int | None = None) -> Recording:
     """Simulate a PMd/M1 session of centre-out reaches with rotational latent dynamics.
 
     Parameters
@@ -238,6 +264,15 @@ def simulate_reach(*, seed: int = 0, n_trials: int | None = None, config: ReachC
     seed : random seed; the same seed gives the same spike times.
     n_trials : number of trials (default ``config.n_trials``, 160 = 20 per reach direction).
     config : further options (:class:`ReachConfig`).
+    session : ``None`` (one recording per seed, as always) or ``k >= 1``: session ``k`` of the latent system of
+        ``seed``.  Sessions of one seed share ``A`` (from the config), the planes and the preparatory state of
+        every condition (``prep_states``, drawn from a generator seeded by ``(seed, 1, 0)``, so it does not
+        depend on a session's trial count); the units (``readout``, baselines), the trial layout, the per-trial
+        jitter, the hand and the spikes come from a generator seeded by ``(seed, 1, session)``.  (Without a
+        session the preparatory states are drawn from the recording's single stream as before, so they differ
+        from the sessions'.)  The truth gets the attr ``session`` (absent without one).
+    n_units : number of recorded units (default ``units_per_area`` per area), split as evenly as possible over
+        ``config.areas``; also stored as the truth attr ``n_units``.
 
     Returns
     -------
@@ -253,18 +288,25 @@ def simulate_reach(*, seed: int = 0, n_trials: int | None = None, config: ReachC
     (10, ['condition', 'go_cue_time', 'move_onset_time'])
     """
     cfg = configure(ReachConfig, config, n_trials)
-    rng = np.random.default_rng(np.random.SeedSequence([int(seed), 1]))
+    check_session(session, n_units)
     dt = cfg.dt_s
-    lay = _layout(cfg, rng)
-    X, prep, A = _latents(cfg, lay, rng)
-    n_units = cfg.units_per_area * len(cfg.areas)
-    C, target = random_readout(X.shape[1], n_units, cfg, rng)
+    if session is None:  # one stream for everything (the order fixes the spikes of a seed)
+        rng = np.random.default_rng(np.random.SeedSequence([int(seed), 1]))
+        lay = _layout(cfg, rng)
+        prep = _prep_states(cfg, rng)
+    else:  # the system from its own stream, the session's units, trials and spikes from another
+        prep = _prep_states(cfg, session_rng(seed, 1, 0))
+        rng = session_rng(seed, 1, session)
+        lay = _layout(cfg, rng)
+    X, A = _latents(cfg, lay, prep, rng)
+    area = _unit_areas(cfg, n_units)
+    C, target = random_readout(X.shape[1], len(area), cfg, rng)
     R, baseline = exp_rates(X, C, target, cfg.max_rate_hz)
     spikes = poisson_spikes(R, dt, rng)
-    area = np.repeat(np.array(cfg.areas), cfg.units_per_area)
     pos, vel = _hand(cfg, lay, rng)
     U = _task_inputs(cfg, lay)
-    truth = _truth(cfg, seed, lay, R, X, A=A, prep=prep, C=C, baseline=baseline, area=area, U=U)
+    truth = _truth(cfg, seed, lay, R, X, A=A, prep=prep, C=C, baseline=baseline, area=area, U=U,
+                   extra=session_attrs(session, n_units))
     trials, descr = _trials(lay, dt)
     behavior = (
         Series(name="hand_position", data=pos, rate_hz=1 / dt, unit="meters", kind="position",
@@ -278,8 +320,8 @@ def simulate_reach(*, seed: int = 0, n_trials: int | None = None, config: ReachC
         Series(name="go_cue", data=U[:, 2:], rate_hz=1 / dt, unit="a.u.",
                description="go cue: 1 during the step holding go_cue_time, 0 otherwise"),
     )
-    log.info("reach: %d trials, %d units, %d spikes", cfg.n_trials, n_units, sum(map(len, spikes)))
+    log.info("reach: %d trials, %d units, %d spikes", cfg.n_trials, len(area), sum(map(len, spikes)))
     return Recording(task="reach", seed=int(seed), dt_s=dt, duration_s=lay.n_steps * dt, spike_times=spikes,
                      unit_area=area, trials=trials, trial_descriptions=descr, behavior=behavior, stimulus=stimulus,
-                     truth=truth,
+                     truth=truth, session=None if session is None else int(session),
                      description="simulated PMd/M1 reaching session with rotational latent dynamics (cortexfit)")

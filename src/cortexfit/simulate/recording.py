@@ -14,6 +14,9 @@ recovers exactly the counts drawn from ``truth.rates``.  Rates are ``exp(baselin
 (:func:`exp_rates`) with ``C`` random (:func:`random_readout`) and the baselines set so every unit's
 session-mean rate equals a target drawn from ``mean_rate_hz``.
 
+Sessions of one system (``session=K``) share what defines the dynamics and redraw the units, trials and spikes
+from :func:`session_rng`; :func:`check_session` validates the ``session`` and ``n_units`` options.
+
 Importing this module does not import torch or pynwb.
 
 Examples
@@ -84,6 +87,43 @@ class CommonConfig:
         return json.dumps({f.name: getattr(self, f.name) for f in fields(self)}, sort_keys=True)
 
 
+def check_session(session: int | None, n_units: int | None) -> None:
+    """Validate the ``session`` and ``n_units`` options: ``None`` or an int >= 1 (one-line :class:`ConfigError`).
+
+    >>> check_session(0, None)
+    Traceback (most recent call last):
+    ...
+    cortexfit.core.errors.ConfigError: simulate: option session must be an integer >= 1, got 0
+    """
+    for name, value in (("session", session), ("n_units", n_units)):
+        ok = value is None or (isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= 1)
+        check_option(name, ok, f"must be an integer >= 1, got {value!r}")
+
+
+def session_rng(seed: int, task_key: int, session: int) -> np.random.Generator:
+    """The generator of one session's units, trials and spikes: seeded by ``(seed, task_key, session)``.
+
+    ``task_key`` is the task's constant (reach 1, flipflop 2), the same one its single-session generator
+    ``SeedSequence([seed, task_key])`` uses, so sessions never share a stream with it or with each other.
+    ``session = 0`` is no session: reach draws the system its sessions share from that stream.
+
+    >>> a, b = session_rng(0, 2, 1).random(), session_rng(0, 2, 2).random()
+    >>> a != b, a == session_rng(0, 2, 1).random()
+    (True, True)
+    """
+    return np.random.default_rng(np.random.SeedSequence([int(seed), int(task_key), int(session)]))
+
+
+def session_attrs(session: int | None, n_units: int | None) -> dict[str, int]:
+    """Truth attrs of the session options that were given: ``session`` and ``n_units`` (none for ``None``).
+
+    >>> session_attrs(2, None), session_attrs(None, None)
+    ({'session': 2}, {})
+    """
+    given = {"session": session, "n_units": n_units}
+    return {k: int(v) for k, v in given.items() if v is not None}
+
+
 def configure(cls: type[C], config: C | None, n_trials: int | None) -> C:
     """``config`` (default ``cls()``) with ``n_trials`` replaced when given; validated once.
 
@@ -127,6 +167,13 @@ class Recording:
     truth: xr.Dataset  # kind "truth"
     teacher: dict[str, np.ndarray] | None = None  # flipflop: W, U, b, readout_weight, readout_bias
     stimulus: tuple[Series, ...] = ()  # task inputs, written to stimulus/presentation
+    session: int | None = None  # k >= 1: session k of the system of `seed` (own units, trials, spikes)
+
+    @property
+    def name(self) -> str:
+        """``TASK-seedN`` or ``TASK-seedN-sessionK`` (the NWB file's ``session_id``)."""
+        base = f"{self.task}-seed{self.seed}"
+        return base if self.session is None else f"{base}-session{self.session}"
 
     @property
     def n_units(self) -> int:
@@ -230,8 +277,8 @@ def _nwbfile(rec: Recording):
     from pynwb import NWBFile, TimeSeries
     from pynwb.behavior import Position, SpatialSeries
 
-    nwb = NWBFile(session_description=rec.description, identifier=f"cortexfit-simulate-{rec.task}-seed{rec.seed}",
-                  session_start_time=SESSION_START, session_id=f"{rec.task}-seed{rec.seed}",
+    nwb = NWBFile(session_description=rec.description, identifier=f"cortexfit-simulate-{rec.name}",
+                  session_start_time=SESSION_START, session_id=rec.name,
                   notes=f"ground truth in the .truth.nc file beside this one; dt {rec.dt_s} s")
     device = nwb.create_device(name="simulation", description="cortexfit simulate (no physical device)")
     groups = {}
