@@ -178,6 +178,13 @@ def _report_args(p: argparse.ArgumentParser) -> None:
                    f"models: {', '.join(registry.names())}")
 
 
+@command("report-group", "cortexfit.report.groups",
+         "write a self-contained HTML report of a group's multi-session fits (joint, continual, forgetting)")
+def _report_group_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("group_dir", metavar="GROUP_DIR", help="results/groups/<group> (holds <strategy>/<model>/ folders)")
+    p.add_argument("out", metavar="OUT.html")
+
+
 @command("figures", "cortexfit.figures", "reproduce the mechanism figures of RNN theory with numeric checks")
 def _figures_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("out_dir", metavar="OUT_DIR")

@@ -7,7 +7,8 @@
   points, dynamics diagnostics, model-data alignment scores and, where fits hold a ``truth.json``
   (simulated datasets), the ground-truth table (:mod:`cortexfit.report.truth`);
 * a results root (its sub-folders hold ``activity.nc``) -> an index page linking every dataset's
-  ``<dataset>/report.html`` with its best model by co-bps and a co-bps table (datasets x models).
+  ``<dataset>/report.html`` with its best model by co-bps and a co-bps table (datasets x models), and
+  under "Groups" every ``groups/<group>/report.html`` (``cortexfit report-group``) there is.
 
 With ``models`` (``--models``) only those ``fits/<model>`` folders are read, so a stale fit folder the
 workflow no longer declares never shows up.  Fit folders are read with :mod:`cortexfit.analysis.fitdir` and
@@ -283,6 +284,12 @@ def index_page(root: Path, datasets: list[Path], out: Path, *, models: Sequence[
                              numeric=range(1, len(models) + 1)))
         sec.add(H.para("co-bps: bits per spike of held-out units given held-in units (higher is better); "
                        "bold: best model of each dataset; –: not fitted or not applicable."))
+    groups = sorted(p.parent for p in (root / "groups").glob("*/report.html"))
+    if groups:  # multi-session fits (cortexfit report-group)
+        sec = page.section("Groups")
+        rows = [[g.name, ", ".join(sorted(d.name for d in g.iterdir() if d.is_dir()))] for g in groups]
+        sec.add(H.link_table(["group (report)", "strategies"], rows,
+                             [Path(os.path.relpath(g / "report.html", out.parent)).as_posix() for g in groups]))
     return page.render()
 
 
