@@ -24,6 +24,7 @@ include: "workflow/rules/dandi.smk"
 include: "workflow/rules/ingest.smk"
 include: "workflow/rules/fit.smk"
 include: "workflow/rules/analysis.smk"
+include: "workflow/rules/groups.smk"
 include: "workflow/rules/report.smk"
 include: "workflow/rules/figures.smk"
 

@@ -33,10 +33,10 @@ def _run(method: str, **kw):
     tensors, batch, valid = session_losses(model, datas, names, CFG, "cpu")
     snaps = []
 
-    def train(m, loss, vloss, *, n_train, seed, desc):
+    def train(m, loss, vloss, *, n_train, seed, desc, groups=None):
         snaps.append({k: p.detach().clone() for k, p in model.shared_parameters().items()})
         heads_a = [p.detach().clone() for p in model.head_parameters("a")]
-        res = loop.train(m, loss, vloss, n_train=n_train, opts=CFG.train, seed=seed, desc=desc)
+        res = loop.train(m, loss, vloss, n_train=n_train, opts=CFG.train, seed=seed, desc=desc, groups=groups)
         snaps.append({"heads_a_changed": any(not torch.equal(a, p) for a, p in zip(heads_a, model.head_parameters("a")))})
         return res
 

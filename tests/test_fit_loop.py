@@ -92,3 +92,22 @@ def test_progress_lines_reach_the_log_when_there_is_no_terminal(monkeypatch, cap
     lines = [r.getMessage() for r in caplog.records if r.name == "cortexfit.fit.loop"]
     assert len(lines) == 4 and lines[-1].startswith("demo fit: epoch 4/4 train ")
     assert all("valid" in m and "elapsed" in m and "left" in m for m in lines)
+
+
+def test_grouped_batches_stay_inside_one_block_and_cover_every_index_once():
+    from cortexfit.fit.loop import shuffled_batches
+
+    gen = torch.Generator().manual_seed(3)
+    batches = shuffled_batches(23, 4, gen, groups=[10, 6, 7])
+    flat = sorted(i for b in batches for i in b.tolist())
+    assert flat == list(range(23))
+    blocks = [0, 10, 16, 23]
+    for b in batches:
+        block = {next(k for k in range(3) if blocks[k] <= i < blocks[k + 1]) for i in b.tolist()}
+        assert len(block) == 1 and len(b) <= 4
+    # without groups: the loop's original order (randperm sliced), so ungrouped fits are unchanged
+    plain = shuffled_batches(23, 4, torch.Generator().manual_seed(3))
+    want = torch.randperm(23, generator=torch.Generator().manual_seed(3))
+    assert torch.equal(torch.cat(plain), want)
+    with pytest.raises(ValueError, match="groups sum to 22"):
+        shuffled_batches(23, 4, gen, groups=[10, 12])

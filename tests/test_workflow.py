@@ -308,3 +308,61 @@ def test_truth_rule_for_simulated_datasets_and_rnn_families(tmp_path):
     assert "truth.json" not in next(j for j in jobs if j["rule"] == "report" and "rec1" in j["wildcards"])["input"]
     for target in ("results/rec1/fits/rate/truth.json", "results/sim_ff/fits/fa/truth.json"):
         assert _run(work, "-n", target).returncode != 0
+
+
+GROUP_HEADER = "id\tnwb\tsimulate\talign\tbin_ms\tareas\tgroup\n"
+
+
+def test_group_fits_join_sessions_and_analyse_each_session(tmp_path):
+    """Datasets sharing a `group`: one joint and one continual fit per method and gradient-trained family, each
+    session's folder analysed and compared with its truth, a group report; baselines and ESN are not grouped."""
+    sheet = GROUP_HEADER + "".join(
+        f"ff_s{k}\tdata/simulated/flipflop_session{k}_units40.nwb\tflipflop\tstart_time\t5\telectrodes\tff3\n"
+        for k in (1, 2)) + "rec1\trec1.nwb\t\tstart_time\t5\telectrodes\t\n"
+    work = _workdir(tmp_path, sheet, "models: [fa, esn, rate]\nfit: {continual: {method: [none, ewc]}}\n")
+    (work / "rec1.nwb").write_bytes(b"x")
+    out = _run(work, "-n", "-p", "--cores", "4")
+    assert out.returncode == 0, out.stderr[-2000:]
+    jobs = _jobs(out.stdout + out.stderr)
+    joint = [j for j in jobs if j["rule"] == "fit_group_joint_ff3"]
+    cont = [j for j in jobs if j["rule"] == "fit_group_continual_ff3"]
+    assert len(joint) == 1 and "model=rate" in joint[0]["wildcards"]
+    assert sorted(re.search(r"method=(\w+)", j["wildcards"]).group(1) for j in cont) == ["ewc", "none"]
+    shell = joint[0]["shell"]
+    assert "fit-group results/ff_s1/activity.nc results/ff_s2/activity.nc --out results/groups/ff3/joint/rate" in shell
+    assert "--names ff_s1 ff_s2" in shell and "--truth data/simulated/flipflop_session1_units40.truth.nc" in shell
+    ewc = next(j for j in cont if "method=ewc" in j["wildcards"])
+    assert "--strategy continual --method ewc --ewc-lambda 100" in ewc["shell"]
+    truth = [j for j in jobs if j["rule"] == "group_truth"]
+    assert len(truth) == 3 * 2  # (joint, none, ewc) x 2 sessions
+    one = next(j for j in truth if "strategy=continual-ewc" in j["wildcards"] and "session=ff_s2" in j["wildcards"])
+    assert "data/simulated/flipflop_session2_units40.truth.nc" in one["input"]
+    assert "results/groups/ff3/continual-ewc/rate/sessions/ff_s2/fixed_points.nc" in one["input"]
+    geometry = next(j for j in jobs if j["rule"] == "group_geometry" and "session=ff_s1" in j["wildcards"])
+    assert "results/ff_s1/activity.nc" in geometry["input"]
+    report = next(j for j in jobs if j["rule"] == "group_report")
+    assert "results/groups/ff3/continual-none/rate/sessions/ff_s2/truth.json" in report["input"]
+    assert "results/groups/ff3/report.html" in next(j for j in jobs if j["rule"] == "report_index")["input"]
+
+
+@pytest.mark.parametrize(("column", "values", "needle"), [
+    ("bin_ms", ("5", "10"), "group g mixes bin widths (a: 5.0, b: 10.0)"),
+    ("align", ("start_time", "go_cue_time"), "group g mixes alignment events (a: start_time, b: go_cue_time)"),
+])
+def test_group_sessions_must_share_bins_and_alignment(tmp_path, column, values, needle):
+    rows = {"bin_ms": ("5", "5"), "align": ("start_time", "start_time")}
+    rows[column] = values
+    sheet = GROUP_HEADER + "".join(f"{d}\t{d}.nwb\t\t{rows['align'][i]}\t{rows['bin_ms'][i]}\telectrodes\tg\n"
+                                   for i, d in enumerate("ab"))
+    out = _run(_workdir(tmp_path, sheet, "models: [rate]\n"), "-n")
+    assert out.returncode != 0 and needle in out.stdout + out.stderr
+
+
+def test_a_group_of_one_is_fitted_on_its_own(tmp_path):
+    sheet = GROUP_HEADER + "a\ta.nwb\t\tstart_time\t5\telectrodes\tsolo\n"
+    work = _workdir(tmp_path, sheet, "models: [vanilla]\n")
+    (work / "a.nwb").write_bytes(b"x")
+    out = _run(work, "-n", "-p")
+    assert out.returncode == 0, out.stderr[-2000:]
+    rules = [j["rule"] for j in _jobs(out.stdout + out.stderr)]
+    assert "fit_group_joint_solo" in rules and "fit_group_continual_solo" not in rules

@@ -278,12 +278,100 @@ def report_models_arg(wildcards=None):
     return " ".join(["--models"] + [shlex.quote(m) for m in MODELS]) if MODELS else ""
 
 
+# ----------------------------------------------------------------------------------------------- groups
+# Datasets sharing a `group` in the sheet are sessions of one task: besides their own fits, each gradient-trained
+# family in `models:` is fitted to all of them with one generator (`cortexfit fit-group`), jointly and one after
+# another with every method of config `fit: continual: method:` (workflow/rules/groups.smk).
+def _groups(frame):
+    groups = {}
+    if "group" in frame.columns:
+        for dataset, group in frame["group"].items():
+            if isinstance(group, str) and group:
+                groups.setdefault(group, []).append(dataset)
+    for group, members in groups.items():  # what one generator cannot share, said at parse time
+        for key, what in (("bin_ms", "bin widths"), ("align", "alignment events")):
+            values = {d: frame.loc[d].get(key) for d in members}
+            if len({str(v) for v in values.values()}) > 1:
+                pairs = ", ".join(f"{d}: {v}" for d, v in values.items())
+                raise WorkflowError(f"{config['datasets']}: group {group} mixes {what} ({pairs}); its sessions "
+                                    "must share them")
+    return groups
+
+
+GROUPS = _groups(DATASETS)  # group -> dataset ids, in sheet order (the order of a continual fit)
+GROUP_MODELS = [m for m in MODELS if m in registry.gradient_trained()]
+_METHODS = config["fit"]["continual"]["method"]
+CONTINUAL_METHODS = [_METHODS] if isinstance(_METHODS, str) else list(_METHODS)
+
+
+def group_strategies(group):
+    """`joint` and `continual-<method>` (a group of one session is only fitted jointly, i.e. on its own)."""
+    if len(GROUPS[group]) < 2:
+        return ["joint"]
+    return ["joint"] + [f"continual-{m}" for m in CONTINUAL_METHODS]
+
+
+def group_dir(group, strategy, model):
+    return f"{RESULTS}/groups/{group}/{strategy}/{model}"
+
+
+def group_truth_files(group):
+    """The sessions' truth files when every session of the group has one (simulated), else []."""
+    files = [truth_file(d) for d in GROUPS[group]]
+    return files if all(files) else []
+
+
+def group_outputs(group):
+    """Everything the group report reads: each strategy's fit, and per session its analyses and truth."""
+    out = []
+    for strategy in group_strategies(group):
+        for m in GROUP_MODELS:
+            base = group_dir(group, strategy, m)
+            out.append(f"{base}/metrics.json")
+            for d in GROUPS[group]:
+                out += [f"{base}/sessions/{d}/{ANALYSIS_FILES[a]}" for a in ANALYSES]
+                out += [f"{base}/sessions/{d}/truth.json"] if group_truth_files(group) else []
+    return out
+
+
+def group_fit_session_files(group, strategy):
+    """The fit files of every session folder a group fit writes (pattern with the `{model}` wildcard)."""
+    base = f"{RESULTS}/groups/{group}/{strategy}/{{model}}"
+    return [f"{base}/sessions/{d}/{f}" for d in GROUPS[group] for f in FIT_FILES]
+
+
+def group_session_truth_inputs(wildcards):
+    """`truth_inputs` of a session fit folder inside a group (its own fixed points, the session's truth)."""
+    d = wildcards.session
+    inputs = {"truth": truth_file(d), "activity": activity_path(d), "teacher": teacher_outputs(d)}
+    if "fixed_points" in ANALYSES:
+        base = group_dir(wildcards.group, wildcards.strategy, wildcards.model)
+        inputs["fixed_points"] = f"{base}/sessions/{d}/{ANALYSIS_FILES['fixed_points']}"
+    return inputs
+
+
+def group_fit_args(wildcards):
+    """Options of `cortexfit fit-group` from the config's `fit:` block and the strategy wildcard."""
+    opts = config["fit"]
+    args = ["--seed", opts["seed"], "--device", opts["device"]]
+    if opts["config"]:
+        args += ["--config", opts["config"]]
+    if wildcards.get("method"):
+        c = opts["continual"]
+        args += ["--strategy", "continual", "--method", wildcards.method, "--ewc-lambda", c["ewc_lambda"],
+                 "--replay-fraction", c["replay_fraction"]]
+    return " ".join(shlex.quote(str(a)) for a in args)
+
+
 def all_targets():
     """What the default target builds: activity per dataset, then fits, analyses and reports as configured."""
     targets = [activity_path(d) for d in DATASETS.index]
     for d in DATASETS.index:
         targets += [f"{fit_dir(d, m)}/metrics.json" for m in MODELS]
         targets += analysis_outputs(d) + teacher_outputs(d) + truth_outputs(d)
+    for g in GROUPS:
+        targets += group_outputs(g)
     if config["report"]:
         targets += [f"{RESULTS}/{d}/report.html" for d in DATASETS.index] + [f"{RESULTS}/index.html"]
+        targets += [f"{RESULTS}/groups/{g}/report.html" for g in GROUPS if GROUP_MODELS]
     return targets

@@ -28,6 +28,7 @@ rule report_index:
         reports=expand(f"{RESULTS}/{{dataset}}/report.html", dataset=DATASETS.index),
         activity=expand(f"{RESULTS}/{{dataset}}/activity.nc", dataset=DATASETS.index),
         metrics=expand(f"{RESULTS}/{{dataset}}/fits/{{model}}/metrics.json", dataset=DATASETS.index, model=MODELS),
+        groups=[f"{RESULTS}/groups/{g}/report.html" for g in GROUPS if GROUP_MODELS],
     output:
         report(f"{RESULTS}/index.html", caption="../report/index.rst", category="Datasets"),
     log:

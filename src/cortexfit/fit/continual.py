@@ -142,7 +142,7 @@ def fit_continual(model: JointModel, names: Sequence[str], batch: Sequence[Batch
                   batch_size: int) -> dict[str, Any]:
     """Fit the sessions in order (module docstring) and score every earlier session after each one.
 
-    ``train(model, batch_loss, valid_loss, n_train=..., seed=..., desc=...)`` runs one session's training
+    ``train(model, batch_loss, valid_loss, n_train=..., seed=..., desc=..., groups=...)`` runs one session's training
     (:func:`cortexfit.fit.loop.train` with the fit's options); ``evaluate(name)`` scores a session's view now
     (``{"co_bps": ..., "state_r2": ...}``).  Returns the score matrices (``matrix[metric][i][j]``: session ``j``
     after session ``i``), the drops (:func:`forgetting`), and each session's training history and epochs.
@@ -164,7 +164,7 @@ def fit_continual(model: JointModel, names: Sequence[str], batch: Sequence[Batch
             loss = with_ewc(loss, model, anchors, opts.ewc_lambda)
         view, vfn = model.view(name), valid[k]
         res = train(model, loss, lambda _m, v=view, f=vfn: f(v), n_train=sum(len(p[2]) for p in parts),
-                    seed=int(seed) + 7919 * k,
+                    seed=int(seed) + 7919 * k, groups=[len(p[2]) for p in parts],
                     desc=f"session {k + 1}/{k_all} ({name}, continual {opts.method})")
         if opts.method == "ewc":
             anchors.append(diag_fisher(model, name, batch[k], n_train[k], batch_size=batch_size, seed=seed + k))

@@ -171,9 +171,9 @@ def _fit(paths: list[Path], names: list[str], truths: list[Path], out: Path, *, 
     truth_ds = [convention.read_dataset(t, "truth") for t in truths]
     req = FitRequest(model=model, mode="latent", seed=int(seed), device=dev)
 
-    def train(m, loss, vloss, *, n_train, seed, desc):
+    def train(m, loss, vloss, *, n_train, seed, desc, groups=None):
         return loop.train(m, loss, vloss, n_train=n_train, opts=cfg.train, seed=seed, where=str(out.parent),
-                          desc=f"fit {model} {desc}")
+                          desc=f"fit {model} {desc}", groups=groups)
 
     with _deterministic(dev):
         joint = build_joint(datas, names, cfg, family=model, seed=seed).to(dev)
@@ -207,7 +207,7 @@ def _fit(paths: list[Path], names: list[str], truths: list[Path], out: Path, *, 
                 return float(np.average([valid[j](joint.view(n)) for j, n in enumerate(names)], weights=n_valid))
 
             res = train(joint, mixed_batch_loss(joint, parts), valid_all, n_train=sum(n_train), seed=seed,
-                        desc=f"jointly ({len(names)} sessions)")
+                        desc=f"jointly ({len(names)} sessions)", groups=n_train)
             hist = {n: res.history for n in names}
             rows = [("all", h) for h in res.history]
             epochs, seconds = {n: res.epochs for n in names}, {n: res.seconds for n in names}

@@ -26,13 +26,13 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from cortexfit.core.errors import FitError
 from cortexfit.core.fileio import atomic_path
@@ -170,17 +170,42 @@ def _optimizer(model: nn.Module, opts: TrainOptions) -> tuple[torch.optim.Optimi
     return torch.optim.AdamW([g for g in groups if g["params"]], lr=opts.lr), params
 
 
+def shuffled_batches(n_train: int, batch_size: int, gen: torch.Generator,
+                     groups: Sequence[int] | None = None) -> list[Tensor]:
+    """Mini-batches of ``0 .. n_train - 1`` in random order; with ``groups`` (sizes of consecutive index blocks,
+    e.g. one per session) every batch holds indices of one block only, and the batches of all blocks are shuffled
+    together.
+
+    Examples
+    --------
+    >>> g = torch.Generator().manual_seed(0)
+    >>> all(max(b) < 2 or min(b) >= 2 for b in shuffled_batches(5, 2, g, groups=[2, 3]))
+    True
+    """
+    if groups is None:
+        order = torch.randperm(n_train, generator=gen)
+        return [order[a : a + batch_size] for a in range(0, n_train, batch_size)]
+    if sum(groups) != n_train:
+        raise ValueError(f"groups sum to {sum(groups)}, not n_train = {n_train}")
+    batches, start = [], 0
+    for size in groups:
+        order = torch.randperm(size, generator=gen) + start
+        batches += [order[a : a + batch_size] for a in range(0, size, batch_size)]
+        start += size
+    return [batches[i] for i in torch.randperm(len(batches), generator=gen).tolist()]
+
+
 def _train_epoch(model: nn.Module, batch_loss: BatchLoss, optim: torch.optim.Optimizer, params: list[nn.Parameter],
-                 *, n_train: int, epoch: int, opts: TrainOptions, seed: int, where: str) -> float:
+                 *, n_train: int, epoch: int, opts: TrainOptions, seed: int, where: str,
+                 groups: Sequence[int] | None = None) -> float:
     """One pass over shuffled mini-batches of the training trials; returns the mean training loss."""
     device = params[0].device if params else torch.device("cpu")
     torch.manual_seed(epoch_seed(seed, epoch))
     gen = torch.Generator().manual_seed(epoch_seed(seed, epoch))
-    order = torch.randperm(n_train, generator=gen)
     model.train()
     total, count = 0.0, 0
-    for b, start in enumerate(range(0, n_train, opts.batch_size)):
-        idx = order[start : start + opts.batch_size].to(device)
+    for b, batch in enumerate(shuffled_batches(n_train, opts.batch_size, gen, groups)):
+        idx = batch.to(device)
         loss = batch_loss(model, idx, epoch)
         lv = float(loss.detach())
         if not math.isfinite(lv):
@@ -237,6 +262,7 @@ def train(
     where: str = "fit",
     desc: str = "fit",
     after_epoch: Callable[[int], None] | None = None,
+    groups: Sequence[int] | None = None,
 ) -> TrainResult:
     """Train ``model`` with AdamW (decoupled weight decay on matrices only), gradient clipping, early stopping.
 
@@ -266,6 +292,9 @@ def train(
         File name for error messages; progress label.
     after_epoch : callable, optional
         Called with the finished epoch number after its checkpoint is written (tests use it to "kill" a run).
+    groups : sequence of int, optional
+        Sizes of consecutive blocks of the training indices (sessions of a joint fit): each batch then comes
+        from one block (:func:`shuffled_batches`), so a batch runs the model once, not once per block.
 
     Raises
     ------
@@ -283,7 +312,7 @@ def train(
         while not st.done and st.epoch < opts.max_epochs:
             t0 = time.perf_counter()
             train_loss = _train_epoch(model, batch_loss, optim, params, n_train=n_train, epoch=st.epoch, opts=opts,
-                                      seed=seed, where=where)
+                                      seed=seed, where=where, groups=groups)
             model.eval()
             with torch.no_grad():
                 v = float(valid_loss(model))
