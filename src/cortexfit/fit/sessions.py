@@ -1,8 +1,8 @@
 """Several sessions, one generator: the joint latent model of ``cortexfit fit-group`` (lfads-torch's multi-session idea).
 
 Each session (one activity file: the same task, other neurons) gets its own **read-in** (held-in units ->
-``factors`` channels, initialised by PCA of that session's held-in activity, whitened, as lfads-torch
-initialises its read-ins) and its own **read-out** (factors -> that session's units).  Everything between
+``factors`` channels, initialised to the principal axes of that session's held-in activity, the idea of
+lfads-torch's PCA-based read-ins) and its own **read-out** (factors -> that session's units).  Everything between
 them is shared: the encoder, the generator (any RNN family) and the hidden -> factors projection.  A
 :class:`JointModel` holds one :class:`~cortexfit.fit.latent.LatentModel` *view* per session; the views share
 those modules, so training any view trains the shared system.
@@ -97,20 +97,22 @@ def session_readout(shared: nn.Linear, *, n_units: int, dropout: float) -> Facto
 
 
 def pca_read_in(read_in: nn.Linear, x: np.ndarray) -> int:
-    """Set ``read_in`` to the whitened top principal components of ``x`` (rows: samples, columns: units).
+    """Set ``read_in`` to the projection onto the top principal axes of ``x`` (rows: samples, columns: units).
 
-    Returns the number of components set; rows beyond it (fewer units or samples than the width) keep their
-    random initialisation.
+    The rows are the orthonormal principal axes and the bias centres the data, so the read-in keeps the
+    activity's scale (no whitening: it would blow the noise-only trailing components up to unit variance).
+    Returns the number of axes set; rows beyond it (fewer units or samples than the width) keep their random
+    initialisation.
 
     Examples
     --------
     >>> lin = nn.Linear(5, 2)
-    >>> x = np.random.default_rng(0).normal(size=(200, 5)) * [3, 1, 1, 1, 1]
+    >>> x = np.random.default_rng(0).normal(size=(500, 5)) * [3, 2, 1, 1, 1]
     >>> pca_read_in(lin, x)
     2
     >>> z = lin(torch.as_tensor(x, dtype=torch.float32)).detach().numpy()
-    >>> np.round(z.std(0), 1).tolist(), abs(round(float(z.mean()), 3))
-    ([1.0, 1.0], 0.0)
+    >>> np.round(z.std(0)).tolist(), abs(round(float(z.mean()), 3))
+    ([3.0, 2.0], 0.0)
     """
     from sklearn.decomposition import PCA
 
@@ -119,10 +121,9 @@ def pca_read_in(read_in: nn.Linear, x: np.ndarray) -> int:
     if k < 1:
         return 0
     pca = PCA(n_components=k, svd_solver="full").fit(flat)
-    w = pca.components_ / np.sqrt(pca.explained_variance_ + 1e-8)[:, None]
     with torch.no_grad():
-        read_in.weight[:k] = torch.as_tensor(w, dtype=read_in.weight.dtype)
-        read_in.bias[:k] = torch.as_tensor(-w @ pca.mean_, dtype=read_in.bias.dtype)
+        read_in.weight[:k] = torch.as_tensor(pca.components_, dtype=read_in.weight.dtype)
+        read_in.bias[:k] = torch.as_tensor(-pca.components_ @ pca.mean_, dtype=read_in.bias.dtype)
     return int(k)
 
 
