@@ -118,3 +118,35 @@ def test_cli_fit_group_reaches_run(sessions, tmp_path, capsys):
     rc = main(["fit-group", str(sessions[0]), "--out", str(tmp_path / "x"), "--model", "rate", "--method", "ewc",
                "--ewc-lambda", "-1", "--config", "smoke"])
     assert rc == 1 and "cortexfit fit-group: error: continual: ewc_lambda" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def real_activity(shared_data, tmp_path_factory):
+    """MC_Maze_Small and the Yu 2009 session, both binned at 5 ms over 0-700 ms after trial start."""
+    from cortexfit import ingest
+
+    d = tmp_path_factory.mktemp("real")
+    files = {"mc_maze": ("sub-Jenkins_ses-small_desc-test_ecephys.nwb", "unit-id:1xxx=PMd,2xxx=M1"),
+             "yu2009": ("yu2009_pmd_reach.nwb", "electrodes")}
+    return {name: ingest.run(shared_data / f, d / name / "activity.nc", bin_ms=5, align="start_time",
+                             window_ms=(0, 700), areas=areas) for name, (f, areas) in files.items()}
+
+
+def test_real_session_split_into_disjoint_pseudo_sessions_fits_jointly(real_activity, tmp_path):
+    from cortexfit.fit.sessions import split_units
+
+    act = convention.read_dataset(real_activity["mc_maze"], "activity")
+    parts = split_units(act, 2, seed=0)
+    assert not set(parts[0]["unit"].values) & set(parts[1]["unit"].values)
+    paths = [convention.write_dataset(p, tmp_path / f"half{i}" / "activity.nc") for i, p in enumerate(parts)]
+    m = group.run(paths, tmp_path / "g", model="rate", config="smoke")
+    assert m["sessions"] == ["half0", "half1"] and all(np.isfinite(m["per_session"][n]["co_bps"]) for n in m["sessions"])
+    fits = [read_fit_dir(tmp_path / "g" / "sessions" / n).fit for n in m["sessions"]]
+    assert [f.sizes["unit"] for f in fits] == [p.sizes["unit"] for p in parts]
+
+
+def test_two_real_recordings_of_other_animals_fit_jointly_as_a_smoke_test(real_activity, tmp_path):
+    m = group.run([real_activity["mc_maze"], real_activity["yu2009"]], tmp_path / "g", model="lstm", config="smoke",
+                  strategy="continual", method="replay")
+    mat = m["forgetting"]["co_bps"]
+    assert m["sessions"] == ["mc_maze", "yu2009"] and len(mat["drops"]) == 1

@@ -40,6 +40,7 @@ from typing import cast
 
 import numpy as np
 import torch
+import xarray as xr
 from torch import Tensor, nn
 
 from cortexfit.core.errors import FitError
@@ -275,3 +276,27 @@ def session_result(model: JointModel, name: str, data: FitData, t: _Tensors, *, 
     return FitResult(rates=pred["rates"], states=pred["states"], factors=pred["factors"], n_params=n_params,
                      epochs=epochs, seconds=seconds, save_model=save, history=history, info=info,
                      inputs=pred["inputs"], input_names=gen_inputs, inputs_alignment=INPUTS_ALIGNMENT)
+
+
+def split_units(ds: xr.Dataset, n_parts: int, *, seed: int = 0) -> list[xr.Dataset]:
+    """One activity dataset -> ``n_parts`` pseudo-sessions with disjoint random subsets of its units.
+
+    Every part keeps all trials and bins (and the file's attrs); only the units differ.  A way to test joint fits
+    on a real recording: the same dynamical system, recorded through different neurons.
+
+    Examples
+    --------
+    >>> from cortexfit.core import convention
+    >>> y = np.zeros((6, 10, 7), "uint16")
+    >>> a, b = split_units(convention.new_activity(y, time=np.arange(10.0), bin_width_s=1.0), 2)
+    >>> a.sizes["unit"] + b.sizes["unit"], set(a["unit"].values) & set(b["unit"].values)
+    (7, set())
+    """
+    from cortexfit.core import convention
+
+    nd = convention.neuron_dim(ds)
+    n = ds.sizes[nd]
+    if not 1 <= n_parts <= n:
+        raise FitError(f"cannot split {n} units into {n_parts} sessions")
+    order = np.random.default_rng(seed).permutation(n)
+    return [ds.isel({nd: np.sort(part)}) for part in np.array_split(order, n_parts)]
