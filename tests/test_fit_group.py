@@ -72,6 +72,15 @@ def test_pooled_co_bps_is_the_spike_weighted_mean(continual):
     assert min(vals) <= m["pooled_co_bps"] <= max(vals)
 
 
+def test_joint_fit_warms_up_on_the_first_session_then_the_heads_then_all(sessions, tmp_path):
+    group.run(sessions, tmp_path / "w", model="rate", config="smoke")
+    stages = [r.split(",")[0] for r in (tmp_path / "w" / "history.csv").read_text().splitlines()[1:]]
+    assert list(dict.fromkeys(stages)) == ["warm-up:s0", "heads", "all"]
+    group.run(sessions, tmp_path / "c", model="rate", config="smoke", warm_start=False)
+    stages = [r.split(",")[0] for r in (tmp_path / "c" / "history.csv").read_text().splitlines()[1:]]
+    assert set(stages) == {"all"}
+
+
 def test_joint_group_of_one_is_a_single_session_fit(sessions, tmp_path):
     m = group.run(sessions[:1], tmp_path / "one", model="vanilla", config="smoke")
     assert m["strategy"] == "single" and m["pooled_co_bps"] == pytest.approx(m["per_session"]["s0"]["co_bps"])

@@ -116,3 +116,20 @@ def test_sessions_with_other_bin_widths_or_inputs_are_refused():
     with pytest.raises(FitError, match="sessions s1 and s2 are aligned to different events"):
         check_compatible([a, _data(6)], ["s1", "s2"], align_events=["go", "move"])
     check_compatible([a, _data(5)], ["s1", "s2"], align_events=["go", "go"])  # other unit counts are fine
+
+
+def test_heads_only_training_leaves_the_shared_system_alone():
+    from cortexfit.fit import loop
+
+    cfg = load_config({"train": {"max_epochs": 2, "batch_size": 4}, "model": {"hidden_size": 8, "factors": 3}})
+    datas = [_data(6), _data(8, seed=1)]
+    model = build_joint(datas, ["a", "b"], cfg, family="rate", seed=0)
+    tensors, batch, valid = session_losses(model, datas, ["a", "b"], cfg, "cpu")
+    before = {k: p.detach().clone() for k, p in model.shared_parameters().items()}
+    head = [p.detach().clone() for p in model.head_parameters("b")]
+    model.train_only(["b"], shared=False)
+    pos = torch.arange(len(tensors[1].train))
+    loop.train(model, mixed_batch_loss(model, [("b", batch[1], pos)]), lambda _m: valid[1](model.view("b")),
+               n_train=len(pos), opts=cfg.train, seed=0)
+    assert all(torch.equal(before[k], p) for k, p in model.shared_parameters().items())
+    assert any(not torch.equal(a, p) for a, p in zip(head, model.head_parameters("b")))

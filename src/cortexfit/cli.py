@@ -129,6 +129,9 @@ def _fit_group_args(p: argparse.ArgumentParser) -> None:
                    help="fraction of each earlier session's training trials replayed (default %(default)s)")
     p.add_argument("--truth", nargs="+", default=None, metavar="TRUTH.nc",
                    help="each session's ground truth: adds state R2 to the forgetting matrix")
+    p.add_argument("--no-warm-start", dest="warm_start", action="store_false",
+                   help="joint: fit all sessions from scratch at once (default: the first session alone, then the "
+                   "others' read-in/read-out, then all together)")
     p.add_argument("--config", default=None, help="YAML/JSON file with model and training options")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", choices=DEVICES, default="auto")

@@ -83,7 +83,7 @@ def _pooled(values: Sequence[float | None], weights: Sequence[float]) -> float |
 def run(activity: Sequence[str | os.PathLike], out_dir: str | os.PathLike, *, model: str,
         names: Sequence[str] | None = None, strategy: str = "joint", method: str = "none",
         ewc_lambda: float = 100.0, replay_fraction: float = 0.5, truth: Sequence[str | os.PathLike] | None = None,
-        config: Any = None, seed: int = 0, device: str = "auto") -> dict[str, Any]:
+        warm_start: bool = True, config: Any = None, seed: int = 0, device: str = "auto") -> dict[str, Any]:
     """Fit ``activity`` (one file per session) jointly or continually and write ``out_dir`` (module docstring).
 
     Parameters
@@ -101,6 +101,10 @@ def run(activity: Sequence[str | os.PathLike], out_dir: str | os.PathLike, *, mo
         Continual fits: :class:`cortexfit.fit.continual.ContinualOptions`.
     truth : paths, optional
         Each session's ground truth (``<name>.truth.nc``): adds ``state_r2`` to the continual score matrices.
+    warm_start : bool
+        Joint fits of several sessions in three stages: the first session alone, then the other sessions'
+        read-ins/read-outs with the shared modules frozen, then everything together (default).  From scratch,
+        the shared encoder has to reconcile read-ins in unrelated coordinates and fits worse (module docstring).
     config, seed, device
         As for :func:`cortexfit.fit.run` (latent mode).
 
@@ -137,7 +141,7 @@ def run(activity: Sequence[str | os.PathLike], out_dir: str | os.PathLike, *, mo
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
         result = _fit(paths, session_names, truths, tmp, model=model, strategy=strategy, opts=opts, config=config,
-                      seed=seed, device=device)
+                      seed=seed, device=device, warm_start=warm_start)
         if out.exists():
             shutil.rmtree(out)
         os.replace(tmp, out)
@@ -150,7 +154,7 @@ def run(activity: Sequence[str | os.PathLike], out_dir: str | os.PathLike, *, mo
 
 
 def _fit(paths: list[Path], names: list[str], truths: list[Path], out: Path, *, model: str, strategy: str,
-         opts: Any, config: Any, seed: int, device: str) -> dict[str, Any]:
+         opts: Any, config: Any, seed: int, device: str, warm_start: bool) -> dict[str, Any]:
     import torch
 
     from cortexfit.core import convention
@@ -203,15 +207,28 @@ def _fit(paths: list[Path], names: list[str], truths: list[Path], out: Path, *, 
             parts = [(n, batch[j], torch.arange(n_train[j])) for j, n in enumerate(names)]
             n_valid = [len(t.valid) for t in tensors]
 
-            def valid_all(_m) -> float:
-                return float(np.average([valid[j](joint.view(n)) for j, n in enumerate(names)], weights=n_valid))
+            def valid_of(idx: list[int]):
+                return lambda _m: float(np.average([valid[j](joint.view(names[j])) for j in idx],
+                                                   weights=[n_valid[j] for j in idx]))
 
-            res = train(joint, mixed_batch_loss(joint, parts), valid_all, n_train=sum(n_train), seed=seed,
-                        desc=f"jointly ({len(names)} sessions)", groups=n_train)
-            hist = {n: res.history for n in names}
-            rows = [("all", h) for h in res.history]
-            epochs, seconds = {n: res.epochs for n in names}, {n: res.seconds for n in names}
-            info = {n: {"best_epoch": res.best_epoch, "best_valid_loss": res.best_valid} for n in names}
+            stages = [("all", names, True)]
+            if warm_start and len(names) > 1:  # first session alone, then the others' heads, then everything
+                stages = [(f"warm-up:{names[0]}", names[:1], True), ("heads", names[1:], False), *stages]
+            rows, total, seconds_all = [], 0, 0.0
+            for k, (label, members, shared) in enumerate(stages):
+                idx = [names.index(n) for n in members]
+                joint.train_only(members, shared=shared)
+                stage = "" if len(stages) == 1 else f", stage {k + 1}/3: {label}"
+                res = train(joint, mixed_batch_loss(joint, [parts[j] for j in idx]), valid_of(idx),
+                            n_train=sum(n_train[j] for j in idx), seed=seed + 7919 * k,
+                            groups=[n_train[j] for j in idx], desc=f"jointly ({len(names)} sessions{stage})")
+                rows += [(label, h) for h in res.history]
+                total, seconds_all = total + res.epochs, seconds_all + res.seconds
+            joint.train_only(names)
+            hist = {n: [h for _, h in rows] for n in names}
+            epochs, seconds = {n: total for n in names}, {n: seconds_all for n in names}
+            info = {n: {"best_epoch": res.best_epoch, "best_valid_loss": res.best_valid,
+                        "stages": [s[0] for s in stages]} for n in names}
         else:
             cont = fit_continual(joint, names, batch, valid, n_train, opts=opts, train=train, evaluate=evaluate,
                                  seed=seed, batch_size=cfg.train.batch_size)

@@ -163,13 +163,13 @@ class JointModel(nn.Module):
         view = self.view(name)
         return [*cast(ReadInEncoder, view.encoder).read_in.parameters(), *view.readout.to_units.parameters()]
 
-    def train_only(self, names: Sequence[str]) -> None:
-        """Gradients for the shared modules and the heads of ``names``; every other head is frozen."""
+    def train_only(self, names: Sequence[str], *, shared: bool = True) -> None:
+        """Gradients for the heads of ``names`` and (``shared``) the shared modules; everything else is frozen."""
         for n in self.names:
             for p in self.head_parameters(n):
                 p.requires_grad_(n in names)
         for p in self.shared_parameters().values():
-            p.requires_grad_(True)
+            p.requires_grad_(shared)
 
 
 def check_compatible(datas: Sequence[FitData], names: Sequence[str], *, align_events: Sequence[str]) -> None:
