@@ -31,6 +31,7 @@ Examples
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import logging
@@ -48,6 +49,8 @@ from cortexfit.core.errors import ConfigError
 log = logging.getLogger("cortexfit.fit")
 
 STRATEGIES = ("joint", "continual")
+#: Learning-rate factor of the last stage of a warm-started joint fit (all sessions together, from the warm-up).
+FINE_TUNE_LR = 0.1
 
 
 def _history_csv(rows: Sequence[tuple[str, Mapping[str, float]]]) -> str:
@@ -103,7 +106,8 @@ def run(activity: Sequence[str | os.PathLike], out_dir: str | os.PathLike, *, mo
         Each session's ground truth (``<name>.truth.nc``): adds ``state_r2`` to the continual score matrices.
     warm_start : bool
         Joint fits of several sessions in three stages: the first session alone, then the other sessions'
-        read-ins/read-outs with the shared modules frozen, then everything together (default).  From scratch,
+        read-ins/read-outs with the shared modules frozen, then everything together at ``FINE_TUNE_LR`` times the
+        learning rate (default).  From scratch,
         the shared encoder has to reconcile read-ins in unrelated coordinates and fits worse (module docstring).
     config, seed, device
         As for :func:`cortexfit.fit.run` (latent mode).
@@ -175,8 +179,9 @@ def _fit(paths: list[Path], names: list[str], truths: list[Path], out: Path, *, 
     truth_ds = [convention.read_dataset(t, "truth") for t in truths]
     req = FitRequest(model=model, mode="latent", seed=int(seed), device=dev)
 
-    def train(m, loss, vloss, *, n_train, seed, desc, groups=None):
-        return loop.train(m, loss, vloss, n_train=n_train, opts=cfg.train, seed=seed, where=str(out.parent),
+    def train(m, loss, vloss, *, n_train, seed, desc, groups=None, lr_factor=1.0):
+        opts = dataclasses.replace(cfg.train, lr=cfg.train.lr * lr_factor)
+        return loop.train(m, loss, vloss, n_train=n_train, opts=opts, seed=seed, where=str(out.parent),
                           desc=f"fit {model} {desc}", groups=groups)
 
     with _deterministic(dev):
@@ -221,7 +226,8 @@ def _fit(paths: list[Path], names: list[str], truths: list[Path], out: Path, *, 
                 stage = "" if len(stages) == 1 else f", stage {k + 1}/3: {label}"
                 res = train(joint, mixed_batch_loss(joint, [parts[j] for j in idx]), valid_of(idx),
                             n_train=sum(n_train[j] for j in idx), seed=seed + 7919 * k,
-                            groups=[n_train[j] for j in idx], desc=f"jointly ({len(names)} sessions{stage})")
+                            groups=[n_train[j] for j in idx], desc=f"jointly ({len(names)} sessions{stage})",
+                            lr_factor=FINE_TUNE_LR if len(stages) > 1 and label == "all" else 1.0)
                 rows += [(label, h) for h in res.history]
                 total, seconds_all = total + res.epochs, seconds_all + res.seconds
             joint.train_only(names)
