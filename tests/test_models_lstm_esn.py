@@ -174,3 +174,15 @@ def test_esn_seam_check_rejects_a_short_overlap_and_falls_back():
     out = esn_module.reservoir_states(u2, torch.ones(2, 1), torch.zeros(2), W, torch.zeros(1, 2), 1.0, columns=16)
     drive = (u2 @ torch.ones(1, 2)).transpose(0, 1)
     torch.testing.assert_close(out, esn_module.run_reservoir(drive, W, torch.zeros(1, 2), 1.0).transpose(0, 1))
+
+
+@pytest.mark.parametrize("leak", [1.0, 0.3])
+def test_esn_closed_form_jacobian_is_autograds(leak):
+    from cortexfit.analysis.jacobians import frozen_copy
+
+    net = frozen_copy(build_dynamics("esn", input_size=2, hidden_size=30, leak_rate=leak), dtype=torch.float64)
+    s, u = torch.randn(5, 30, dtype=torch.float64), torch.randn(5, 2, dtype=torch.float64)
+    J, F = net.step_jacobian(s, u)
+    want = torch.func.vmap(torch.func.jacrev(lambda a, b: net.step(a[None], b[None])[0]))(s, u)
+    torch.testing.assert_close(J, want)
+    torch.testing.assert_close(F, net.step(s, u))

@@ -232,7 +232,6 @@ def _levenberg_marquardt(dyn: Dynamics, x: Tensor, u: Tensor, cfg: FixedPointCon
     iteration (``radius`` 0: never).  Returns states, q, the survivors' indices into ``x`` and iterations.
     """
     K, S = x.shape
-    eye = torch.eye(S, dtype=x.dtype, device=x.device)
     x, rows = x.clone(), torch.arange(K, device=x.device)
     with torch.no_grad():
         q = _speed(dyn, x, u)
@@ -249,12 +248,15 @@ def _levenberg_marquardt(dyn: Dynamics, x: Tensor, u: Tensor, cfg: FixedPointCon
         if len(idx) == 0:
             break
         xa, ua = x[idx], u[idx]
-        J, F = _jacobians(dyn, xa, ua, cfg.jacobian_chunk)
-        Jg, G = J - eye, F - xa
+        Jg, F = _jacobians(dyn, xa, ua, cfg.jacobian_chunk)
+        Jg.diagonal(dim1=1, dim2=2).sub_(1.0)  # J - I, in place (a fresh tensor)
+        G = F - xa
         JtJ = Jg.transpose(1, 2) @ Jg
         d = torch.diagonal(JtJ, dim1=1, dim2=2)
         damp = lam[idx, None] * (d + 1e-12 * d.mean(1, keepdim=True))  # Marquardt: scaled per coordinate
-        step = torch.linalg.solve(JtJ + torch.diag_embed(damp), (Jg.transpose(1, 2) @ G[..., None]))[..., 0]
+        rhs = Jg.transpose(1, 2) @ G[..., None]
+        d.add_(damp)  # JtJ + diag(damp), in place
+        step = torch.linalg.solve(JtJ, rhs)[..., 0]
         x_new = xa - step
         with torch.no_grad():
             q_new = _speed(dyn, x_new, ua)

@@ -41,7 +41,8 @@ def batched_jacobian(dynamics: Dynamics, states: Tensor, inputs: Tensor, *,
                      return_value: bool = False) -> Tensor | tuple[Tensor, Tensor]:
     """Jacobians ``dF/ds`` of ``dynamics.step`` at a batch of states: (K, S), (K, I) -> (K, S, S).
 
-    Uses ``torch.func.vmap(jacrev(step))``; with ``return_value`` also returns ``F(s, u)`` (K, S).
+    Uses the family's :meth:`~cortexfit.models.base.Dynamics.step_jacobian` when it has a closed form, else
+    ``torch.func.vmap(jacrev(step))``; with ``return_value`` also returns ``F(s, u)`` (K, S).
 
     Examples
     --------
@@ -52,6 +53,10 @@ def batched_jacobian(dynamics: Dynamics, states: Tensor, inputs: Tensor, *,
     >>> J.shape, F.shape
     (torch.Size([5, 6, 6]), torch.Size([5, 6]))
     """
+
+    closed = dynamics.step_jacobian(states, inputs) if hasattr(dynamics, "step_jacobian") else None
+    if closed is not None:  # the family's closed form (e.g. the echo-state reservoir)
+        return closed if return_value else closed[0]
 
     def f(s: Tensor, u: Tensor) -> tuple[Tensor, Tensor]:
         out = dynamics.step(s.unsqueeze(0), u.unsqueeze(0)).squeeze(0)

@@ -117,6 +117,10 @@ class Dynamics(nn.Module):
         """The discrete-time map F: (B, S), (B, I) -> (B, S)."""
         raise NotImplementedError
 
+    def step_jacobian(self, state: Tensor, u: Tensor) -> tuple[Tensor, Tensor] | None:
+        """``(dF/ds (B, S, S), F (B, S))`` in closed form, or None to let autograd compute it (the default)."""
+        return None
+
     def forward(self, u: Tensor, state0: Tensor | None = None) -> Tensor:
         """Run the network over a sequence: (B, T, I) -> (B, T, S) (reference path: iterate :meth:`step`)."""
         return self.forward_reference(u, state0)
