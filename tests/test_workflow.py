@@ -55,6 +55,16 @@ def _jobs(text: str) -> list[dict[str, str]]:
     return jobs
 
 
+def _plan_sheet(tmp_path: Path, sheet: str, config: str, *placeholders: str) -> tuple[Path, list[dict[str, str]]]:
+    """Dry-run (`-n -p`, 4 cores) a sheet whose recorded files `placeholders` exist as stubs: workdir and jobs."""
+    work = _workdir(tmp_path, sheet, config)
+    for name in placeholders:
+        (work / name).write_bytes(b"x")
+    out = _run(work, "-n", "-p", "--cores", "4")
+    assert out.returncode == 0, out.stderr[-2000:]
+    return work, _jobs(out.stdout + out.stderr)
+
+
 def _plan(tmp_path: Path, config: str, *targets: str) -> tuple[subprocess.CompletedProcess, list[dict[str, str]]]:
     work = _workdir(tmp_path, ONE_REC, config)
     (work / "rec1.nwb").write_bytes(b"x")
@@ -291,11 +301,7 @@ def test_truth_rule_for_simulated_datasets_and_rnn_families(tmp_path):
     and among the report's inputs; the flip-flop's teacher fixed points are passed along."""
     sheet = HEADER + ("sim_ff\tdata/simulated/flipflop.nwb\tflipflop\tstart_time\t\t\t5\telectrodes\n"
                       "rec1\trec1.nwb\t\tstart_time\t0\t100\t5\telectrodes\n")
-    work = _workdir(tmp_path, sheet, "models: [fa, rate, lstm]\n")
-    (work / "rec1.nwb").write_bytes(b"x")
-    out = _run(work, "-n", "-p", "--cores", "4")
-    assert out.returncode == 0, out.stderr[-2000:]
-    jobs = _jobs(out.stdout + out.stderr)
+    work, jobs = _plan_sheet(tmp_path, sheet, "models: [fa, rate, lstm]\n", "rec1.nwb")
     truth = [j for j in jobs if j["rule"] == "truth"]
     assert sorted(re.search(r"model=(\w+)", j["wildcards"]).group(1) for j in truth) == ["lstm", "rate"]
     for job in truth:
@@ -319,11 +325,8 @@ def test_group_fits_join_sessions_and_analyse_each_session(tmp_path):
     sheet = GROUP_HEADER + "".join(
         f"ff_s{k}\tdata/simulated/flipflop_session{k}_units40.nwb\tflipflop\tstart_time\t5\telectrodes\tff3\n"
         for k in (1, 2)) + "rec1\trec1.nwb\t\tstart_time\t5\telectrodes\t\n"
-    work = _workdir(tmp_path, sheet, "models: [fa, esn, rate]\nfit: {continual: {method: [none, ewc]}}\n")
-    (work / "rec1.nwb").write_bytes(b"x")
-    out = _run(work, "-n", "-p", "--cores", "4")
-    assert out.returncode == 0, out.stderr[-2000:]
-    jobs = _jobs(out.stdout + out.stderr)
+    _, jobs = _plan_sheet(tmp_path, sheet, "models: [fa, esn, rate]\nfit: {continual: {method: [none, ewc]}}\n",
+                          "rec1.nwb")
     joint = [j for j in jobs if j["rule"] == "fit_group_joint_ff3"]
     cont = [j for j in jobs if j["rule"] == "fit_group_continual_ff3"]
     assert len(joint) == 1 and "model=rate" in joint[0]["wildcards"]
@@ -360,9 +363,6 @@ def test_group_sessions_must_share_bins_and_alignment(tmp_path, column, values, 
 
 def test_a_group_of_one_is_fitted_on_its_own(tmp_path):
     sheet = GROUP_HEADER + "a\ta.nwb\t\tstart_time\t5\telectrodes\tsolo\n"
-    work = _workdir(tmp_path, sheet, "models: [vanilla]\n")
-    (work / "a.nwb").write_bytes(b"x")
-    out = _run(work, "-n", "-p")
-    assert out.returncode == 0, out.stderr[-2000:]
-    rules = [j["rule"] for j in _jobs(out.stdout + out.stderr)]
+    _, jobs = _plan_sheet(tmp_path, sheet, "models: [vanilla]\n", "a.nwb")
+    rules = [j["rule"] for j in jobs]
     assert "fit_group_joint_solo" in rules and "fit_group_continual_solo" not in rules

@@ -252,13 +252,18 @@ def truth_outputs(dataset):
     return [f"{fit_dir(dataset, m)}/truth.json" for m in MODELS if m in RNN_FAMILIES]
 
 
-def truth_inputs(wildcards):
-    """What `cortexfit truth` reads besides fit.nc: the truth, the activity, the model's and teacher's fixed points."""
-    d = wildcards.dataset
-    inputs = {"truth": truth_file(d), "activity": activity_path(d), "teacher": teacher_outputs(d)}
+def _truth_inputs(dataset, folder):
+    """What `cortexfit truth` reads besides fit.nc for a fit folder of `dataset`: the truth, the activity, the
+    folder's and the teacher's fixed points."""
+    inputs = {"truth": truth_file(dataset), "activity": activity_path(dataset), "teacher": teacher_outputs(dataset)}
     if "fixed_points" in ANALYSES:
-        inputs["fixed_points"] = f"{fit_dir(d, wildcards.model)}/{ANALYSIS_FILES['fixed_points']}"
+        inputs["fixed_points"] = f"{folder}/{ANALYSIS_FILES['fixed_points']}"
     return inputs
+
+
+def truth_inputs(wildcards):
+    """`_truth_inputs` of a dataset's own fit folder."""
+    return _truth_inputs(wildcards.dataset, fit_dir(wildcards.dataset, wildcards.model))
 
 
 def teacher_arg(wildcards, input):
@@ -341,13 +346,9 @@ def group_fit_session_files(group, strategy):
 
 
 def group_session_truth_inputs(wildcards):
-    """`truth_inputs` of a session fit folder inside a group (its own fixed points, the session's truth)."""
-    d = wildcards.session
-    inputs = {"truth": truth_file(d), "activity": activity_path(d), "teacher": teacher_outputs(d)}
-    if "fixed_points" in ANALYSES:
-        base = group_dir(wildcards.group, wildcards.strategy, wildcards.model)
-        inputs["fixed_points"] = f"{base}/sessions/{d}/{ANALYSIS_FILES['fixed_points']}"
-    return inputs
+    """`_truth_inputs` of a session's fit folder inside a group fit."""
+    base = group_dir(wildcards.group, wildcards.strategy, wildcards.model)
+    return _truth_inputs(wildcards.session, f"{base}/sessions/{wildcards.session}")
 
 
 def group_fit_args(wildcards):

@@ -54,7 +54,7 @@ def batched_jacobian(dynamics: Dynamics, states: Tensor, inputs: Tensor, *,
     (torch.Size([5, 6, 6]), torch.Size([5, 6]))
     """
 
-    closed = dynamics.step_jacobian(states, inputs) if hasattr(dynamics, "step_jacobian") else None
+    closed = dynamics.step_jacobian(states, inputs)
     if closed is not None:  # the family's closed form (e.g. the echo-state reservoir)
         return closed if return_value else closed[0]
 

@@ -126,6 +126,17 @@ def null_flags(data: FitData, cfg: FitConfig, req: FitRequest, co_bps: float | N
     return flags
 
 
+def fit_metrics(data: FitData, cfg: FitConfig, req: FitRequest, res: FitResult) -> dict[str, Any]:
+    """The contents of ``metrics.json`` (module docstring) for predictions ``res`` of the fit ``req``."""
+    from cortexfit.fit.metrics import compute_metrics
+
+    scores = compute_metrics(data, res.rates, forward=res.forward, vel_lag_ms=cfg.train.vel_lag_ms,
+                             psth_sigma_ms=cfg.train.psth_sigma_ms)
+    return {**scores, **null_flags(data, cfg, req, scores["co_bps"]), "train_seconds": round(float(res.seconds), 3),
+            "n_params": int(res.n_params), "epochs": res.epochs, "device": req.device, "model": req.model,
+            "mode": req.mode, "seed": int(req.seed), "inputs": list(data.input_names)}
+
+
 def _cleanup(out: Path, created_dir: bool) -> None:
     """After a user error: no checkpoint, and no folder if this run created it and left it empty."""
     (out / "checkpoint.pt").unlink(missing_ok=True)
@@ -177,8 +188,6 @@ def run(activity: str | os.PathLike, out_dir: str | os.PathLike, *, model: str, 
     from cortexfit.fit import outputs, registry
     from cortexfit.fit.config import load_config
     from cortexfit.fit.data import prepare
-    from cortexfit.fit.metrics import compute_metrics
-
     entry = registry.get(model)
     if mode not in registry.MODES:
         raise ConfigError(f"unknown mode {mode!r}; valid modes: {', '.join(registry.MODES)}")
@@ -198,12 +207,7 @@ def run(activity: str | os.PathLike, out_dir: str | os.PathLike, *, model: str, 
         req = _request(model, mode, seed, dev, out, fp, resume, after_epoch)
         with _deterministic(dev):
             res = fit_fn(data, cfg, req)
-        scores = compute_metrics(data, res.rates, forward=res.forward, vel_lag_ms=cfg.train.vel_lag_ms,
-                                 psth_sigma_ms=cfg.train.psth_sigma_ms)
-        result = {**scores, **null_flags(data, cfg, req, scores["co_bps"]),
-                  "train_seconds": round(float(res.seconds), 3), "n_params": int(res.n_params),
-                  "epochs": res.epochs, "device": dev, "model": model, "mode": mode, "seed": int(seed),
-                  "inputs": list(data.input_names)}
+        result = fit_metrics(data, cfg, req, res)
         fit_ds = outputs.fit_dataset(ds, split=data.split, heldout=data.heldout, spikes=data.spikes, res=res,
                                      attrs=_attrs(req, data, res, cfg, src, sha))
         outputs.write_fit_dir(out, fit_ds=fit_ds, res=res, metrics=result)

@@ -42,7 +42,8 @@ import torch
 from torch import Tensor, nn
 
 from cortexfit.core.errors import ConfigError
-from cortexfit.fit.sessions import BatchLoss, JointModel, mixed_batch_loss
+from cortexfit.fit.loop import BatchLoss
+from cortexfit.fit.sessions import JointModel, mixed_batch_loss
 
 log = logging.getLogger("cortexfit.fit")
 

@@ -56,8 +56,6 @@ from cortexfit.core.errors import ConfigError
 log = logging.getLogger("cortexfit.fit")
 
 STRATEGIES = ("joint", "continual")
-#: Learning-rate factor of the last stage of a warm-started joint fit (all sessions together, from the warm-up).
-FINE_TUNE_LR = 0.1
 
 
 def _history_csv(rows: Sequence[tuple[str, Mapping[str, float]]]) -> str:
@@ -113,8 +111,8 @@ def run(activity: Sequence[str | os.PathLike], out_dir: str | os.PathLike, *, mo
         Each session's ground truth (``<name>.truth.nc``): adds ``state_r2`` to the continual score matrices.
     warm_start : bool
         Joint fits of several sessions in three stages: the first session alone, then the other sessions'
-        read-ins/read-outs with the shared modules frozen, then everything together at ``FINE_TUNE_LR`` times the
-        learning rate (default).  From scratch,
+        read-ins/read-outs with the shared modules frozen, then everything together at
+        :data:`cortexfit.fit.sessions.FINE_TUNE_LR` times the learning rate (default).  From scratch,
         the shared encoder has to reconcile read-ins in unrelated coordinates and fits worse (module docstring).
     config, seed, device
         As for :func:`cortexfit.fit.run` (latent mode).
@@ -166,17 +164,15 @@ def run(activity: Sequence[str | os.PathLike], out_dir: str | os.PathLike, *, mo
 
 def _fit(paths: list[Path], names: list[str], truths: list[Path], out: Path, *, model: str, strategy: str,
          opts: Any, config: Any, seed: int, device: str, warm_start: bool) -> dict[str, Any]:
-    import torch
-
     from cortexfit.core import convention
     from cortexfit.core.fileio import file_sha256, write_text_atomic
     from cortexfit.core.runtime import resolve_device
-    from cortexfit.fit import _attrs, _deterministic, loop, null_flags, outputs
+    from cortexfit.fit import _attrs, _deterministic, fit_metrics, loop, outputs
     from cortexfit.fit.config import load_config
     from cortexfit.fit.continual import fit_continual
     from cortexfit.fit.data import FitRequest, prepare
     from cortexfit.fit.metrics import compute_metrics
-    from cortexfit.fit.sessions import build_joint, check_compatible, mixed_batch_loss, session_losses, session_result
+    from cortexfit.fit.sessions import build_joint, check_compatible, fit_joint, session_losses, session_result
 
     cfg = load_config(config)
     dev = resolve_device(device)
@@ -195,7 +191,6 @@ def _fit(paths: list[Path], names: list[str], truths: list[Path], out: Path, *, 
         joint = build_joint(datas, names, cfg, family=model, seed=seed).to(dev)
         tensors, batch, valid = session_losses(joint, datas, names, cfg, dev)
         n_train = [len(t.train) for t in tensors]
-        extra: dict[str, Any] = {}
 
         def predict(j: int, **kw):
             return session_result(joint, names[j], datas[j], tensors[j], **kw)
@@ -215,33 +210,15 @@ def _fit(paths: list[Path], names: list[str], truths: list[Path], out: Path, *, 
                                            bin_width_s=datas[j].bin_width_s, where=str(paths[j]), seed=seed)
             return row
 
+        forgetting_doc = None
         if strategy == "joint" or len(names) == 1:
-            parts = [(n, batch[j], torch.arange(n_train[j])) for j, n in enumerate(names)]
-            n_valid = [len(t.valid) for t in tensors]
-
-            def valid_of(idx: list[int]):
-                return lambda _m: float(np.average([valid[j](joint.view(names[j])) for j in idx],
-                                                   weights=[n_valid[j] for j in idx]))
-
-            stages = [("all", names, True)]
-            if warm_start and len(names) > 1:  # first session alone, then the others' heads, then everything
-                stages = [(f"warm-up:{names[0]}", names[:1], True), ("heads", names[1:], False), *stages]
-            rows, total, seconds_all = [], 0, 0.0
-            for k, (label, members, shared) in enumerate(stages):
-                idx = [names.index(n) for n in members]
-                joint.train_only(members, shared=shared)
-                stage = "" if len(stages) == 1 else f", stage {k + 1}/3: {label}"
-                res = train(joint, mixed_batch_loss(joint, [parts[j] for j in idx]), valid_of(idx),
-                            n_train=sum(n_train[j] for j in idx), seed=seed + 7919 * k,
-                            groups=[n_train[j] for j in idx], desc=f"jointly ({len(names)} sessions{stage})",
-                            lr_factor=FINE_TUNE_LR if len(stages) > 1 and label == "all" else 1.0)
-                rows += [(label, h) for h in res.history]
-                total, seconds_all = total + res.epochs, seconds_all + res.seconds
-            joint.train_only(names)
+            joint_fit = fit_joint(joint, names, batch, valid, n_train, [len(t.valid) for t in tensors], train=train,
+                                  seed=seed, warm_start=warm_start)
+            rows = joint_fit["rows"]
             hist = {n: [h for _, h in rows] for n in names}
-            epochs, seconds = {n: total for n in names}, {n: seconds_all for n in names}
-            info = {n: {"best_epoch": res.best_epoch, "best_valid_loss": res.best_valid,
-                        "stages": [s[0] for s in stages]} for n in names}
+            epochs = dict.fromkeys(names, joint_fit["epochs"])
+            seconds = dict.fromkeys(names, joint_fit["seconds"])
+            info = dict.fromkeys(names, joint_fit["info"])
         else:
             cont = fit_continual(joint, names, batch, valid, n_train, opts=opts, train=train, evaluate=evaluate,
                                  seed=seed, batch_size=cfg.train.batch_size)
@@ -251,20 +228,15 @@ def _fit(paths: list[Path], names: list[str], truths: list[Path], out: Path, *, 
             epochs = {n: steps[n]["epochs"] for n in names}
             seconds = {n: steps[n]["seconds"] for n in names}
             info = {n: {"best_epoch": steps[n]["best_epoch"]} for n in names}
-            extra["forgetting"] = {"sessions": names, "method": opts.method, "scores": cont["scores"],
-                                   "forgetting": cont["forgetting"],
-                                   "note": "scores[metric][i][j]: session j's test-trial score after fitting "
-                                           "session i; drops: own-fit score minus score after the last session"}
+            forgetting_doc = {"sessions": names, "method": opts.method, "scores": cont["scores"],
+                              "forgetting": cont["forgetting"],
+                              "note": "scores[metric][i][j]: session j's test-trial score after fitting "
+                                      "session i; drops: own-fit score minus score after the last session"}
         per: dict[str, dict[str, Any]] = {}
         for j, n in enumerate(names):
             res_j = predict(j, epochs=epochs[n], seconds=seconds[n], history=hist[n], info=info[n])
             d = datas[j]
-            scores = compute_metrics(d, res_j.rates, forward=True, vel_lag_ms=cfg.train.vel_lag_ms,
-                                     psth_sigma_ms=cfg.train.psth_sigma_ms)
-            metrics = {**scores, **null_flags(d, cfg, req, scores["co_bps"]),
-                       "train_seconds": round(float(seconds[n]), 3), "n_params": int(res_j.n_params),
-                       "epochs": epochs[n], "device": dev, "model": model, "mode": "latent", "seed": int(seed),
-                       "inputs": list(d.input_names)}
+            metrics = fit_metrics(d, cfg, req, res_j)
             attrs = {**_attrs(req, d, res_j, cfg, paths[j], file_sha256(paths[j])), "group_strategy": strategy,
                      "group_sessions": json.dumps(names), "group_session": n}
             fit_ds = outputs.fit_dataset(dss[j], split=d.split, heldout=d.heldout, spikes=d.spikes, res=res_j,
@@ -286,9 +258,9 @@ def _fit(paths: list[Path], names: list[str], truths: list[Path], out: Path, *, 
               "truth_files": [str(t) for t in truths],
               "continual": {"method": opts.method, "ewc_lambda": opts.ewc_lambda,
                             "replay_fraction": opts.replay_fraction} if strategy == "continual" else None}
-    if "forgetting" in extra:
-        result["forgetting"] = extra["forgetting"]["forgetting"]
-        write_text_atomic(out / "forgetting.json", json.dumps(extra["forgetting"], indent=2, default=float) + "\n")
+    if forgetting_doc is not None:
+        result["forgetting"] = forgetting_doc["forgetting"]
+        write_text_atomic(out / "forgetting.json", json.dumps(forgetting_doc, indent=2, default=float) + "\n")
     write_text_atomic(out / "history.csv", _history_csv(rows))
     write_text_atomic(out / "metrics.json", json.dumps(result, indent=2, default=float) + "\n")
     return result

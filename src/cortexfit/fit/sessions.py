@@ -36,7 +36,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -48,10 +48,12 @@ from cortexfit.fit.config import FitConfig
 from cortexfit.fit.data import FitData
 from cortexfit.fit.heads import FactorReadout
 from cortexfit.fit.latent import Encoder, LatentModel, _losses, _Tensors, build_latent_model, predict_all
+from cortexfit.fit.loop import BatchLoss
 from cortexfit.fit.outputs import FitResult
 from cortexfit.models.base import Dynamics
 
-BatchLoss = Callable[[nn.Module, Tensor, int], Tensor]
+#: Learning-rate factor of the last stage of a warm-started joint fit (all sessions together, from the warm-up).
+FINE_TUNE_LR = 0.1
 
 
 class ReadInEncoder(nn.Module):
@@ -250,6 +252,44 @@ def mixed_batch_loss(model: JointModel, parts: Sequence[tuple[str, BatchLoss, Te
         return total
 
     return loss
+
+
+def fit_joint(model: JointModel, names: Sequence[str], batch: Sequence[BatchLoss],
+              valid: Sequence[Callable[[nn.Module], float]], n_train: Sequence[int], n_valid: Sequence[int], *,
+              train: Callable[..., Any], seed: int, warm_start: bool = True) -> dict[str, Any]:
+    """Fit all sessions with one generator; warm-started in three stages when there are several (see
+    :func:`cortexfit.fit.group.run`): the first session alone, then the other sessions' heads with the shared
+    modules frozen, then everything at :data:`FINE_TUNE_LR` times the learning rate.
+
+    ``train(model, batch_loss, valid_loss, n_train=..., seed=..., desc=..., groups=..., lr_factor=...)`` runs one
+    stage (:func:`cortexfit.fit.loop.train` with the fit's options); each stage's validation loss is the
+    valid-trial-weighted mean over its sessions.  Returns ``rows`` ((stage label, history row) per epoch), the
+    total ``epochs`` and ``seconds``, and ``info`` (last stage's best epoch and loss, the stage labels).
+    """
+    parts = [(n, batch[j], torch.arange(n_train[j])) for j, n in enumerate(names)]
+    stages = [("all", list(names), True)]
+    if warm_start and len(names) > 1:
+        stages = [(f"warm-up:{names[0]}", list(names[:1]), True), ("heads", list(names[1:]), False), *stages]
+    rows: list[tuple[str, dict[str, float]]] = []
+    epochs, seconds, res = 0, 0.0, None
+    for k, (label, members, shared) in enumerate(stages):
+        idx = [names.index(n) for n in members]
+        model.train_only(members, shared=shared)
+
+        def valid_loss(_m: nn.Module, idx: list[int] = idx) -> float:
+            return float(np.average([valid[j](model.view(names[j])) for j in idx], weights=[n_valid[j] for j in idx]))
+
+        stage = "" if len(stages) == 1 else f", stage {k + 1}/{len(stages)}: {label}"
+        res = train(model, mixed_batch_loss(model, [parts[j] for j in idx]), valid_loss,
+                    n_train=sum(n_train[j] for j in idx), seed=seed + 7919 * k, groups=[n_train[j] for j in idx],
+                    desc=f"jointly ({len(names)} sessions{stage})",
+                    lr_factor=FINE_TUNE_LR if len(stages) > 1 and label == "all" else 1.0)
+        rows += [(label, h) for h in res.history]
+        epochs, seconds = epochs + res.epochs, seconds + res.seconds
+    model.train_only(names)
+    assert res is not None
+    return {"rows": rows, "epochs": epochs, "seconds": seconds,
+            "info": {"best_epoch": res.best_epoch, "best_valid_loss": res.best_valid, "stages": [s[0] for s in stages]}}
 
 
 def session_result(model: JointModel, name: str, data: FitData, t: _Tensors, *, epochs: int, seconds: float,
