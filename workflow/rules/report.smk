@@ -5,6 +5,8 @@
 rule report:
     input:
         dataset_outputs,
+        # a simulated flip-flop's truth file: its unit readout draws the teacher's fixed points in the data's axes
+        truth=lambda wc: [truth_file(wc.dataset)] if teacher_outputs(wc.dataset) else [],
     output:
         report(
             f"{RESULTS}/{{dataset}}/report.html",

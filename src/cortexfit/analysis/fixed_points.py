@@ -3,7 +3,11 @@
 The search itself (Adam, Levenberg-Marquardt, merging, classification) is
 :func:`cortexfit.analysis.fixed_point_solver.find_fixed_points`; this module picks the starts from the
 model's trajectories (:func:`cortexfit.analysis.fitdir.model_trajectories`), runs it and stores the points
-with their eigen-decomposition and their projection on the trajectories' principal components.
+with their eigen-decomposition and their projection on the trajectories' principal components.  Where the fit
+folder holds ``fit.nc`` and a readout of the recorded units in ``model.pt`` (latent and forecast fits: hidden
+-> factors -> log-rates; echo-state fits: state -> log-rates), each point's predicted ``rates`` of every unit
+are stored as well (:func:`point_rates`), in the units of ``fit.nc``'s ``rates``, so the report can draw the
+points in the data's own axes.
 
 Examples
 --------
@@ -25,7 +29,7 @@ import numpy as np
 import torch
 import xarray as xr
 
-from cortexfit.analysis.fitdir import ModelTrajectories, model_trajectories, read_fit_dir
+from cortexfit.analysis.fitdir import FitFolder, ModelTrajectories, model_trajectories, read_fit_dir
 from cortexfit.analysis.fixed_point_solver import FixedPointConfig, FixedPoints, classify, find_fixed_points
 from cortexfit.core import convention
 from cortexfit.core.errors import AnalysisError
@@ -34,7 +38,10 @@ from cortexfit.core.runtime import resolve_device
 if TYPE_CHECKING:
     from sklearn.decomposition import PCA
 
-__all__ = ["FixedPointConfig", "FixedPoints", "classify", "find_fixed_points", "run", "sample_initial_states"]
+    from cortexfit.models.base import Dynamics
+
+__all__ = ["FixedPointConfig", "FixedPoints", "UnitReadout", "classify", "find_fixed_points", "point_rates", "run",
+           "sample_initial_states", "unit_readout"]
 
 INPUTS = ("zero", "condition-mean")
 log = logging.getLogger(__name__)
@@ -125,6 +132,118 @@ def _dataset(fps: FixedPoints, data: ModelTrajectories, cfg: FixedPointConfig, c
     return ds
 
 
+# ----------------------------------------------------------------------------- rates of the recorded units
+@dataclasses.dataclass
+class UnitReadout:
+    """The fitted map from a model state to every recorded unit's predicted rate, as ``fit.nc`` stores them.
+
+    ``module`` is the fit's readout (``FactorReadout``: hidden units -> factors -> log-rates; ``StateReadout``:
+    state -> log-rates), run in float64 on ``features`` of the state: ``"hidden"`` (:meth:`Dynamics.hidden`),
+    ``"state"``, or ``"state-twice"`` for a bidirectional echo-state readout, whose features are the forward and
+    backward runs side by side (a state held forever is both).  Spike fits apply ``exp`` (clamped like the fit,
+    :func:`cortexfit.fit.heads.apply_link`) and give counts per bin; traces use the identity and the per-unit
+    affine map back to data units (``scale``, ``offset``), which ``model.pt`` does not store and is recovered
+    from ``fit.nc`` by least squares.
+    """
+
+    module: torch.nn.Module
+    dynamics: Dynamics
+    features: str
+    exp_link: bool
+    scale: np.ndarray | None = None
+    offset: np.ndarray | None = None
+
+    def raw(self, states: np.ndarray) -> np.ndarray:
+        """(..., S) states -> (..., unit) log-rates (spikes) or standardised traces."""
+        s = torch.as_tensor(np.asarray(states, dtype=float), dtype=torch.float64)
+        feats = self.dynamics.hidden(s) if self.features == "hidden" else s
+        if self.features == "state-twice":
+            feats = torch.cat([s, s], dim=-1)
+        with torch.no_grad():
+            return self.module(feats)[1].numpy()
+
+    def __call__(self, states: np.ndarray) -> np.ndarray:
+        """(..., S) states -> (..., unit) rates in ``fit.nc``'s units."""
+        from cortexfit.fit.heads import apply_link
+
+        out = self.raw(states)
+        if self.exp_link:
+            return apply_link(torch.as_tensor(out), exp_link=True)[0].numpy()
+        return out * self.scale + self.offset if self.scale is not None and self.offset is not None else out
+
+
+def _affine(raw: np.ndarray, rates: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-unit ``rates ~ scale * raw + offset`` by least squares over every bin (unit last)."""
+    x, y = raw.reshape(-1, raw.shape[-1]), rates.reshape(-1, rates.shape[-1])
+    ok = np.isfinite(x) & np.isfinite(y)
+    scale, offset = np.ones(x.shape[1]), np.zeros(x.shape[1])
+    for j in range(x.shape[1]):
+        xj, yj = x[ok[:, j], j], y[ok[:, j], j]
+        if len(xj) > 1 and np.ptp(xj) > 0:
+            scale[j], offset[j] = np.polyfit(xj, yj, 1)
+    return scale, offset
+
+
+def unit_readout(folder: FitFolder, dynamics: Dynamics) -> UnitReadout | None:
+    """The readout of ``folder``'s recorded units (None without ``fit.nc`` or a unit readout in ``model.pt``,
+    e.g. a flip-flop teacher folder, whose readout gives the task's outputs)."""
+    from cortexfit.fit.heads import FactorReadout
+    from cortexfit.models import load_model
+    from cortexfit.models.readouts import StateReadout
+
+    if not folder.has_fit:
+        return None
+    _, rest = load_model(folder.path)
+    spec = dict((rest.get("module_specs") or {}).get("readout") or {})
+    state = (rest.get("modules") or {}).get("readout") or {}
+    meta = dict(rest.get("meta") or {})
+    kwargs = {k: v for k, v in spec.items() if k != "class"}
+    module: torch.nn.Module
+    if spec.get("class") == "FactorReadout":
+        module, features = FactorReadout(**kwargs), "hidden"
+    elif spec.get("class") == "StateReadout":
+        module = StateReadout(**kwargs)
+        features = "state-twice" if int(spec["n_features"]) == 2 * dynamics.state_size else "state"
+    else:
+        return None
+    module.load_state_dict(state)
+    ro = UnitReadout(module.double().eval(), dynamics, features, exp_link=bool(meta.get("exp_link", True)))
+    if not ro.exp_link:  # traces: back to data units through fit.nc (needs the states the readout saw)
+        if "states" not in folder.fit or features == "state-twice":
+            return None
+        raw = ro.raw(folder.fit["states"].transpose("trial", "time", "state").values)
+        ro.scale, ro.offset = _affine(raw, folder.fit["rates"].transpose("trial", "time", ...).values.astype(float))
+    return ro
+
+
+def point_rates(folder: FitFolder, dynamics: Dynamics, xstar: np.ndarray) -> xr.DataArray | None:
+    """(point, unit) predicted rates at the states ``xstar`` in ``fit.nc``'s ``rates`` units and unit coord;
+    None where the folder has no unit readout (:func:`unit_readout`).
+
+    The attr ``max_rel_error_on_fit`` says how well the readout reproduces ``fit.nc``'s ``rates`` from its
+    ``states`` (max |difference| / max |rate|; NaN where the fit's rates are not a function of its states
+    alone, e.g. a bidirectional echo-state readout).
+    """
+    ro = unit_readout(folder, dynamics)
+    if ro is None:
+        return None
+    fit = folder.fit
+    nd = convention.neuron_dim(fit)
+    rates = fit["rates"].transpose("trial", "time", nd).values.astype(float)
+    err = float("nan")
+    if "states" in fit and ro.features != "state-twice":
+        pred = ro(fit["states"].transpose("trial", "time", "state").values)
+        ok = np.isfinite(rates)
+        err = float(np.abs(pred - rates)[ok].max() / max(np.abs(rates[ok]).max(), 1e-12)) if ok.any() else err
+    values = ro(xstar) if len(xstar) else np.zeros((0, rates.shape[-1]))
+    return xr.DataArray(values, dims=("point", nd), coords={nd: fit[nd].values},
+                        attrs={"units": str(fit["rates"].attrs.get("units", "")),
+                               "long_name": "the fit's predicted rate of each unit at the point",
+                               "readout": f"{type(ro.module).__name__} of the {ro.features} "
+                                          f"({'exp' if ro.exp_link else 'identity + per-unit affine'} link)",
+                               "max_rel_error_on_fit": err})
+
+
 def run(fit_dir: str | Path, out: str | Path, *, inputs: str = "zero", n_init: int = 1024, seed: int = 0,
         device: str = "auto", config: FixedPointConfig | None = None) -> xr.Dataset:
     """Find fixed/slow points of a fit directory's model and write ``OUT.nc`` (kind ``fixed_points``).
@@ -146,7 +265,8 @@ def run(fit_dir: str | Path, out: str | Path, *, inputs: str = "zero", n_init: i
     dev = resolve_device(device)
     t0 = time.perf_counter()
     log.info("fixed points of %s: reading the model and its trajectories ...", fit_dir)
-    data = model_trajectories(read_fit_dir(fit_dir), seed=seed)
+    folder = read_fit_dir(fit_dir)
+    data = model_trajectories(folder, seed=seed)
     rng = np.random.default_rng(seed)
     noise = cfg.noise_scale * float(data.states.reshape(-1, data.states.shape[-1]).std(0).mean())
     x0, u0, cond_of = _starts(data, inputs, n_init, noise, rng, Path(fit_dir))
@@ -156,6 +276,11 @@ def run(fit_dir: str | Path, out: str | Path, *, inputs: str = "zero", n_init: i
     fps = find_fixed_points(data.dynamics, torch.as_tensor(x0, device=dev), torch.as_tensor(u0, device=dev), config=cfg)
 
     ds = _dataset(fps, data, cfg, cond_of)
+    rates = point_rates(folder, data.dynamics, fps.xstar)
+    if rates is not None:
+        ds["rates"] = rates
+        log.info("fixed points of %s: unit rates at every point (readout reproduces fit.nc's rates to %.2g)",
+                 fit_dir, rates.attrs["max_rel_error_on_fit"])
     ds.attrs.update(convention.base_attrs("fixed_points"))
     extra: dict[str, Any] = {k: float(v) for k, v in fps.info.items() if k != "n_init"}
     ds.attrs.update(

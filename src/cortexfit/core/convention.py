@@ -136,12 +136,16 @@ KINDS: dict[str, KindSpec] = {
         optional={"states": ("trial", "time", "state"), "factors": ("trial", "time", "factor"),
                   "inputs": ("trial", "time", "input")},
     ),
-    # ``cortexfit fixed-points``: fixed and slow points of a fitted model.
+    # ``cortexfit fixed-points``: fixed and slow points of a fitted model.  Optional ``rates`` (point, unit|roi):
+    # the fit's predicted rate of every recorded unit at each point, in the units of ``fit.nc``'s ``rates``
+    # (count/bin for spikes) with its unit coordinate; absent for models without a unit readout (a flip-flop
+    # teacher) and in files written before it existed.
     "fixed_points": KindSpec(
         variables={"xstar": ("point", "state"), "q": ("point",), "eig_real": ("point", "eig"),
                    "eig_imag": ("point", "eig"), "label": ("point",), "point_type": ("point",),
                    "u_star": ("point", "input"), "pc_projection": ("point", "pc")},
         attrs=("family", "inputs", "n_init", "seed", "n_stable", "n_fixed"),
+        optional={"rates": ("point", "neuron")},
     ),
     # ``cortexfit geometry``: PCA, jPCA and model-data alignment.
     "geometry": KindSpec(

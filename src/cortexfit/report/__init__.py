@@ -4,8 +4,9 @@
 
 * a dataset folder (it holds ``activity.nc``) -> that dataset's report (:func:`dataset_page`):
   the recording, the models table, training curves, latent trajectories (PCA and jPCA planes), fixed
-  points, dynamics diagnostics, model-data alignment scores and, where fits hold a ``truth.json``
-  (simulated datasets), the ground-truth table (:mod:`cortexfit.report.truth`);
+  points (in each model's state PCs and in the data's PCs, beside a flip-flop teacher's:
+  :mod:`cortexfit.report.fixed_points`), dynamics diagnostics, model-data alignment scores and, where fits
+  hold a ``truth.json`` (simulated datasets), the ground-truth table (:mod:`cortexfit.report.truth`);
 * a results root (its sub-folders hold ``activity.nc``) -> an index page linking every dataset's
   ``<dataset>/report.html`` with its best model by co-bps and a co-bps table (datasets x models), and
   under "Groups" every ``groups/<group>/report.html`` (``cortexfit report-group``) there is.
@@ -14,7 +15,8 @@ With ``models`` (``--models``) only those ``fits/<model>`` folders are read, so 
 workflow no longer declares never shows up.  Fit folders are read with :mod:`cortexfit.analysis.fitdir` and
 analysis files validated (:func:`cortexfit.core.convention.read_dataset`): an invalid one raises
 :class:`~cortexfit.core.errors.ReportError` naming the file.  The report draws what the analyses wrote
-(PCA and jPCA trajectories come from ``geometry.nc``); it recomputes nothing but condition-averaged PSTHs.
+(PCA and jPCA trajectories come from ``geometry.nc``); it recomputes nothing but condition-averaged PSTHs and
+the data's PCA the fixed points are drawn in.
 
 Pages are single HTML files (figures as base64 PNG, inline CSS, no scripts or external assets) written
 atomically.  Missing pieces (a model without analyses, a dataset without behavior) are skipped with a
@@ -23,6 +25,7 @@ short note; a folder with neither layout raises :class:`~cortexfit.core.errors.R
 Layout read (written by the other stages)::
 
     DATASET/activity.nc
+    DATASET/teacher_fixed_points.nc      (simulated flip-flop; with the truth file beside the NWB file)
     DATASET/fits/<model>/{metrics.json, history.csv, fit.nc, fixed_points.nc, geometry.nc, dynamics.nc, truth.json}
 """
 
@@ -199,10 +202,11 @@ def dataset_page(data: DatasetResults) -> str:
     --------
     >>> html = dataset_page(load_dataset("results/mc_maze_small"))  # doctest: +SKIP
     """
+    from cortexfit.report import fixed_points as FP
     from cortexfit.report import sections as S
 
     steps = (("1. The recording", S.recording), ("2. Models", S.models), ("3. Training curves", S.training),
-             ("4. Latent trajectories", S.latents), ("5. Fixed points", S.fixed_points),
+             ("4. Latent trajectories", S.latents), ("5. Fixed points", FP.section),
              ("6. Dynamics", S.dynamics), ("7. Model-data alignment", S.alignment))
     if any(f.truth is not None for f in data.fits):  # simulated datasets: the comparison with the ground truth
         from cortexfit.report.truth import ground_truth
