@@ -77,3 +77,24 @@ def test_fit_readout_leaves_the_callers_tensors_unchanged(alphas):
     X0, Y0 = X.clone(), Y.clone()
     fit_readout(X, Y, alphas=alphas)
     assert torch.equal(X, X0) and torch.equal(Y, Y0)
+
+
+@pytest.mark.parametrize("where", ["nan_state", "inf_target", "opposite_infs"])
+def test_non_finite_states_or_targets_are_refused(where):
+    X, Y = torch.randn(300, 5), torch.randn(300, 2)
+    if where == "nan_state":
+        X[17, 3] = float("nan")
+    elif where == "inf_target":
+        Y[250, 1] = float("inf")
+    else:  # +inf and -inf in one column: a plain sum would be nan, a careless check could miss the pair
+        X[1, 0], X[2, 0] = float("inf"), float("-inf")
+    with pytest.raises(FitError, match="NaN or inf"):
+        fit_readout(X, Y, alphas=[1.0])
+
+
+def test_huge_finite_values_are_not_mistaken_for_inf():
+    X = torch.full((8, 3), 3e38) * torch.tensor([1.0, 1.0, -1.0])  # float32 sums overflow, the values are finite
+    X[:, 1] = torch.arange(8.0)
+    ro = fit_readout(X.double(), torch.arange(8.0, dtype=torch.float64)[:, None], alphas=[1e-9])
+    assert torch.isfinite(ro.weight).all()
+    fit_readout(X, torch.arange(8.0)[:, None], alphas=[1e-9])  # no FitError

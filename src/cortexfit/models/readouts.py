@@ -68,6 +68,21 @@ def gram(X: Tensor) -> Tensor:
     return torch.triu(G) + torch.triu(G, 1).t()
 
 
+def _finite_mean(x: Tensor, name: str) -> Tensor:
+    """Float64 mean over all but the last axis; FitError if ``x`` holds a NaN or inf.
+
+    A NaN or inf anywhere makes the mean non-finite, so the data are scanned once (no isfinite mask as large
+    as the states); only a non-finite mean is checked element-wise, since huge finite values can overflow
+    the float32 sum.
+    """
+    m = x.mean(dim=(0, 1))
+    if not bool(torch.isfinite(m).all()):
+        if not bool(torch.isfinite(x).all()):
+            raise FitError(f"fit_readout: {name} contain NaN or inf (mask or fill them first)")
+        m = x.mean(dim=(0, 1), dtype=torch.float64)
+    return m.to(torch.float64)
+
+
 def _as_2d(x: Tensor, name: str) -> Tensor:
     if x.dim() == 3:
         return x
@@ -128,8 +143,6 @@ def fit_readout(
     X, Y = _as_2d(states.detach(), "states"), _as_2d(targets.detach(), "targets")
     if X.shape[:2] != Y.shape[:2]:
         raise FitError(f"fit_readout: states {tuple(states.shape)} and targets {tuple(targets.shape)} do not match")
-    if not (bool(torch.isfinite(X).all()) and bool(torch.isfinite(Y).all())):
-        raise FitError("fit_readout: states or targets contain NaN or inf (mask or fill them first)")
     B, T, S = X.shape
     O = Y.shape[-1]
     dev, f64 = X.device, torch.float64
@@ -137,7 +150,7 @@ def fit_readout(
     # shift by the global means (ridge with intercept is shift invariant; improves float32 Gram accuracy)
     X = X.to(work)
     Y = Y.to(device=dev, dtype=work)
-    cx, cy = X.mean(dim=(0, 1)).to(f64), Y.mean(dim=(0, 1)).to(f64)
+    cx, cy = _finite_mean(X, "states"), _finite_mean(Y, "targets")
     grid = None if alphas is None else torch.as_tensor(alphas, dtype=f64, device=dev).flatten()
     k = 1 if grid is not None and grid.numel() == 1 else max(2, int(folds))
     ids, over_trials = _fold_ids(B, T, k, dev)
@@ -151,8 +164,9 @@ def fit_readout(
             Yf = (Y[sel] if over_trials else Y[:, sel]).reshape(-1, O)
         if Xf.shape[0] < 2:
             raise FitError(f"fit_readout: fold {f} has fewer than 2 samples ({B} trials x {T} steps, {k} folds)")
-        # copy=True: with float64 inputs and one fold, .to() would return a view of the caller's tensors
-        Xf, Yf = Xf.to(f64, copy=True).sub_(cx), Yf.to(f64, copy=True).sub_(cy)
+        # float64 copies shifted in one pass (never a view of the caller's tensors, which stay untouched)
+        Xf = torch.sub(Xf, cx, out=torch.empty(Xf.shape, dtype=f64, device=dev))
+        Yf = torch.sub(Yf, cy, out=torch.empty(Yf.shape, dtype=f64, device=dev))
         stats.append((float(Xf.shape[0]), Xf.sum(0), Yf.sum(0), gram(Xf), Xf.t() @ Yf, (Yf * Yf).sum(0)))
     total = [sum(s[i] for s in stats) for i in range(6)]
 
