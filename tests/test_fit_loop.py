@@ -111,3 +111,38 @@ def test_grouped_batches_stay_inside_one_block_and_cover_every_index_once():
     assert torch.equal(torch.cat(plain), want)
     with pytest.raises(ValueError, match="groups sum to 22"):
         shuffled_batches(23, 4, gen, groups=[10, 12])
+
+
+
+def test_learning_rate_decays_after_each_plateau_and_a_resumed_fit_keeps_it(tmp_path, monkeypatch):
+    # the valid loss improves once, then never again: with lr_patience 2 the rate halves after bad epochs 2 and 4
+    opts = TrainOptions(max_epochs=7, batch_size=40, lr=0.1, patience=50, lr_decay=0.5, lr_patience=2, lr_min=0.03)
+    lrs: list[float] = []
+    step = torch.optim.AdamW.step
+
+    def spy(self, *a, **k):
+        lrs.append(self.param_groups[0]["lr"])
+        return step(self, *a, **k)
+
+    monkeypatch.setattr(torch.optim.AdamW, "step", spy)
+    calls = iter([1.0, 0.5] + [0.9] * 10)
+    train(_net(), _loss, lambda m: next(calls), n_train=40, opts=opts, seed=0)
+    # epochs 1-4 at 0.1; bad epochs 3 and 4 -> 0.05 for epochs 5-6; bad epochs 5 and 6 -> 0.025, floored at 0.03
+    assert lrs == pytest.approx([0.1, 0.1, 0.1, 0.1, 0.05, 0.05, 0.03])
+
+    lrs.clear()
+    calls = iter([1.0, 0.5] + [0.9] * 10)
+    train(_net(), _loss, lambda m: next(calls), n_train=40, opts=TrainOptions(max_epochs=7, batch_size=40, lr=0.1,
+                                                                              patience=50, lr_decay=1.0), seed=0)
+    assert lrs == pytest.approx([0.1] * 7)  # lr_decay 1: constant
+
+    def stop(epoch):
+        if epoch == 5:
+            raise KeyboardInterrupt
+
+    ck = tmp_path / "c.pt"
+    calls = iter([1.0, 0.5] + [0.9] * 10)
+    with pytest.raises(KeyboardInterrupt):
+        train(_net(), _loss, lambda m: next(calls), n_train=40, opts=opts, seed=0, checkpoint=ck, fingerprint="f",
+              after_epoch=stop)
+    assert load_checkpoint(ck, "f").optimizer["param_groups"][0]["lr"] == pytest.approx(0.05)

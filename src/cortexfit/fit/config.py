@@ -50,6 +50,11 @@ class TrainOptions:
     recurrent weights towards zero every step and weakens the attractors a fitted network needs.  On the
     simulated flip-flop (rate family, seed 0) 1e-2 gave 4 stable fixed points, 1 matched to the teacher's 8,
     state R2 0.93; 1e-4 gives 8 of 8 matched, state R2 0.95, co-bps 0.163 (vs 0.158).
+
+    ``lr_decay`` < 1 multiplies the learning rate by that factor after every ``lr_patience`` epochs without a
+    better validation loss (not below ``lr_min``); the default 1 keeps it constant.  On the simulated flip-flop
+    (rate family) 0.5 / 10 raised the state R2 from 0.893 to 0.944 (fit seed 1) and from 0.948 to 0.956 (seed 0)
+    but did not make the recovered fixed points more reliable (2 and 6 of 8 matched), so it is off by default.
     """
 
     max_epochs: int = 300
@@ -58,6 +63,9 @@ class TrainOptions:
     weight_decay: float = 1e-4
     grad_clip: float = 5.0
     patience: int = 50
+    lr_decay: float = 1.0
+    lr_patience: int = 10
+    lr_min: float = 1e-4
     min_epochs: int = 0
     tbptt: int | None = None
     heldout_frac: float = 0.25
@@ -78,6 +86,9 @@ class TrainOptions:
         _check(self.grad_clip > 0, s, "grad_clip", "must be > 0")
         _check(self.patience >= 1, s, "patience", "must be >= 1")
         _check(self.min_epochs >= 0, s, "min_epochs", "must be >= 0")
+        _check(0 < self.lr_decay <= 1, s, "lr_decay", "must be in (0, 1]")
+        _check(self.lr_patience >= 1, s, "lr_patience", "must be >= 1")
+        _check(self.lr_min >= 0, s, "lr_min", "must be >= 0")
         _check(self.tbptt is None or self.tbptt >= 1, s, "tbptt", "must be null or >= 1")
         _check(0 < self.heldout_frac < 1, s, "heldout_frac", "must be in (0, 1)")
         _check(0 < self.valid_frac < 1 and 0 < self.test_frac < 1, s, "valid_frac/test_frac", "must be in (0, 1)")

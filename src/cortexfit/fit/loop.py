@@ -324,6 +324,9 @@ def train(
                 st.best = _cpu_state(model)
             else:
                 st.bad_epochs += 1
+                if opts.lr_decay < 1 and st.bad_epochs % opts.lr_patience == 0:
+                    for g in optim.param_groups:  # stored in the optimizer's state: a resumed fit keeps it
+                        g["lr"] = max(g["lr"] * opts.lr_decay, min(opts.lr_min, g["lr"]))
             st.seconds += time.perf_counter() - t0
             st.history.append({"epoch": st.epoch, "train_loss": train_loss, "valid_loss": v, "seconds": st.seconds})
             stop = st.bad_epochs >= opts.patience and st.epoch >= opts.min_epochs
