@@ -20,6 +20,7 @@ def _rules() -> set[str]:
     names = set()
     for smk in (ROOT / "workflow" / "rules").glob("*.smk"):
         names |= set(re.findall(r"^rule (\w+):", smk.read_text(), re.M))
+        names |= set(re.findall(r"^use rule \w+ as (\w+)", smk.read_text(), re.M))
     return names
 
 
@@ -29,12 +30,27 @@ def test_profile_sizes_known_rules_and_never_asks_for_gpus_itself():
     sized = profile["set-resources"]
     assert set(sized) <= _rules(), set(sized) - _rules()
     assert {"simulate", "ingest", "fit", "fixed_points", "geometry", "dynamics", "report"} <= set(sized)
+    # every rule with a fixed name that runs as a job is sized (figures_all only collects, dandi_download is a
+    # local rule); the per-group fit rules size themselves (test below)
+    jobs = _rules() - {"figures_all", "dandi_download"}
+    assert jobs <= set(sized), jobs - set(sized)
     for rule, res in sized.items():
         assert res["runtime"] > 0 and res["mem_mb"] > 0, rule
         assert not {"gpu", "gres", "gpu_model"} & set(res), f"{rule}: GPUs come from the rule's gpu resource"
     text = PROFILE.read_text()
     assert re.search(r"^\s*# slurm_partition: .*edit 1", text, re.M)
     assert re.search(r"^\s*# slurm_account: .*edit 2", text, re.M)
+
+
+def test_per_group_fit_rules_carry_their_own_sizes():
+    text = (ROOT / "workflow" / "rules" / "groups.smk").read_text()
+    blocks = re.split(r"^    rule:\n", text, flags=re.M)[1:]  # the rules generated in the loop over groups
+    assert len(blocks) == 2
+    for block in blocks:
+        res = re.search(r"resources:\n((?:\s+#.*\n|\s+\w+=.*\n)+)", block)
+        assert res, block[:80]
+        sizes = dict(re.findall(r"(\w+)=(\d+)", res.group(1)))
+        assert int(sizes["runtime"]) > 0 and int(sizes["mem_mb"]) > 0
 
 
 def test_only_gpu_families_ask_for_a_gpu():

@@ -43,6 +43,10 @@ for _group, _members in GROUPS.items():
         threads: config["fit"]["threads"]
         resources:
             gpu=gpu_request,
+            # one rule per group, so the SLURM profile cannot name it: sized here (a group fit trains every
+            # session, so twice a single fit's request; local runs ignore runtime)
+            runtime=960,
+            mem_mb=16000,
         params:
             out_dir=lambda wc, output: os.path.dirname(output.metrics),
             names=" ".join(_members),
@@ -81,6 +85,10 @@ for _group, _members in GROUPS.items():
         threads: config["fit"]["threads"]
         resources:
             gpu=gpu_request,
+            # one rule per group, so the SLURM profile cannot name it: sized here (a group fit trains every
+            # session, so twice a single fit's request; local runs ignore runtime)
+            runtime=960,
+            mem_mb=16000,
         params:
             out_dir=lambda wc, output: os.path.dirname(output.metrics),
             names=" ".join(_members),

@@ -34,7 +34,7 @@ from __future__ import annotations
 import logging
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -205,9 +205,11 @@ def dataset_page(data: DatasetResults) -> str:
     from cortexfit.report import fixed_points as FP
     from cortexfit.report import sections as S
 
-    steps = (("1. The recording", S.recording), ("2. Models", S.models), ("3. Training curves", S.training),
-             ("4. Latent trajectories", S.latents), ("5. Fixed points", FP.section),
-             ("6. Dynamics", S.dynamics), ("7. Model-data alignment", S.alignment))
+    Step = tuple[str, Callable[[DatasetResults, H.Section], None]]
+    steps: tuple[Step, ...] = (
+        ("1. The recording", S.recording), ("2. Models", S.models), ("3. Training curves", S.training),
+        ("4. Latent trajectories", S.latents), ("5. Fixed points", FP.section),
+        ("6. Dynamics", S.dynamics), ("7. Model-data alignment", S.alignment))
     if any(f.truth is not None for f in data.fits):  # simulated datasets: the comparison with the ground truth
         from cortexfit.report.truth import ground_truth
 

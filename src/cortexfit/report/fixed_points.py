@@ -233,7 +233,8 @@ def figure(panels: list[dict], data_traj: np.ndarray, *, xlabel: str, ylabel: st
             ax.plot(data_traj[k, :, 0], data_traj[k, :, 1], color="0.7", lw=0.9, zorder=1,
                     label="data" if k == 0 else None)
         model = p.get("model")
-        for k in range(min(len(model) if model is not None else 0, MAX_TRAJ)):
+        model = np.empty((0, 0, 2)) if model is None else np.asarray(model)
+        for k in range(min(len(model), MAX_TRAJ)):
             ok = np.isfinite(model[k, :, :2]).all(axis=1)
             ax.plot(model[k, ok, 0], model[k, ok, 1], color="#1f77b4", lw=0.8, ls="--", zorder=2,
                     label="model" if k == 0 else None)
