@@ -55,6 +55,7 @@ class FitFolder:
     history: dict[str, np.ndarray] | None = None
     notes: list[str] = field(default_factory=list)
     _models: dict[str, tuple[Dynamics, dict[str, Any]]] = field(default_factory=dict, repr=False)
+    _saved: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @property
     def name(self) -> str:
@@ -102,7 +103,15 @@ class FitFolder:
             if not isinstance(dyn, Dynamics):
                 raise AnalysisError(f"{self.path / 'model.pt'}: a {type(dyn).__name__} has no recurrent dynamics")
             self._models[device] = (dyn, dict(rest.get("meta") or {}))
+            self._saved = rest
         return self._models[device]
+
+    def saved_modules(self) -> dict[str, Any]:
+        """What ``model.pt`` holds besides the dynamics (``modules``, ``module_specs``, ``meta``), read with
+        :meth:`model` (once)."""
+        if not self._saved:
+            self.model()
+        return self._saved
 
     def analysis_path(self, kind: str) -> Path:
         """Where the workflow puts the ``kind`` analysis of this fit (``<kind>.nc``)."""

@@ -188,12 +188,11 @@ def unit_readout(folder: FitFolder, dynamics: Dynamics) -> UnitReadout | None:
     """The readout of ``folder``'s recorded units (None without ``fit.nc`` or a unit readout in ``model.pt``,
     e.g. a flip-flop teacher folder, whose readout gives the task's outputs)."""
     from cortexfit.fit.heads import FactorReadout
-    from cortexfit.models import load_model
     from cortexfit.models.readouts import StateReadout
 
     if not folder.has_fit:
         return None
-    _, rest = load_model(folder.path)
+    rest = folder.saved_modules()
     spec = dict((rest.get("module_specs") or {}).get("readout") or {})
     state = (rest.get("modules") or {}).get("readout") or {}
     meta = dict(rest.get("meta") or {})

@@ -263,7 +263,8 @@ def fixed_points(panels: Sequence[dict]) -> Figure:
     """Fixed/slow points in PC1-PC2 coloured by stability, over a few condition-averaged trajectories.
 
     Each panel is ``{"title", "points" (point, >=2), "label" (point,), "point_type" (point,),
-    "traj" (trajectory, time, >=2), "xlabel", "ylabel"}``.
+    "traj" (trajectory, time, >=2), "xlabel", "ylabel"}``; optionally ``"traj_label"`` (legend entry of the grey
+    trajectories) and ``"model"`` (trajectory, time, >=2), drawn dashed blue as "model".
 
     Examples
     --------
@@ -276,7 +277,14 @@ def fixed_points(panels: Sequence[dict]) -> Figure:
         traj = np.asarray(p.get("traj", np.zeros((0, 0, 2))), dtype=float)
         for k in range(min(len(traj), 8)):
             ok = np.isfinite(traj[k, :, :2]).all(axis=1)
-            ax.plot(traj[k, ok, 0], traj[k, ok, 1], color="0.65", lw=0.9, zorder=1)
+            ax.plot(traj[k, ok, 0], traj[k, ok, 1], color="0.65", lw=0.9, zorder=1,
+                    label=p.get("traj_label") if k == 0 else None)
+        model = p.get("model")
+        model = np.zeros((0, 0, 2)) if model is None else np.asarray(model, dtype=float)
+        for k in range(min(len(model), 8)):
+            ok = np.isfinite(model[k, :, :2]).all(axis=1)
+            ax.plot(model[k, ok, 0], model[k, ok, 1], color="#1f77b4", lw=0.8, ls="--", zorder=2,
+                    label="model" if k == 0 else None)
         pts = np.asarray(p["points"], dtype=float)
         labels = np.asarray(p["label"], dtype=str)
         kinds = np.asarray(p.get("point_type", np.full(len(pts), "fixed")), dtype=str)
@@ -287,11 +295,11 @@ def fixed_points(panels: Sequence[dict]) -> Figure:
                 if m.any():
                     ax.scatter(pts[m, 0], pts[m, 1], marker=marker, s=28, zorder=3,
                                color=LABEL_COLORS.get(lab, "#7f7f7f"), label=f"{lab} ({kind}, {m.sum()})")
-        if ok.any():
+        if ok.any() or p.get("traj_label") or len(model):
             ax.legend(fontsize=7)
-        elif not len(traj):
+        if not ok.any() and not len(traj):
             _empty(ax, "no fixed points")
-        else:
+        elif not ok.any():
             ax.text(0.5, 0.95, "no fixed points found", ha="center", va="top", transform=ax.transAxes, color="0.4")
         ax.set_title(p["title"], fontsize=9)
         ax.set_xlabel(p.get("xlabel", "PC1"))

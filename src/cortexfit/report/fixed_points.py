@@ -41,7 +41,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import xarray as xr
-from matplotlib.figure import Figure
 
 from cortexfit.core import convention
 from cortexfit.report import caveats as C
@@ -56,7 +55,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 N_PCS = 3
-MAX_TRAJ = 8
 TEACHER_FILE = "teacher_fixed_points.nc"
 
 
@@ -164,11 +162,13 @@ def teacher_rates(truth: xr.Dataset, states: np.ndarray) -> np.ndarray | None:
     C = np.asarray(truth["unit_readout"].transpose("unit", ...).values, dtype=float)
     if np.ndim(states) != 2 or np.shape(states)[1] != C.shape[1]:
         return None
+    from cortexfit.simulate.recording import capped_rates
+
     try:
         cap = float(json.loads(truth.attrs.get("config", "{}")).get("max_rate_hz", np.inf))
     except (TypeError, ValueError):
         cap = np.inf
-    return np.minimum(np.exp(truth["log_baseline"].values.astype(float) + states @ C.T), cap)
+    return capped_rates(states, C, truth["log_baseline"].values.astype(float), cap)
 
 
 def teacher_panel(data: DatasetResults, axes: DataAxes) -> tuple[dict | None, str | None]:
@@ -217,44 +217,6 @@ def model_panels(data: DatasetResults, axes: DataAxes) -> tuple[list[dict], list
     return panels, old
 
 
-def figure(panels: list[dict], data_traj: np.ndarray, *, xlabel: str, ylabel: str) -> Figure:
-    """One panel per model (and the teacher) in data PC1-PC2: the data's condition averages (grey), the
-    model's (thin blue, dashed) and the points by stability (o fixed, x slow).
-
-    Examples
-    --------
-    >>> fig = figure([{"title": "rate", "points": np.zeros((1, 2)), "label": np.array(["stable"]),
-    ...                "point_type": np.array(["fixed"]), "model": np.zeros((1, 3, 2))}], np.zeros((2, 3, 2)),
-    ...              xlabel="PC1", ylabel="PC2")
-    """
-    fig, axs = F._grid(max(1, len(panels)), 3, (3.4, 3.0))
-    for ax, p in zip(axs, panels):
-        for k in range(min(len(data_traj), MAX_TRAJ)):
-            ax.plot(data_traj[k, :, 0], data_traj[k, :, 1], color="0.7", lw=0.9, zorder=1,
-                    label="data" if k == 0 else None)
-        model = p.get("model")
-        model = np.empty((0, 0, 2)) if model is None else np.asarray(model)
-        for k in range(min(len(model), MAX_TRAJ)):
-            ok = np.isfinite(model[k, :, :2]).all(axis=1)
-            ax.plot(model[k, ok, 0], model[k, ok, 1], color="#1f77b4", lw=0.8, ls="--", zorder=2,
-                    label="model" if k == 0 else None)
-        pts, labels, kinds = np.asarray(p["points"], float), p["label"], p["point_type"]
-        ok = np.isfinite(pts[:, :2]).all(axis=1) if len(pts) else np.zeros(0, bool)
-        for lab in dict.fromkeys(labels[ok].tolist()):
-            for kind, marker in (("fixed", "o"), ("slow", "x")):
-                m = ok & (labels == lab) & ((kinds == kind) if kind == "slow" else (kinds != "slow"))
-                if m.any():
-                    ax.scatter(pts[m, 0], pts[m, 1], marker=marker, s=28, zorder=3,
-                               color=F.LABEL_COLORS.get(lab, "#7f7f7f"), label=f"{lab} ({kind}, {m.sum()})")
-        if not ok.any():
-            ax.text(0.5, 0.95, "no fixed points found", ha="center", va="top", transform=ax.transAxes, color="0.4")
-        ax.legend(fontsize=7)
-        ax.set_title(p["title"], fontsize=9)
-        ax.set_xlabel(xlabel)
-        ax.set_ylabel(ylabel)
-    return fig
-
-
 def in_data_axes(data: DatasetResults, sec: H.Section) -> None:
     """The second figure of section 5: models' and teacher's fixed points in the data's PCs (Hz)."""
     fps = [f.analyses["fixed_points"] for f in data.fits if "fixed_points" in f.analyses]
@@ -275,8 +237,8 @@ def in_data_axes(data: DatasetResults, sec: H.Section) -> None:
         panels.append(teacher)
     if panels and axes.pca.n_components_ >= 2:
         evr = axes.pca.explained_variance_ratio_
-        pct = lambda i: f" ({100 * evr[i]:.0f}%)"
-        fig = figure(panels, axes.trajectories, xlabel="data PC1" + pct(0) + " (Hz)", ylabel="data PC2" + pct(1))
+        labels = {"xlabel": f"data PC1 ({100 * evr[0]:.0f}%) (Hz)", "ylabel": f"data PC2 ({100 * evr[1]:.0f}%)"}
+        fig = F.fixed_points([{**p, "traj": axes.trajectories, "traj_label": "data", **labels} for p in panels])
         sec.add(H.image(F.to_base64(fig), "fixed points in the data's axes",
                         f"The same points in the data's own axes: PCA of the recording's condition-averaged rates "
                         f"(smoothed {opts['smooth_ms']:g} ms, spikes/s) with the data's trajectories (grey), each "

@@ -236,7 +236,18 @@ def exp_rates(latents: np.ndarray, C: np.ndarray, target_hz: np.ndarray,
     drive = latents @ C.T
     top = drive.max(0)
     baseline = np.log(target_hz) - (np.log(np.exp(drive - top).mean(0)) + top)
-    return np.minimum(np.exp(baseline + drive), max_rate_hz), baseline
+    return capped_rates(latents, C, baseline, max_rate_hz), baseline
+
+
+def capped_rates(latents: np.ndarray, C: np.ndarray, baseline: np.ndarray, max_rate_hz: float) -> np.ndarray:
+    """The simulated units' rates (Hz) at ``latents``: ``min(exp(baseline + latents @ C.T), max_rate_hz)``.
+
+    Examples
+    --------
+    >>> capped_rates(np.zeros((1, 2)), np.eye(2), np.array([0.0, 1.0]), 2.0).round(3).tolist()
+    [[1.0, 2.0]]
+    """
+    return np.minimum(np.exp(baseline + latents @ C.T), max_rate_hz)
 
 
 def new_truth(task: str, seed: int, cfg: CommonConfig, rates: np.ndarray, latents: np.ndarray, time: np.ndarray,
