@@ -98,3 +98,34 @@ def test_huge_finite_values_are_not_mistaken_for_inf():
     ro = fit_readout(X.double(), torch.arange(8.0, dtype=torch.float64)[:, None], alphas=[1e-9])
     assert torch.isfinite(ro.weight).all()
     fit_readout(X, torch.arange(8.0)[:, None], alphas=[1e-9])  # no FitError
+
+
+def test_gram_accumulates_in_place_on_the_blas_path():
+    # float64 with >= 64 columns takes BLAS syrk; adding a second block must update the first block's Gram
+    from cortexfit.models.readouts import gram, symmetrize
+
+    X = torch.randn(300, 70, dtype=torch.float64)
+    G = gram(X[:100], torch.zeros(70, 70, dtype=torch.float64))
+    G2 = gram(X[100:], G)
+    assert G2.data_ptr() == G.data_ptr()
+    assert torch.allclose(symmetrize(G2), X.t() @ X)
+    assert not torch.allclose(symmetrize(gram(X[100:], torch.zeros(70, 70, dtype=torch.float64))), X.t() @ X)
+
+
+def test_fit_readout_blocks_equal_the_one_pass_solution():
+    # more rows than one ~32 MB block of 64 float64 columns (65,536 rows): the blocks must add up exactly
+    from cortexfit.models import readouts
+
+    torch.manual_seed(3)
+    X = torch.randn(70_000, 64)
+    Y = X[:, :3] @ torch.randn(3, 2) + 0.1 * torch.randn(70_000, 2)
+    assert X.shape[0] > (1 << 22) // 64
+    ro = fit_readout(X, Y, alphas=[1e-3])
+    Xd, Yd = X.double(), Y.double()
+    mx, my = Xd.mean(0), Yd.mean(0)
+    W = torch.linalg.solve((Xd - mx).t() @ (Xd - mx) + 1e-3 * torch.eye(64, dtype=torch.float64),
+                           (Xd - mx).t() @ (Yd - my))
+    assert torch.allclose(ro.weight.detach().double(), W.t(), atol=1e-6)
+    assert torch.allclose(ro.bias.detach().double(), my - mx @ W, atol=1e-6)
+    n, sx, sy, G, C, yy = readouts._stats(X, Y, mx, my, rows=1000)
+    assert n == 70_000 and torch.allclose(G, (Xd - mx).t() @ (Xd - mx))

@@ -1,7 +1,8 @@
 """Closed-form readouts of recurrent states: ridge with the penalty chosen by k-fold CV, and the ESN's state readout.
 
 :func:`fit_readout` fits ``y = W s + b`` on reservoir (or any) states.  Sufficient statistics (Gram
-matrices) are computed once per fold in one pass over the data; every fold then needs ONE symmetric
+matrices) are computed once per fold in one pass over the data, in float64 blocks of about 32 MB (no float64
+copy of the data); every fold then needs ONE symmetric
 eigendecomposition of its training Gram matrix, reused for the whole grid of ridge values, and the
 validation error of every ridge value is evaluated in the eigenbasis without touching the data again.
 
@@ -19,6 +20,7 @@ True
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -50,22 +52,58 @@ class RidgeReadout(nn.Linear):
                 "alpha": self.alpha}
 
 
-def gram(X: Tensor) -> Tensor:
-    """``X^T X`` for (N, S) ``X``: BLAS ``syrk`` (half the work of a matmul) on CPU, a matmul elsewhere.
+def gram(X: Tensor, out: Tensor | None = None) -> Tensor:
+    """``X^T X`` for (N, S) ``X``, added to ``out`` if given: BLAS ``syrk`` (half the work of a matmul) on CPU.
+
+    On the CPU, for float64 and S >= 64, only the upper triangle of ``out`` is updated (:func:`symmetrize`
+    completes it); elsewhere a matmul updates all of it.
 
     Examples
     --------
     >>> X = torch.randn(50, 3, dtype=torch.float64)
-    >>> torch.allclose(gram(X), X.t() @ X)
+    >>> torch.allclose(symmetrize(gram(X[25:], gram(X[:25]))), X.t() @ X)
     True
     """
     if X.device.type != "cpu" or X.dtype != torch.float64 or X.shape[1] < 64:
-        return X.t() @ X
+        return X.t() @ X if out is None else out.addmm_(X.t(), X)
     from scipy.linalg import blas
 
     A = X.numpy()  # C-ordered (N, S): A.T is Fortran-ordered (S, N), so syrk computes A.T @ A without a copy
-    G = torch.from_numpy(blas.dsyrk(1.0, A.T, trans=0))  # upper triangle filled
+    if out is None:
+        return torch.from_numpy(blas.dsyrk(1.0, A.T, trans=0))
+    C = out.numpy().T  # ``out`` is symmetric in what we read: its transpose view is Fortran-ordered, no copy
+    R = blas.dsyrk(1.0, A.T, beta=1.0, c=C, trans=0, lower=1, overwrite_c=1)  # lower of C = upper of ``out``
+    if not np.shares_memory(R, C):  # f2py made a copy after all
+        C[...] = R
+    return out
+
+
+def symmetrize(G: Tensor) -> Tensor:
+    """The full symmetric matrix from the upper triangle of ``G`` (what :func:`gram` fills on the CPU)."""
     return torch.triu(G) + torch.triu(G, 1).t()
+
+
+def _stats(X: Tensor, Y: Tensor, cx: Tensor, cy: Tensor, rows: int) -> tuple:
+    """``(n, sum x, sum y, X^T X, X^T Y, sum y^2)`` of ``X - cx``, ``Y - cy`` in float64, ``rows`` rows at a time.
+
+    Each block is shifted into one reused float64 buffer, so no float64 copy of the data is ever made.
+    """
+    n, S = X.shape
+    f64, dev = torch.float64, X.device
+    bx = torch.empty(min(rows, n), S, dtype=f64, device=dev)
+    by = torch.empty(min(rows, n), Y.shape[1], dtype=f64, device=dev)
+    sx, sy = X.new_zeros(S, dtype=f64), X.new_zeros(Y.shape[1], dtype=f64)
+    G, C, yy = X.new_zeros(S, S, dtype=f64), X.new_zeros(S, Y.shape[1], dtype=f64), torch.zeros_like(sy)
+    for r0 in range(0, n, rows):
+        m = min(rows, n - r0)
+        xb = torch.sub(X[r0 : r0 + m], cx, out=bx[:m])
+        yb = torch.sub(Y[r0 : r0 + m], cy, out=by[:m])
+        sx += xb.sum(0)
+        sy += yb.sum(0)
+        gram(xb, G)
+        C.addmm_(xb.t(), yb)
+        yy += (yb * yb).sum(0)
+    return float(n), sx, sy, symmetrize(G), C, yy
 
 
 def _finite_mean(x: Tensor, name: str) -> Tensor:
@@ -154,6 +192,8 @@ def fit_readout(
     grid = None if alphas is None else torch.as_tensor(alphas, dtype=f64, device=dev).flatten()
     k = 1 if grid is not None and grid.numel() == 1 else max(2, int(folds))
     ids, over_trials = _fold_ids(B, T, k, dev)
+    # float64 statistics of the shifted data in blocks of ~32 MB (all at once on a GPU)
+    rows = max(256, (1 << 22) // S) if dev.type == "cpu" else B * T
     stats = []  # per fold: n, sx, sy, G, C, yy (float64)
     for f in range(k):
         if k == 1:
@@ -164,10 +204,7 @@ def fit_readout(
             Yf = (Y[sel] if over_trials else Y[:, sel]).reshape(-1, O)
         if Xf.shape[0] < 2:
             raise FitError(f"fit_readout: fold {f} has fewer than 2 samples ({B} trials x {T} steps, {k} folds)")
-        # float64 copies shifted in one pass (never a view of the caller's tensors, which stay untouched)
-        Xf = torch.sub(Xf, cx, out=torch.empty(Xf.shape, dtype=f64, device=dev))
-        Yf = torch.sub(Yf, cy, out=torch.empty(Yf.shape, dtype=f64, device=dev))
-        stats.append((float(Xf.shape[0]), Xf.sum(0), Yf.sum(0), gram(Xf), Xf.t() @ Yf, (Yf * Yf).sum(0)))
+        stats.append(_stats(Xf, Yf, cx, cy, rows))
     total = [sum(s[i] for s in stats) for i in range(6)]
 
     def centred(st):
