@@ -189,3 +189,39 @@ def test_progress_lines_reach_the_log(tmp_path, monkeypatch, caplog):
     assert any(line.startswith("fixed points: Adam iteration") for line in lines)
     assert any("Levenberg-Marquardt (float32) iteration" in line for line in lines)
     assert all("elapsed" in line for line in lines)
+
+
+def _numpy_top(J: np.ndarray, n: int):
+    w, v = np.linalg.eig(J)
+    o = np.argsort(-np.abs(w), axis=1, kind="stable")
+    return np.take_along_axis(w, o, 1), np.take_along_axis(v, o[:, None, :n], 2)
+
+
+def test_leading_eigenvectors_by_inverse_iteration_match_lapack():
+    from cortexfit.analysis.fixed_point_solver import _eig_top
+
+    g = np.random.default_rng(4)
+    rot = np.array([[0.0, -1.0], [1.0, 0.0]])
+    J = g.standard_normal((6, 40, 40)) / 8
+    J[0, :2, :2] += 3 * rot  # a dominant complex pair
+    w, v = _eig_top(torch.as_tensor(J), 3)
+    w_ref, v_ref = _numpy_top(J, 3)
+    assert np.allclose(np.sort_complex(w.round(10)), np.sort_complex(w_ref.round(10)))
+    assert np.allclose(np.abs(w), np.abs(w_ref))
+    assert np.allclose(np.linalg.norm(v, axis=1), 1.0)
+    for k in range(6):  # each vector is an eigenvector of its own eigenvalue
+        assert np.allclose(J[k] @ v[k], v[k] * w[k, :3], atol=1e-8)
+
+
+def test_eigen_fallback_when_eigenvalues_fail(monkeypatch):
+    # NaN eigenvalues from the fast path must be redone by the full LAPACK decomposition, not passed on
+    from cortexfit.analysis import fixed_point_solver as fps
+
+    J = np.random.default_rng(5).standard_normal((3, 12, 12)) / 4
+    monkeypatch.setattr(torch.linalg, "eigvals", lambda A: torch.full(A.shape[:2], complex("nan+0j"),
+                                                                      dtype=torch.complex128))
+    w, v = fps._eig_top(torch.as_tensor(J), 2)
+    w_ref, _ = _numpy_top(J, 2)
+    assert np.allclose(np.abs(w), np.abs(w_ref))
+    for k in range(3):
+        assert np.allclose(J[k] @ v[k], v[k] * w[k, :2], atol=1e-8)
