@@ -36,6 +36,7 @@ import time as _time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import xarray as xr
@@ -305,7 +306,9 @@ def ingest_nwb(path: str | Path, *, bin_ms: float = defaults.BIN_MS, align: str 
     >>> int(ds.activity.sum())                                              # doctest: +SKIP
     74038
     """
-    cfg = IngestConfig(bin_ms=float(bin_ms), align=align, window_ms=None if window_ms is None else tuple(window_ms),
+    # a tuple of any length: IngestConfig checks that it is (start, stop)
+    window = None if window_ms is None else cast("tuple[float, float]", tuple(window_ms))
+    cfg = IngestConfig(bin_ms=float(bin_ms), align=align, window_ms=window,
                        trials_table=trials_table, areas=areas, session_window_ms=float(session_window_ms),
                        clip_to_trial=clip_to_trial, inputs=parse_inputs(inputs))
     path = Path(path)
@@ -328,7 +331,7 @@ def ingest_nwb(path: str | Path, *, bin_ms: float = defaults.BIN_MS, align: str 
         raise IngestError(f"{where} lies outside every trial")
     span = recorded_span(units, tr) if units is not None else (math.nan, math.nan)
     nr = _neurons(units, imaging, edges, centres, in_trial if cfg.clip_to_trial else None, span, cfg, path)
-    seen = nr.valid.any(axis=2).any(axis=1)
+    seen = nr.valid.any(axis=(1, 2))
     if not seen.any():
         raise IngestError(f"{where} lies outside the observed recording in every trial")
     if not seen.all():

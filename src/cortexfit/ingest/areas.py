@@ -26,7 +26,7 @@ log = logging.getLogger("cortexfit.ingest")
 __all__ = ["parse_areas", "unit_areas"]
 
 
-def parse_areas(spec: str) -> tuple[str, object]:
+def parse_areas(spec: str) -> tuple[str, str | list[tuple[str, str]] | None]:
     """Parse the ``areas`` option into ``("electrodes", None)``, ``("column", NAME)`` or ``("unit-id", rules)``.
 
     >>> parse_areas("unit-id:1xxx=PMd,2xxx=M1")
@@ -37,7 +37,7 @@ def parse_areas(spec: str) -> tuple[str, object]:
     if spec.startswith("column:") and spec[7:].strip():
         return "column", spec[7:].strip()
     if spec.startswith("unit-id:"):
-        rules = []
+        rules: list[tuple[str, str]] = []
         for part in spec[8:].split(","):
             pat, sep, area = part.partition("=")
             pat, area = pat.strip().lower(), area.strip()
@@ -69,11 +69,12 @@ def unit_areas(units: Units, spec: str, path: str | Path) -> np.ndarray:
             raise IngestError(f"{path}: areas column '{arg}' not in the units table "
                               f"(columns: {', '.join(units.columns) or 'none'})")
         return np.asarray(units.columns[arg]).astype(str)
+    assert isinstance(arg, list)  # how == "unit-id": the rules
     out = np.full(len(units.ids), "", dtype=object)
-    for pat, area in arg:
+    for pat, name in arg:
         rx = re.compile(pat.replace("x", "[0-9]") + r"\Z")
         hit = np.array([out[i] == "" and rx.match(str(int(uid))) is not None for i, uid in enumerate(units.ids)])
-        out[hit] = area
+        out[hit] = name
     missing = units.ids[out == ""]
     if len(missing):
         shown = ", ".join(map(str, missing[:20])) + (f" ... ({len(missing) - 20} more)" if len(missing) > 20 else "")

@@ -23,6 +23,7 @@ import logging
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 
 import h5py
 import numpy as np
@@ -227,12 +228,14 @@ class NWBReader:
             first = np.where(np.diff(b) > 0, rows[np.minimum(b[:-1], len(rows) - 1)], -1) if len(rows) else None
             if first is not None and table is not None:
                 ok = first >= 0
+                # the NWB schema makes location and group_name/group 1-D columns (strings, references), which
+                # _column returns as arrays (a malformed file raises TypeError here, as before)
                 if "location" in table:
-                    area[ok] = _column(self.f, table["location"])[first[ok]]
+                    area[ok] = cast(np.ndarray, _column(self.f, table["location"]))[first[ok]]
                 gcol = "group_name" if "group_name" in table else "group" if "group" in table else None
                 if group is None and gcol is not None:
                     group = np.full(n, "", dtype=object)
-                    group[ok] = _column(self.f, table[gcol])[first[ok]]
+                    group[ok] = cast(np.ndarray, _column(self.f, table[gcol]))[first[ok]]
                     group = group.astype(str)
         if group is not None:
             gloc: dict[str, str] = {}
