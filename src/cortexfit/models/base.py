@@ -104,8 +104,8 @@ class Dynamics(nn.Module):
         """A tensor giving the module's device and dtype."""
         for t in self.parameters():
             return t
-        for t in self.buffers():
-            return t
+        for b in self.buffers():
+            return b
         return torch.zeros(())
 
     def initial_state(self, batch: int) -> Tensor:
@@ -200,5 +200,5 @@ def build_dynamics(family: str, *, input_size: int, hidden_size: int, **options:
     if family not in REGISTRY:
         raise ConfigError(f"unknown model family {family!r}; valid families: {', '.join(families())}")
     cls = REGISTRY[family]
-    opts = parse_options(cls.Options, options, where=f"model {family!r}")
+    opts: Any = parse_options(cls.Options, options, where=f"model {family!r}")
     return cls(input_size=input_size, hidden_size=hidden_size, options=opts)

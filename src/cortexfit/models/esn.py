@@ -232,6 +232,7 @@ def reservoir_states(u: Tensor, W_in: Tensor, b: Tensor, W: Tensor, x0: Tensor, 
             n = 0 if overlap is None else min(columns // B, T // (4 * overlap))
             if n < 2:
                 break
+            assert overlap is not None  # n >= 2 only with an overlap
             out = _run_groups(u, W_in, b, W, x0, leak, workers, n, -(-T // n), overlap, tol)
             if out is not None:
                 return out
@@ -313,6 +314,10 @@ class ESNDynamics(Dynamics):
     """
 
     Options = ESNOptions
+
+    weight_hh: Tensor  # buffers: the fixed reservoir
+    weight_ih: Tensor
+    bias: Tensor
 
     def __init__(self, *, input_size: int, hidden_size: int, options: ESNOptions | None = None) -> None:
         super().__init__(input_size=input_size, hidden_size=hidden_size, options=options)

@@ -113,8 +113,9 @@ def save_model(
     modules = dict(modules or {})
     specs = {k: dict(v) for k, v in (module_specs or {}).items()}
     for name, mod in modules.items():
-        if name not in specs and callable(getattr(mod, "spec", None)):
-            specs[name] = mod.spec()
+        spec = getattr(mod, "spec", None)
+        if name not in specs and callable(spec):
+            specs[name] = spec()
 
     def cpu_state(mod: nn.Module) -> dict:
         return {k: v.detach().to("cpu").clone() for k, v in mod.state_dict().items()}

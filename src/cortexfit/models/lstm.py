@@ -17,6 +17,7 @@ Examples
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 from torch import Tensor, nn
@@ -54,7 +55,8 @@ class LSTMDynamics(Dynamics):
         H = self.hidden_size
         self.lstm = nn.LSTM(self.input_size, H, batch_first=True)
         with torch.no_grad():
-            self.lstm.bias_ih_l0[H : 2 * H] += self.options.forget_bias
+            bias_ih = cast(Tensor, self.lstm.bias_ih_l0)  # nn.LSTM sets its parameters by name: Tensor | Module
+            bias_ih[H : 2 * H] += self.options.forget_bias
         self.state_size = 2 * H
 
     def recurrent_weight(self) -> None:
@@ -62,8 +64,10 @@ class LSTMDynamics(Dynamics):
         return
 
     def _gates(self, u: Tensor, h: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        lstm = self.lstm
-        z = u @ lstm.weight_ih_l0.t() + h @ lstm.weight_hh_l0.t() + lstm.bias_ih_l0 + lstm.bias_hh_l0
+        lstm = self.lstm  # its parameters, set by name, are typed Tensor | Module
+        w_ih, w_hh, b_ih, b_hh = cast(tuple[Tensor, Tensor, Tensor, Tensor],
+                                      (lstm.weight_ih_l0, lstm.weight_hh_l0, lstm.bias_ih_l0, lstm.bias_hh_l0))
+        z = u @ w_ih.t() + h @ w_hh.t() + b_ih + b_hh
         i, f, g, o = z.chunk(4, dim=-1)
         return torch.sigmoid(i), torch.sigmoid(f), torch.tanh(g), torch.sigmoid(o)
 

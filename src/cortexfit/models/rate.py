@@ -32,7 +32,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
 from torch import Tensor, nn
@@ -134,7 +134,15 @@ class RateDynamics(Dynamics):
     True
     """
 
-    Options = RateOptions
+    Options: ClassVar[type[VanillaOptions]] = RateOptions
+
+    # buffers registered in __init__ when the options call for them (chi: rank; sign, col_scale: dale; stp_*: stp)
+    chi: Tensor
+    sign: Tensor
+    col_scale: Tensor
+    stp_U: Tensor
+    stp_tau_F: Tensor
+    stp_tau_D: Tensor
 
     def __init__(self, *, input_size: int, hidden_size: int, options: VanillaOptions | None = None) -> None:
         super().__init__(input_size=input_size, hidden_size=hidden_size, options=options)
