@@ -9,7 +9,8 @@ constant input ``u*``, from a batch of initial states sampled from the model's o
    ``premerge_tol * scale`` and each with ``||F(s) - s||`` below that radius) are merged into the lowest-``q``
    one, so the batch shrinks to the few distinct candidates;
 2. **Levenberg-Marquardt** on ``G(s) = F(s) - s`` with batched autograd Jacobians (``vmap(jacrev)``) and
-   ``torch.linalg.solve`` -- a float32 pass, then a float64 polish -- with per-candidate damping, so fixed
+   ``torch.linalg.solve`` -- a float32 pass, then a float64 polish -- with per-candidate damping (each
+   iteration tries the undamped Newton step first and keeps it where it lowers ``q``), so fixed
    points converge quadratically (Newton) while slow points (local minima of ``q`` with ``q > 0``) settle
    where ``q`` stops decreasing; candidates that meet (``unique_tol``) are merged as it goes;
 3. candidates with ``q < slow_q * scale^2`` are kept (``point_type`` "fixed" below ``tol_q * scale^2``,
@@ -248,19 +249,7 @@ def _levenberg_marquardt(dyn: Dynamics, x: Tensor, u: Tensor, cfg: FixedPointCon
         idx = torch.nonzero(~done).squeeze(1)
         if len(idx) == 0:
             break
-        xa, ua = x[idx], u[idx]
-        Jg, F = _jacobians(dyn, xa, ua, cfg.jacobian_chunk)
-        Jg.diagonal(dim1=1, dim2=2).sub_(1.0)  # J - I, in place (a fresh tensor)
-        G = F - xa
-        JtJ = Jg.transpose(1, 2) @ Jg
-        d = torch.diagonal(JtJ, dim1=1, dim2=2)
-        damp = lam[idx, None] * (d + 1e-12 * d.mean(1, keepdim=True))  # Marquardt: scaled per coordinate
-        rhs = Jg.transpose(1, 2) @ G[..., None]
-        d.add_(damp)  # JtJ + diag(damp), in place
-        step = torch.linalg.solve(JtJ, rhs)[..., 0]
-        x_new = xa - step
-        with torch.no_grad():
-            q_new = _speed(dyn, x_new, ua)
+        x_new, q_new = _trial_steps(dyn, x[idx], u[idx], q[idx], lam[idx], cfg.jacobian_chunk)
         ok = torch.isfinite(q_new) & (q_new < q[idx])
         gain = torch.where(ok, (q[idx] - q_new) / q[idx].clamp_min(1e-300), torch.zeros_like(q_new))
         x[idx[ok]] = x_new[ok]
@@ -270,6 +259,40 @@ def _levenberg_marquardt(dyn: Dynamics, x: Tensor, u: Tensor, cfg: FixedPointCon
         done[idx] = stalled | (q[idx] < tol)
         progress.update(it, int(done.sum()), len(done))
     return x, q, rows, it
+
+
+def _trial_steps(dyn: Dynamics, x: Tensor, u: Tensor, q: Tensor, lam: Tensor, chunk: int) -> tuple[Tensor, Tensor]:
+    """One trial step per candidate (states and their ``q``), ``chunk`` candidates at a time.
+
+    The Newton step ``(J - I)^{-1} G`` first (one LU of the square system, about a third of the work of the
+    damped normal equations); where it does not lower ``q`` (or the system is singular) the Levenberg-Marquardt
+    step ``(A^T A + lam diag(A^T A))^{-1} A^T G`` with ``A = J - I``, so damping still governs every step that
+    Newton's cannot take.
+    """
+    xs, qs = [], []
+    for i in range(0, len(x), chunk):
+        xa, ua, qa, la = x[i : i + chunk], u[i : i + chunk], q[i : i + chunk], lam[i : i + chunk]
+        A, F = batched_jacobian(dyn, xa, ua, return_value=True)
+        A.diagonal(dim1=1, dim2=2).sub_(1.0)  # J - I, in place (a fresh tensor)
+        G = (F - xa)[..., None]
+        step, info = torch.linalg.solve_ex(A, G)
+        x_new = xa - step[..., 0]
+        with torch.no_grad():
+            q_new = _speed(dyn, x_new, ua)
+        b = torch.nonzero((info != 0) | ~torch.isfinite(q_new) | ~(q_new < qa)).squeeze(1)
+        if len(b):
+            Ab = A[b]
+            AtA = Ab.transpose(1, 2) @ Ab
+            d = torch.diagonal(AtA, dim1=1, dim2=2)
+            damp = la[b, None] * (d + 1e-12 * d.mean(1, keepdim=True))  # Marquardt: scaled per coordinate
+            rhs = Ab.transpose(1, 2) @ G[b]
+            d.add_(damp)  # AtA + diag(damp), in place
+            x_new[b] = xa[b] - torch.linalg.solve(AtA, rhs)[..., 0]
+            with torch.no_grad():
+                q_new[b] = _speed(dyn, x_new[b], ua[b])
+        xs.append(x_new)
+        qs.append(q_new)
+    return torch.cat(xs), torch.cat(qs)
 
 
 def _merge(x: Tensor, u: Tensor, q: Tensor, radius: float, *, max_q: float = float("inf")) -> np.ndarray:
