@@ -96,7 +96,8 @@ def lyapunov(
     n_me = round(t_measure / dt / every) * every
     n_rec = round(record_time / dt)
     logs = np.zeros(K)
-    running, trace = [], []
+    running: list[np.ndarray] = []
+    trace: list[np.ndarray] = []
     with flush_denormal():  # ordered networks decay to x ~ 1e-40: denormal floats are ~50x slower
         _integrate(J, g, x, v, dt, every, n_tr, n_me, n_rec, record_units, logs, running, trace)
     return {"lyap": logs / (n_me * dt), "running": np.array(running), "trace": np.array(trace)}

@@ -27,10 +27,14 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 
 from cortexfit.figures._common import FigureResult, numeric_check, render, seeded
+
+if TYPE_CHECKING:
+    from cortexfit.models.rate import RateDynamics
 
 LAYOUT = (1, 4, 16.0, 4.1)
 NAME = "dale"
@@ -71,7 +75,7 @@ def _dale_model(mag: np.ndarray, n_exc: int):
     from cortexfit.models import build_dynamics
 
     n = len(mag)
-    net = build_dynamics("rate", input_size=1, hidden_size=n, dale=True, frac_exc=n_exc / n).double()
+    net = cast("RateDynamics", build_dynamics("rate", input_size=1, hidden_size=n, dale=True, frac_exc=n_exc / n)).double()
     with torch.no_grad():
         net.weight_hh.copy_(torch.from_numpy(mag))
         net.col_scale.copy_(net.sign)  # exact +-1 column signs: no extra scaling
@@ -85,7 +89,7 @@ def _low_rank_model(chi: np.ndarray, m: np.ndarray, nvec: np.ndarray):
     from cortexfit.models import build_dynamics
 
     n = len(chi)
-    net = build_dynamics("rate", input_size=1, hidden_size=n, rank=1, g=1.0).double()
+    net = cast("RateDynamics", build_dynamics("rate", input_size=1, hidden_size=n, rank=1, g=1.0)).double()
     with torch.no_grad():
         net.chi.copy_(torch.from_numpy(chi))
         net.m.copy_(torch.from_numpy(m[:, None]))

@@ -21,10 +21,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 
 from cortexfit.figures._common import FigureResult, numeric_check, render, seeded
+
+if TYPE_CHECKING:
+    from cortexfit.models.rate import VanillaDynamics
 
 LAYOUT = (1, 3, 13.0, 3.8)
 NAME = "euler"
@@ -93,7 +97,7 @@ def compute(*, quick: bool, seed: int = 0, tau_scale: float = 1.0) -> EulerResul
     t_end = 2.0 if quick else 3.0  # seconds (20-30 tau)
     n_halvings = 6 if quick else 8
     with seeded(seed):
-        vanilla = build_dynamics("vanilla", input_size=n_in, hidden_size=hidden, g=1.3).double()
+        vanilla = cast("VanillaDynamics", build_dynamics("vanilla", input_size=n_in, hidden_size=hidden, g=1.3)).double()
         with torch.no_grad():
             vanilla.bias.normal_(0.0, 0.2)
     # 1. dt = tau: the rate network equals the vanilla RNN step for step

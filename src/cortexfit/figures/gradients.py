@@ -27,10 +27,16 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 
 from cortexfit.figures._common import FigureResult, numeric_check, render, seeded
+
+if TYPE_CHECKING:
+    from torch import Tensor
+
+    from cortexfit.models.lstm import LSTMDynamics
 
 LAYOUT = (1, 3, 14.0, 4.0)
 BATCH, EVERY = 128, 10
@@ -75,14 +81,16 @@ def _models(lag: int, *, gated: bool = True):
     vanilla = build_dynamics("vanilla", input_size=N_CUES + 2, hidden_size=HIDDEN)
     if not gated:
         return {"vanilla": vanilla, "lstm": build_dynamics("vanilla", input_size=N_CUES + 2, hidden_size=HIDDEN)}
-    lstm = build_dynamics("lstm", input_size=N_CUES + 2, hidden_size=HIDDEN, forget_bias=0.0)
+    lstm = cast("LSTMDynamics", build_dynamics("lstm", input_size=N_CUES + 2, hidden_size=HIDDEN, forget_bias=0.0))
     with torch.no_grad():  # chrono initialisation
         core, H = lstm.lstm, HIDDEN
+        # nn.LSTM sets its parameters by name: typed Tensor | Module
+        bias_ih, bias_hh = cast("tuple[Tensor, Tensor]", (core.bias_ih_l0, core.bias_hh_l0))
         b_f = torch.log(torch.empty(H).uniform_(1.0, float(lag - 1)))
-        core.bias_ih_l0.zero_()
-        core.bias_hh_l0.zero_()
-        core.bias_ih_l0[H : 2 * H] = b_f
-        core.bias_ih_l0[:H] = -b_f
+        bias_ih.zero_()
+        bias_hh.zero_()
+        bias_ih[H : 2 * H] = b_f
+        bias_ih[:H] = -b_f
     return {"vanilla": vanilla, "lstm": lstm}
 
 

@@ -21,10 +21,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 
 from cortexfit.figures._common import FigureResult, numeric_check, render
+
+if TYPE_CHECKING:
+    from cortexfit.models.rate import RateDynamics
 
 LAYOUT = (1, 3, 14.0, 4.0)
 NAME = "stp"
@@ -89,8 +93,9 @@ def working_memory(*, dt: float = 1e-3, delay_s: float = 1.0, cue_s: float = 0.2
     from cortexfit.models import build_dynamics
 
     H = N_POP + 1
-    net = build_dynamics("rate", input_size=N_POP, hidden_size=H, nonlinearity="relu", dale=True,
-                         frac_exc=N_POP / H, stp=True, dt=dt, tau=0.01, max_rate_hz=50.0).double().eval()
+    net = cast("RateDynamics", build_dynamics("rate", input_size=N_POP, hidden_size=H, nonlinearity="relu", dale=True,
+                                              frac_exc=N_POP / H, stp=True, dt=dt, tau=0.01, max_rate_hz=50.0))
+    net = net.double().eval()
     J_self, J_cross, J_ei, J_ie = 3.4, 0.2, 1.0, 1.5  # E->same E, E->other E, I->E, E->I
     W = np.full((H, H), J_cross)
     np.fill_diagonal(W, J_self)
@@ -234,11 +239,11 @@ def plot(r: StpResult, fig, axes) -> None:
            title="Tsodyks-Markram variables, 20 Hz train")
     ax.legend(fontsize=7, loc="upper center", ncol=2)
     ax = axes[1]
-    k = np.arange(1, len(amp) + 1)
-    ax.plot(k, amp[:, 0] / amp[0, 0], "o-", color="C1", label=f"facilitating (PPR {ppr[0]:.2f})")
-    ax.plot(k, amp[:, 1] / amp[0, 1], "s-", color="C0", label=f"depressing (PPR {ppr[1]:.2f})")
+    spikes = np.arange(1, len(amp) + 1)
+    ax.plot(spikes, amp[:, 0] / amp[0, 0], "o-", color="C1", label=f"facilitating (PPR {ppr[0]:.2f})")
+    ax.plot(spikes, amp[:, 1] / amp[0, 1], "s-", color="C0", label=f"depressing (PPR {ppr[1]:.2f})")
     ax.axhline(1, color="0.6", lw=0.8)
-    ax.set_xticks(k, [str(i) for i in k[:-1]] + ["+0.5 s"])
+    ax.set_xticks(spikes, [str(i) for i in spikes[:-1]] + ["+0.5 s"])
     ax.set(xlabel="spike number", ylabel="efficacy u x / first spike", title="responses to a regular train")
     ax.legend()
     _plot_memory(axes[2], r)
