@@ -28,7 +28,7 @@ figures: install
 test: install
 	$(BIN)/python -m pytest -q
 
-# ruff (style and bugs, whole tree), mypy (core/, fit/, analysis/, report/), snakemake --lint (the workflow).
+# ruff (style and bugs, whole tree), mypy (the whole library, src/cortexfit), snakemake --lint (the workflow).
 lint: install
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/mypy
