@@ -26,7 +26,6 @@ def test_unknown_config_key_lists_valid_ones(osc_activity, tmp_path, capsys):
     ({"train": {"max_epochs": -1}}, "config: train: max_epochs must be >= 0"),
     ({"forecast": {"schedule": "exponential", "k": 2.0}}, "config: forecast: k must be in"),
     ({"optim": {}}, "unknown section 'optim'"),
-    ({"model": {"controller_dropout": 1.0}}, "config: model: controller_dropout must be in"),
     ({"train": {"lr": float("nan")}}, "config: train: lr must be finite"),
 ])
 def test_bad_values_are_one_line_config_errors(config, match):

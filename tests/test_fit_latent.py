@@ -44,65 +44,6 @@ def test_controller_is_zero_after_encoder_window():
     assert torch.all(u[:, 5:] == 0) and torch.any(u[:, :5] != 0)
 
 
-def test_ctrl_keep_zeroes_controller_channels_of_dropped_trials_only():
-    gen = build_dynamics("vanilla", input_size=4, hidden_size=4)
-    model = LatentModel(gen, n_heldin=3, n_units=3, n_inputs=2, controller=2, factors=2, encoder_size=4)
-    x, task = torch.randn(3, 5, 3), torch.randn(3, 9, 2)
-    ctrl = model.encoder(x)[1]
-    full = model.generator_input(LatentBatch(x, task), ctrl)
-    u = model.generator_input(LatentBatch(x, task, torch.tensor([1.0, 0.0, 1.0])), ctrl)
-    assert torch.equal(u[..., :2], task)  # task inputs stay on every trial
-    assert torch.all(u[1, :, 2:] == 0) and torch.equal(u[[0, 2]], full[[0, 2]]) and torch.any(full[1, :5, 2:] != 0)
-
-
-def _controller_dropout_losses(p: float):
-    from cortexfit.fit.config import load_config
-    from cortexfit.fit.data import prepare
-    from cortexfit.fit.latent import _losses, _Tensors, build_latent_model
-
-    y = np.random.default_rng(0).poisson(0.5, (24, 20, 6)).astype("uint16")
-    ds = convention.new_activity(y, time=np.arange(20) * 0.01, bin_width_s=0.01)
-    cfg = load_config({"model": {"hidden_size": 8, "factors": 3, "encoder_size": 6, "controller": 2, "dropout": 0.0,
-                                 "coordinated_dropout": 0.0, "controller_dropout": p}})
-    data = prepare(ds, cfg, seed=0)
-    torch.manual_seed(0)
-    model = build_latent_model(data, cfg, family="vanilla", seed=0)
-    t = _Tensors.of(data, "cpu")
-    return model, t, data.n_enc, *_losses(data, cfg, t, "cpu")
-
-
-def test_controller_dropout_in_training_only():
-    model, t, n_enc, batch_loss, valid_loss = _controller_dropout_losses(0.5)
-    seen: list = []
-    model.register_forward_hook(lambda _m, _a, out: seen.append(out.inputs))
-    b = torch.arange(len(t.train))
-    torch.manual_seed(1)
-    batch_loss(model, b, 0)
-    ctrl = seen[-1][:, :n_enc, -2:]  # no task inputs here: the generator's input is the controller channels
-    dropped = (ctrl == 0).flatten(1).all(1)
-    assert 0 < int(dropped.sum()) < len(b)  # whole trials dropped, others kept
-    assert torch.all((ctrl[~dropped] != 0).flatten(1).any(1))
-    # validation always feeds the controller, whatever the option
-    with torch.no_grad():
-        v = valid_loss(model)
-        assert (seen[-1][:, :n_enc] != 0).flatten(1).any(1).all()
-        same, _, _, _, valid0 = _controller_dropout_losses(0.0)
-        assert v == valid0(same)
-    # the default 0 draws nothing: the random stream, hence every fit, is what it was without the option
-    model, t, _, batch_loss, _ = _controller_dropout_losses(0.0)
-    before = torch.get_rng_state()
-    batch_loss(model, torch.arange(len(t.train)), 0)
-    assert torch.equal(torch.get_rng_state(), before)
-    # all trials dropped: no gradient reaches the controller's read-out, the initial state's still does
-    for p, reaches in ((1 - 1e-9, False), (0.0, True)):
-        model, t, _, batch_loss, _ = _controller_dropout_losses(p)
-        batch_loss(model, torch.arange(len(t.train)), 0).backward()
-        enc = model.encoder
-        assert enc.to_ctrl is not None and enc.to_ctrl.weight.grad is not None
-        assert bool(torch.any(enc.to_ctrl.weight.grad != 0)) is reaches
-        assert torch.any(enc.to_g0.weight.grad != 0)
-
-
 def test_generator_input_shape_mismatch_raises():
     with pytest.raises(ValueError, match="input_size"):
         LatentModel(build_dynamics("vanilla", input_size=3, hidden_size=4), n_heldin=2, n_units=3, n_inputs=1,

@@ -117,9 +117,7 @@ class ModelOptions:
     ``family_options`` go unchanged to :func:`cortexfit.models.build_dynamics` (e.g. ``{"dale": true}``).
     ``coordinated_dropout`` hides a random fraction of held-in entries from the encoder and scores the
     reconstruction only on those (LFADS-style); ``controller`` > 0 feeds that many encoder-derived input
-    channels to the generator at every bin of the encoder window.  ``controller_dropout`` (training only) zeroes
-    all controller channels of each training trial independently with that probability (task inputs stay), so
-    the generator must carry the trial on its own dynamics there; validation and predictions always use them.
+    channels to the generator at every bin of the encoder window.
 
     Task inputs (:func:`cortexfit.fit.data.task_inputs`): with ``inputs: auto`` every family gets the activity
     file's ``stimulus`` channels (``cortexfit ingest`` reads ``stimulus/presentation`` and what ``--inputs``
@@ -135,7 +133,6 @@ class ModelOptions:
     coordinated_dropout: float = 0.5
     ic_l2: float = 1e-3
     controller: int = 8
-    controller_dropout: float = 0.0
     inputs: Literal["auto", "none"] = "auto"
     event_inputs: tuple = ()
     condition_inputs: bool = False
@@ -151,7 +148,6 @@ class ModelOptions:
         _check(0 <= self.coordinated_dropout < 1, s, "coordinated_dropout", "must be in [0, 1)")
         _check(self.ic_l2 >= 0, s, "ic_l2", "must be >= 0")
         _check(self.controller >= 0, s, "controller", "must be >= 0")
-        _check(0 <= self.controller_dropout < 1, s, "controller_dropout", "must be in [0, 1)")
         _check(self.max_conditions >= 1, s, "max_conditions", "must be >= 1")
         _check(self.inputs in ("auto", "none"), s, "inputs", "must be 'auto' or 'none'")
         ev = tuple(self.event_inputs)

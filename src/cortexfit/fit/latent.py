@@ -41,12 +41,10 @@ INPUTS_ALIGNMENT = "states[t] = step(states[t-1], inputs[t]); the state before b
 
 @dataclass(frozen=True)
 class LatentBatch:
-    """Inputs of one batch: ``enc_input`` (B, T_enc, held-in) and task ``inputs`` (B, T, I_task);
-    ``ctrl_keep`` (B,), optional, multiplies each trial's controller channels (0 drops them for the trial)."""
+    """Inputs of one batch: ``enc_input`` (B, T_enc, held-in) and task ``inputs`` (B, T, I_task)."""
 
     enc_input: Tensor
     inputs: Tensor
-    ctrl_keep: Tensor | None = None
 
 
 @dataclass(frozen=True)
@@ -150,13 +148,10 @@ class LatentModel(nn.Module):
         init_unit_bias(self.readout, mean_counts, exp_link=self.exp_link)
 
     def generator_input(self, batch: LatentBatch, ctrl: Tensor | None) -> Tensor:
-        """(B, T, I) input of the generator: task inputs, controller channels (0 after the encoder window, and
-        for the trials whose ``batch.ctrl_keep`` is 0)."""
+        """(B, T, I) input of the generator: task inputs, controller channels (0 after the encoder window)."""
         b, t = batch.inputs.shape[:2]
         parts = [batch.inputs]
         if ctrl is not None:
-            if batch.ctrl_keep is not None:
-                ctrl = ctrl * batch.ctrl_keep.to(ctrl.dtype)[:, None, None]
             pad = ctrl.new_zeros(b, t - ctrl.shape[1], ctrl.shape[2])
             parts.append(torch.cat([ctrl, pad], dim=1))
         u = torch.cat(parts, dim=-1)
@@ -219,7 +214,7 @@ def _losses(data: FitData, cfg: FitConfig, t: _Tensors, device: str):
     eval_mask[:, torch.as_tensor(data.heldout, device=device)] = 1.0
     eval_mask[data.n_enc :] = 1.0
     hi_t = torch.as_tensor(~data.heldout, device=device)
-    p_cd, p_ctrl = m.coordinated_dropout, m.controller_dropout
+    p_cd = m.coordinated_dropout
 
     def batch_loss(model: LatentModel, b: Tensor, epoch: int) -> Tensor:
         idx = t.train[b]
@@ -230,9 +225,7 @@ def _losses(data: FitData, cfg: FitConfig, t: _Tensors, device: str):
             score = torch.ones_like(mask)
             score[:, : data.n_enc, hi_t] = 1.0 - keep
             mask = mask * score
-        # controller dropout: whole trials without controller inputs (no rescaling: at evaluation they are all on)
-        keep_ctrl = (torch.rand(len(idx), device=device) >= p_ctrl).float() if p_ctrl > 0 else None
-        out = model(LatentBatch(x, t.U[idx], keep_ctrl), cfg.train.tbptt)
+        out = model(LatentBatch(x, t.U[idx]), cfg.train.tbptt)
         return masked_loss(out.rates, out.log_rates, t.Y[idx], mask, poisson=poisson) + m.ic_l2 * (out.g0**2).mean()
 
     def valid_loss(model: LatentModel) -> float:
