@@ -86,24 +86,21 @@ def symmetrize(G: Tensor) -> Tensor:
 def _stats(X: Tensor, Y: Tensor, cx: Tensor, cy: Tensor, rows: int) -> tuple:
     """``(n, sum x, sum y, X^T X, X^T Y, sum y^2)`` of ``X - cx``, ``Y - cy`` in float64, ``rows`` rows at a time.
 
-    Each block is shifted into one reused float64 buffer, so no float64 copy of the data is ever made.
+    Each block is shifted into one reused float64 buffer ``Z = [x, y, 1]``, so one symmetric rank-k update
+    ``Z^T Z`` per block yields every statistic at once and no float64 copy of the data is ever made.
     """
     n, S = X.shape
-    f64, dev = torch.float64, X.device
-    bx = torch.empty(min(rows, n), S, dtype=f64, device=dev)
-    by = torch.empty(min(rows, n), Y.shape[1], dtype=f64, device=dev)
-    sx, sy = X.new_zeros(S, dtype=f64), X.new_zeros(Y.shape[1], dtype=f64)
-    G, C, yy = X.new_zeros(S, S, dtype=f64), X.new_zeros(S, Y.shape[1], dtype=f64), torch.zeros_like(sy)
+    O = Y.shape[1]
+    Z = torch.ones(min(rows, n), S + O + 1, dtype=torch.float64, device=X.device)
+    G = torch.zeros(S + O + 1, S + O + 1, dtype=torch.float64, device=X.device)
     for r0 in range(0, n, rows):
         m = min(rows, n - r0)
-        xb = torch.sub(X[r0 : r0 + m], cx, out=bx[:m])
-        yb = torch.sub(Y[r0 : r0 + m], cy, out=by[:m])
-        sx += xb.sum(0)
-        sy += yb.sum(0)
-        gram(xb, G)
-        C.addmm_(xb.t(), yb)
-        yy += (yb * yb).sum(0)
-    return float(n), sx, sy, symmetrize(G), C, yy
+        torch.sub(X[r0 : r0 + m], cx, out=Z[:m, :S])
+        torch.sub(Y[r0 : r0 + m], cy, out=Z[:m, S : S + O])
+        gram(Z[:m], G)
+    G = symmetrize(G)
+    return (float(G[-1, -1]), G[:S, -1], G[S:-1, -1], G[:S, :S], G[:S, S:-1],
+            torch.diagonal(G[S:-1, S:-1]).clone())
 
 
 def _finite_mean(x: Tensor, name: str) -> Tensor:
