@@ -162,3 +162,11 @@ def test_cli_and_errors(tmp_path):
     assert not (tmp_path / "o.nc").exists()
     with pytest.raises(ConfigError, match="n_lyap"):
         dy.DynamicsConfig(n_lyap=0)
+
+
+def test_largest_eigenvalue_on_the_cpu_path_matches_eigvalsh():
+    # S >= 32 takes LAPACK's one-eigenvalue path; it must be the largest, not the smallest, of each matrix
+    A = torch.randn(5, 40, 40, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+    M = A @ A.mT - 3.0 * torch.eye(40, dtype=torch.float64)
+    ref = torch.linalg.eigvalsh(M)[..., -1]
+    assert torch.allclose(dy._largest_eigenvalue(M), ref, rtol=1e-12, atol=1e-12)

