@@ -190,6 +190,21 @@ def test_gpu_resource_only_for_gpu_models_and_threads_everywhere(tmp_path):
     assert out.returncode == 0 and not [j for j in jobs if "gpu=1" in j.get("resources", "")]
 
 
+def test_gradient_fits_are_scheduled_first(tmp_path):
+    # the longest jobs start first, so no long fit is left to run alone at the end of `make demo`
+    out, jobs = _plan(tmp_path, "")
+    assert out.returncode == 0, out.stderr[-2000:]
+    prio = {}
+    for job in jobs:
+        model = re.search(r"model=(\w+)", job.get("wildcards", ""))
+        prio.setdefault(job["rule"], {})[model.group(1) if model else None] = int(job.get("priority", 0))
+    assert {m: p for m, p in prio["fit"].items() if m in registry.gpu_models()} == dict.fromkeys(
+        registry.gpu_models(), 2)
+    assert set(prio["fit"]) == set(registry.names())
+    assert {p for m, p in prio["fit"].items() if m not in registry.gpu_models()} == {1}
+    assert all(p == 0 for rule, ps in prio.items() if rule != "fit" for p in ps.values())
+
+
 def test_analyses_only_for_rnn_families(tmp_path):
     for baseline in registry.baselines():
         out, _ = _plan(tmp_path / baseline, "", f"results/rec1/fits/{baseline}/dynamics.nc")

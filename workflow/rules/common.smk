@@ -219,6 +219,15 @@ def gpu_request(wildcards):
     return int(wildcards.model in GPU_MODELS and config["fit"]["device"] != "cpu")
 
 
+def fit_priority(wildcards):
+    """Gradient-trained fits first (2), then the ESN and baselines (1), then analyses and reports (0).
+
+    The gradient fits are the longest jobs: started first, they run side by side while the short
+    analyses fill the other cores, instead of one of them starting last and running alone.
+    """
+    return 2 if wildcards.model in GPU_MODELS else 1
+
+
 def analysis_outputs(dataset):
     """Analysis files of every fitted RNN family of a dataset."""
     return [f"{fit_dir(dataset, m)}/{ANALYSIS_FILES[a]}" for m in MODELS if m in RNN_FAMILIES for a in ANALYSES]

@@ -25,6 +25,7 @@ rule fit:
     wildcard_constraints:
         model=regex_of(MODELS),
     threads: config["fit"]["threads"]
+    priority: fit_priority
     resources:
         gpu=gpu_request,
     params:
