@@ -19,11 +19,15 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install -q -c constraints.txt --no-deps "nlb-tools==0.0.4" || echo "nlb-tools not installed: reference checks will be skipped"
 	touch $(STAMP)
 
+# The GPU families' jobs declare `gpu=1`: one at a time per CUDA device here; a machine without one puts no
+# limit on that resource, so those fits (then on the CPU) run side by side like every other job.
+GPU_LIMIT = $(shell $(BIN)/python -c "import torch; n = torch.cuda.device_count(); print(f'--resources gpu={n}' if n else '')")
+
 demo: install
-	$(BIN)/snakemake --cores $(CORES) --workflow-profile workflow/profiles/default
+	$(BIN)/snakemake --cores $(CORES) --workflow-profile workflow/profiles/default $(GPU_LIMIT)
 
 figures: install
-	$(BIN)/snakemake --cores $(CORES) --workflow-profile workflow/profiles/default figures_all
+	$(BIN)/snakemake --cores $(CORES) --workflow-profile workflow/profiles/default $(GPU_LIMIT) figures_all
 
 test: install
 	$(BIN)/python -m pytest -q

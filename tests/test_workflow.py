@@ -381,3 +381,18 @@ def test_a_group_of_one_is_fitted_on_its_own(tmp_path):
     _, jobs = _plan_sheet(tmp_path, sheet, "models: [vanilla]\n", "a.nwb")
     rules = [j["rule"] for j in jobs]
     assert "fit_group_joint_solo" in rules and "fit_group_continual_solo" not in rules
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
+def test_demo_limits_gpu_jobs_only_where_there_is_a_gpu():
+    # without a CUDA device the GPU families' fits must not queue one at a time behind an imaginary card
+    import torch
+
+    out = subprocess.run(["make", "-n", "demo", f"BIN={Path(sys.executable).parent}"], cwd=ROOT,
+                         capture_output=True, text=True, timeout=120)
+    line = next(x for x in out.stdout.splitlines() if "snakemake --cores" in x)
+    n = torch.cuda.device_count()
+    assert ("--resources gpu=" in line) == (n > 0), line
+    assert not n or f"--resources gpu={n}" in line
+    profile = yaml.safe_load((ROOT / "workflow" / "profiles" / "default" / "profile.yaml").read_text())
+    assert "gpu" not in str(profile.get("resources", "")), "the profile must not cap the gpu resource itself"
