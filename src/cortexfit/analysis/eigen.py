@@ -8,8 +8,6 @@ import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["_eig", "_eig_top"]
-
 
 def _eig(J: Tensor) -> tuple[np.ndarray, np.ndarray]:
     """Batched eigen-decomposition with LAPACK (numpy, one BLAS thread: robust on the low-rank Jacobians of

@@ -55,8 +55,8 @@ class RidgeReadout(nn.Linear):
 def gram(X: Tensor, out: Tensor | None = None) -> Tensor:
     """``X^T X`` for (N, S) ``X``, added to ``out`` if given: BLAS ``syrk`` (half the work of a matmul) on CPU.
 
-    On the CPU, for float64 and S >= 64, only the upper triangle of ``out`` is updated (:func:`symmetrize`
-    completes it); elsewhere a matmul updates all of it.
+    Without ``out`` the full matrix is returned.  With ``out`` on the CPU, for float64 and S >= 64, only its
+    upper triangle is updated (:func:`symmetrize` completes it); elsewhere a matmul updates all of it.
 
     Examples
     --------
@@ -70,7 +70,7 @@ def gram(X: Tensor, out: Tensor | None = None) -> Tensor:
 
     A = X.numpy()  # C-ordered (N, S): A.T is Fortran-ordered (S, N), so syrk computes A.T @ A without a copy
     if out is None:
-        return torch.from_numpy(blas.dsyrk(1.0, A.T, trans=0))
+        return symmetrize(torch.from_numpy(blas.dsyrk(1.0, A.T, trans=0)))
     C = out.numpy().T  # ``out`` is symmetric in what we read: its transpose view is Fortran-ordered, no copy
     R = blas.dsyrk(1.0, A.T, beta=1.0, c=C, trans=0, lower=1, overwrite_c=1)  # lower of C = upper of ``out``
     if not np.shares_memory(R, C):  # f2py made a copy after all
