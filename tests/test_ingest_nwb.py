@@ -128,3 +128,20 @@ def test_bad_spike_times(files, value, what):
     F.patch(p, "units/spike_times", 3, value)  # first spike of unit 1001
     with NWBReader(p) as r, pytest.raises(IngestError, match=rf"{what} spike times in unit\(s\) 1001"):
         r.units()
+
+
+@pytest.mark.parametrize("damage, message", [
+    ("2d", r"electrodes table column 'location' is not one value per electrode \(shape \(\d+, 2\)"),
+    ("short", r"units reference electrode row \d+ but the electrodes table column 'location' has 1 rows"),
+])
+def test_malformed_electrodes_column_is_named(files, tmp_path, damage, message):
+    path = tmp_path / f"electrodes_{damage}.nwb"
+    path.write_bytes(files["units"].read_bytes())
+    with h5py.File(path, "r+") as f:
+        table = f["general/extracellular_ephys/electrodes"]
+        loc = table["location"][()]
+        del table["location"]
+        table["location"] = np.stack([loc, loc], 1) if damage == "2d" else loc[:1]
+    with NWBReader(path) as r, pytest.raises(IngestError, match=message) as err:
+        r.units()
+    assert str(path) in str(err.value)

@@ -23,7 +23,6 @@ import logging
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import cast
 
 import h5py
 import numpy as np
@@ -228,14 +227,12 @@ class NWBReader:
             first = np.where(np.diff(b) > 0, rows[np.minimum(b[:-1], len(rows) - 1)], -1) if len(rows) else None
             if first is not None and table is not None:
                 ok = first >= 0
-                # the NWB schema makes location and group_name/group 1-D columns (strings, references), which
-                # _column returns as arrays (a malformed file raises TypeError here, as before)
                 if "location" in table:
-                    area[ok] = cast(np.ndarray, _column(self.f, table["location"]))[first[ok]]
+                    area[ok] = self._electrode_column(table, "location", first[ok])
                 gcol = "group_name" if "group_name" in table else "group" if "group" in table else None
                 if group is None and gcol is not None:
                     group = np.full(n, "", dtype=object)
-                    group[ok] = cast(np.ndarray, _column(self.f, table[gcol]))[first[ok]]
+                    group[ok] = self._electrode_column(table, gcol, first[ok])
                     group = group.astype(str)
         if group is not None:
             gloc: dict[str, str] = {}
@@ -246,6 +243,17 @@ class NWBReader:
             fill = area == ""
             area[fill] = [gloc.get(x, "") for x in group[fill]]
         return area.astype(str), group
+
+    def _electrode_column(self, table: h5py.Group, name: str, rows: np.ndarray) -> np.ndarray:
+        """``rows`` of the electrodes column ``name`` (one string or reference per electrode, else IngestError)."""
+        col = _column(self.f, table[name])
+        if col is None:
+            raise IngestError(f"{self.path}: electrodes table column '{name}' is not one value per electrode "
+                              f"(shape {table[name].shape}, dtype {table[name].dtype})")
+        if len(rows) and rows.max() >= len(col):
+            raise IngestError(f"{self.path}: units reference electrode row {int(rows.max())} but the electrodes "
+                              f"table column '{name}' has {len(col)} rows")
+        return col[rows]
 
     # ---------------------------------------------------------------- intervals
     def interval_tables(self) -> dict[str, str]:
