@@ -88,3 +88,17 @@ def test_no_rates_without_a_unit_readout(tmp_path):
     ds = fp.run(tmp_path, tmp_path / "fixed_points.nc", n_init=16)
     assert "rates" not in ds and ds.sizes["point"] > 0
     convention.read_dataset(tmp_path / "fixed_points.nc", "fixed_points")  # still a valid file
+
+
+def test_bidirectional_echo_state_readout_is_not_checked_against_fit_nc(tmp_path, caplog):
+    # forward + backward features: fit.nc's rates are not a function of its states, so there is no error to
+    # report (NaN attr) and the log says why instead of "to nan"
+    net = build_dynamics("esn", input_size=1, hidden_size=8, seed=1)
+    ro = StateReadout(n_features=16, n_units=N_UNITS, factors=2)
+    states, u = _drive(net)
+    save_model(tmp_path / "model.pt", net, modules={"readout": ro}, meta={"dt_s": 0.01, "exp_link": True})
+    _fit_nc(tmp_path, states, np.ones(states.shape[:2] + (N_UNITS,)), u, "esn")
+    with caplog.at_level("INFO", logger="cortexfit.analysis.fixed_points"):
+        ds = fp.run(tmp_path, tmp_path / "fixed_points.nc", n_init=32)
+    assert np.isnan(ds["rates"].attrs["max_rel_error_on_fit"]) and ds.sizes["point"] > 0
+    assert "not a function of its states alone" in caplog.text and "to nan" not in caplog.text
