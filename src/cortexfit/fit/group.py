@@ -20,10 +20,11 @@ It writes ``OUT_DIR``::
 
 Why the warm start (``warm_start=True``, the default): fitted from scratch, the shared encoder has to reconcile
 read-ins in unrelated coordinates at once.  On three simulated 40-unit flip-flop sessions of one teacher (rate
-family, seed 0, default options) from scratch gave pooled co-bps 0.129 and state R2 0.73-0.83, below each
-session fitted alone (0.85, 0.84, 0.86); the first session alone, then the others' heads, then all together
-at a tenth of the learning rate gave pooled co-bps 0.165, state R2 0.948, 0.953, 0.887, and a generator with
-exactly 8 stable fixed points, all 8 matched to the teacher's through two of the sessions' state maps.
+family, seed 0, default options; before the bit loadings were balanced) from scratch gave pooled co-bps 0.129
+and state R2 0.73-0.83, below each session fitted alone (0.85, 0.84, 0.86); the first session alone, then the
+others' heads, then all together at a tenth of the learning rate gave pooled co-bps 0.165, state R2 0.948, 0.953,
+0.887, and a generator with exactly 8 stable fixed points, all 8 matched to the teacher's through two of the
+sessions' state maps.
 
 Sessions must share bin width, alignment event, signal and task inputs (one line naming the two that differ
 otherwise); a group of one session is fitted as a single session.  Everything is written to a temporary
