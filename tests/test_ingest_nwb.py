@@ -131,8 +131,8 @@ def test_bad_spike_times(files, value, what):
 
 
 @pytest.mark.parametrize("damage, message", [
-    ("2d", r"electrodes table column 'location' is not one value per electrode \(shape \(\d+, 2\)"),
-    ("short", r"units reference electrode row \d+ but the electrodes table column 'location' has 1 rows"),
+    ("2d", r"column 'location' is not one value per electrode <HDF5 dataset \"location\": shape \(\d+, 2\)"),
+    ("short", r"units use electrode \d+, electrodes column 'location' has 1$"),
 ])
 def test_malformed_electrodes_column_is_named(files, tmp_path, damage, message):
     path = tmp_path / f"electrodes_{damage}.nwb"

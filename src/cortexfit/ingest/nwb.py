@@ -233,7 +233,6 @@ class NWBReader:
                 if group is None and gcol is not None:
                     group = np.full(n, "", dtype=object)
                     group[ok] = self._electrode_column(table, gcol, first[ok])
-                    group = group.astype(str)
         if group is not None:
             gloc: dict[str, str] = {}
             base = self.f.get("general/extracellular_ephys")
@@ -242,17 +241,15 @@ class NWBReader:
                 gloc[name] = loc.decode() if isinstance(loc, bytes) else str(loc)
             fill = area == ""
             area[fill] = [gloc.get(x, "") for x in group[fill]]
-        return area.astype(str), group
+        return area.astype(str), None if group is None else group.astype(str)
 
     def _electrode_column(self, table: h5py.Group, name: str, rows: np.ndarray) -> np.ndarray:
         """``rows`` of the electrodes column ``name`` (one string or reference per electrode, else IngestError)."""
         col = _column(self.f, table[name])
         if col is None:
-            raise IngestError(f"{self.path}: electrodes table column '{name}' is not one value per electrode "
-                              f"(shape {table[name].shape}, dtype {table[name].dtype})")
+            raise IngestError(f"{self.path}: electrodes column '{name}' is not one value per electrode {table[name]}")
         if len(rows) and rows.max() >= len(col):
-            raise IngestError(f"{self.path}: units reference electrode row {int(rows.max())} but the electrodes "
-                              f"table column '{name}' has {len(col)} rows")
+            raise IngestError(f"{self.path}: units use electrode {rows.max()}, electrodes column '{name}' has {len(col)}")
         return col[rows]
 
     # ---------------------------------------------------------------- intervals
