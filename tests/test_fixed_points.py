@@ -225,3 +225,18 @@ def test_eigen_fallback_when_eigenvalues_fail(monkeypatch):
     assert np.allclose(np.abs(w), np.abs(w_ref))
     for k in range(3):
         assert np.allclose(J[k] @ v[k], v[k] * w[k, :2], atol=1e-8)
+
+
+@pytest.mark.parametrize("stall, expected", [(10, 11), (10_000, 100)])
+def test_levenberg_marquardt_stops_candidates_that_creep(monkeypatch, stall, expected):
+    # every step lowers q by 5 % (far above tol_dq), so only the halving rule stops a creeping candidate: with
+    # it LM ends after lm_stall_iters (+1 to notice), without it (a huge value) it runs to lm_max_iters
+    from cortexfit.analysis import fixed_point_solver as solver
+
+    monkeypatch.setattr(solver, "_trial_steps", lambda dyn, x, u, q, lam, chunk: (x * 0.99, q * 0.95))
+    net = build_dynamics("vanilla", input_size=1, hidden_size=2)
+    x = torch.ones(3, 2, dtype=torch.float64)
+    cfg = fp.FixedPointConfig(lm_stall_iters=stall, lm_max_iters=100)
+    *_, it = solver._levenberg_marquardt(solver.frozen_copy(net, device="cpu", dtype=torch.float64), x,
+                                         torch.zeros(3, 1, dtype=torch.float64), cfg, tol=1e-300, radius=0.0)
+    assert it == expected

@@ -92,14 +92,15 @@ class FixedPointConfig:
     premerge_tol, merge_every : coalesced Adam candidates (closer than ``premerge_tol * scale``) are merged
         every ``merge_every`` iterations, so LM runs on the few distinct candidates (0 = never).
     lm_max_iters, lm_lambda0 : LM iteration cap and initial damping (relative to ``diag(J^T J)``).
+    lm_stall_iters : an LM candidate above ``slow_q`` not halving ``q`` in this many iterations is done (it creeps
+        along a slow manifold and would be discarded; Newton convergence halves ``q`` every step).
     tol_q : "fixed" below ``tol_q * scale^2`` (None: 1e-20 in float64, 1e-10 in float32).
     tol_dq : an LM candidate is done when an accepted step lowers ``q`` by less than this fraction.
     slow_q : keep points with ``q < slow_q * scale^2`` (the rest are discarded).
     unique_tol : merge points closer than ``unique_tol * scale``.
     outlier_distance : drop points farther than this many mean radii from the centroid.
     noise_scale : noise std added to sampled states, relative to the trajectories' per-coordinate std.
-    n_eigenvectors : eigenvectors kept per point (largest ``|lambda|`` first).
-    n_pcs : principal components of the trajectories to project on.
+    n_eigenvectors, n_pcs : eigenvectors kept per point (largest ``|lambda|`` first); trajectory PCs projected on.
     dtype : "float64" (default) or "float32".   jacobian_chunk : candidates per Jacobian batch.
     """
 
@@ -112,6 +113,7 @@ class FixedPointConfig:
     patience: int = 20
     stall_iters: int = 100
     lm_max_iters: int = 100
+    lm_stall_iters: int = 10
     lm_lambda0: float = 1e-3
     tol_q: float | None = None
     tol_dq: float = 1e-6
@@ -126,7 +128,7 @@ class FixedPointConfig:
 
     def __post_init__(self) -> None:
         positive = ("adam_lr", "switch_q", "lm_lambda0", "tol_dq", "slow_q", "unique_tol", "outlier_distance")
-        counts = ("n_pcs", "jacobian_chunk", "merge_every", "patience", "stall_iters")
+        counts = ("n_pcs", "jacobian_chunk", "merge_every", "patience", "stall_iters", "lm_stall_iters")
         bad = [k for k in positive if not getattr(self, k) > 0] + [k for k in counts if getattr(self, k) < 1]
         non_negative = ("adam_max_iters", "lm_max_iters", "n_eigenvectors", "noise_scale", "premerge_tol")
         bad += [k for k in non_negative if getattr(self, k) < 0]
@@ -227,11 +229,12 @@ def _adam(dyn: Dynamics, x0: Tensor, u: Tensor, cfg: FixedPointConfig, scale: fl
 
 
 def _levenberg_marquardt(dyn: Dynamics, x: Tensor, u: Tensor, cfg: FixedPointConfig, tol: float, radius: float,
-                         t0: float | None = None) -> tuple[Tensor, Tensor, Tensor, int]:
+                         t0: float | None = None, *, creep_q: float = 0.0) -> tuple[Tensor, Tensor, Tensor, int]:
     """Batched LM on G(s) = F(s) - s with per-candidate damping, merging coalesced candidates as it goes.
 
-    Candidates closer than ``radius`` (same input) are merged into the lowest-``q`` one before every
-    iteration (``radius`` 0: never).  Returns states, q, the survivors' indices into ``x`` and iterations.
+    Candidates closer than ``radius`` (same input) are merged into the lowest-``q`` one before every iteration
+    (``radius`` 0: never); one with ``q > creep_q`` not halving ``q`` in ``cfg.lm_stall_iters`` iterations is
+    done.  Returns states, q, the survivors' indices into ``x`` and iterations.
     """
     K, S = x.shape
     x, rows = x.clone(), torch.arange(K, device=x.device)
@@ -239,13 +242,14 @@ def _levenberg_marquardt(dyn: Dynamics, x: Tensor, u: Tensor, cfg: FixedPointCon
         q = _speed(dyn, x, u)
     lam = torch.full((K,), cfg.lm_lambda0, dtype=x.dtype, device=x.device)
     done = q < tol
+    ref, since = q.clone(), torch.zeros(K, dtype=torch.long, device=x.device)
     progress = _Progress(f"Levenberg-Marquardt ({str(x.dtype).removeprefix('torch.')})", cfg.lm_max_iters,
                          time.perf_counter() if t0 is None else t0)
     it = 0
     for it in range(1, cfg.lm_max_iters + 1):
         if radius > 0:
             keep = torch.as_tensor(_merge(x, u, q, radius), device=x.device)
-            x, u, q, lam, done, rows = x[keep], u[keep], q[keep], lam[keep], done[keep], rows[keep]
+            x, u, q, lam, done, rows, ref, since = (t[keep] for t in (x, u, q, lam, done, rows, ref, since))
         idx = torch.nonzero(~done).squeeze(1)
         if len(idx) == 0:
             break
@@ -255,7 +259,10 @@ def _levenberg_marquardt(dyn: Dynamics, x: Tensor, u: Tensor, cfg: FixedPointCon
         x[idx[ok]] = x_new[ok]
         q[idx[ok]] = q_new[ok]
         lam[idx] = torch.where(ok, lam[idx] / 3.0, lam[idx] * 4.0).clamp(1e-12, 1e12)
-        stalled = (ok & (gain < cfg.tol_dq)) | (lam[idx] >= 1e12)
+        halved = q[idx] < ref[idx] / 2
+        ref[idx], since[idx] = torch.where(halved, q[idx], ref[idx]), torch.where(halved, 0, since[idx] + 1)
+        creeping = (since[idx] >= cfg.lm_stall_iters) & (q[idx] > creep_q)  # it would be discarded anyway
+        stalled = (ok & (gain < cfg.tol_dq)) | (lam[idx] >= 1e12) | creeping
         done[idx] = stalled | (q[idx] < tol)
         progress.update(it, int(done.sum()), len(done))
     return x, q, rows, it
@@ -414,11 +421,12 @@ def find_fixed_points(dynamics: Dynamics, initial_states: Tensor, u_star: Tensor
     tol = cfg.tol_q_value * scale**2
     if dtype != torch.float32:  # coarse float32 pass on the many candidates, float64 polish on the survivors
         x, _, rows, n_lm32 = _levenberg_marquardt(fast, x, u.float(), cfg, 1e-10 * scale**2, cfg.unique_tol * scale,
-                                                  t0)
+                                                  t0, creep_q=cfg.slow_q * scale**2)
         x, u, reps = x.to(dtype), u[rows], reps[rows]
         log.info("fixed points: Levenberg-Marquardt (float32) done after %d iterations, %d candidates, elapsed %.1f s",
                  n_lm32, len(x), time.perf_counter() - t0)
-    x, q, rows, n_lm = _levenberg_marquardt(dyn, x, u, cfg, tol, cfg.unique_tol * scale, t0)
+    x, q, rows, n_lm = _levenberg_marquardt(dyn, x, u, cfg, tol, cfg.unique_tol * scale, t0,
+                                            creep_q=cfg.slow_q * scale**2)
     u, reps = u[rows], reps[rows]
     log.info("fixed points: Levenberg-Marquardt (%s) done after %d iterations, elapsed %.1f s; eigen-decomposition "
              "...", cfg.dtype, n_lm, time.perf_counter() - t0)
